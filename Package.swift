@@ -1,0 +1,52 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way: C shims → Kernels/TensorFiles/Imaging → DINOv2 → executables.
+// HTTP1 knows nothing of the model.
+let swiftSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "SphereCorr",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "spherecorr-train", targets: ["spherecorr-train"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries (Debian packages installed by scripts/install-deps).
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+
+        // Numerics: plain functions over buffers; no model knowledge.
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL"], swiftSettings: swiftSettings),
+        // safetensors and .npy files, read and written.
+        .target(name: "TensorFiles", swiftSettings: swiftSettings),
+        // Image decoding (Pillow-exact) and the resamplers of SPEC §2.
+        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG"], swiftSettings: swiftSettings),
+        // The DINOv2 vision transformer: config, weights by checkpoint name, forward pass.
+        .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
+        .target(name: "HTTP1", swiftSettings: swiftSettings),
+
+        .executableTarget(
+            name: "spherecorr-train",
+            dependencies: [
+                "DINOv2", "Imaging", "TensorFiles", "Kernels",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+    ]
+)
