@@ -1,0 +1,167 @@
+import Foundation
+import Kernels
+import TensorFiles
+
+/// One parameter tensor: a zero-copy view into the memory-mapped file when possible, else an owned copy
+/// (converted from F16/BF16, or fused from HF's separate q/k/v). `owner` keeps the memory alive.
+package struct Weight: @unchecked Sendable {
+    package let pointer: UnsafePointer<Float>
+    package let shape: [Int]
+    private let owner: AnyObject
+    package var count: Int { shape.reduce(1, *) }
+    package var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+    init(pointer: UnsafePointer<Float>, shape: [Int], owner: AnyObject) {
+        self.pointer = pointer; self.shape = shape; self.owner = owner
+    }
+
+    package init(_ values: [Float], shape: [Int]) {
+        precondition(values.count == shape.reduce(1, *))
+        let s = FloatStorage(values)
+        self.init(pointer: UnsafePointer(s.pointer), shape: shape, owner: s)
+    }
+
+    package init(storage: FloatStorage, shape: [Int]) {
+        precondition(storage.count == shape.reduce(1, *))
+        self.init(pointer: UnsafePointer(storage.pointer), shape: shape, owner: storage)
+    }
+}
+
+package enum WeightError: Error, CustomStringConvertible {
+    case missing(file: String, key: String, expectedShape: [Int])
+    case shape(file: String, key: String, expected: [Int], found: [Int])
+    case unexpected(file: String, keys: [String])
+    case config(file: String, detail: String)
+
+    package var description: String {
+        switch self {
+        case let .missing(f, k, s): "\(f): missing tensor '\(k)' (expected shape \(s))"
+        case let .shape(f, k, e, s): "\(f): tensor '\(k)' has shape \(s), expected \(e)"
+        case let .unexpected(f, ks):
+            "\(f): unexpected tensor\(ks.count == 1 ? "" : "s") \(ks.prefix(8).map { "'\($0)'" }.joined(separator: ", "))\(ks.count > 8 ? " and \(ks.count - 8) more" : "")"
+        case let .config(f, d): "\(f): \(d)"
+        }
+    }
+}
+
+/// Hands out tensors by their torch-hub names (the internal names), whatever the file layout, checking
+/// shapes, and remembers what was taken so that unused tensors are reported (silently unused weights are
+/// how wrong mappings ship).
+package final class WeightReader {
+    let file: SafeTensorsFile
+    /// hub name → file keys to concatenate along the first axis (one key except HF's q/k/v).
+    private var sources: [String: [String]]
+    private var taken: Set<String> = []
+
+    /// `sources` maps internal names to file keys; keys of the file not reachable from it are "unexpected".
+    init(file: SafeTensorsFile, sources: [String: [String]]) {
+        self.file = file; self.sources = sources
+    }
+
+    package func has(_ name: String) -> Bool { sources[name] != nil }
+
+    /// The file key(s) behind an internal name, for messages.
+    private func keyText(_ name: String) -> String { sources[name]?.joined(separator: " + ") ?? name }
+
+    package func take(_ name: String, shape: [Int]) throws -> Weight {
+        guard let keys = sources[name] else { throw WeightError.missing(file: file.path, key: name, expectedShape: shape) }
+        taken.insert(name)
+        if keys.count == 1 {
+            let info = try file.info(keys[0])
+            let found = info.shape == shape ? shape : info.shape
+            guard found.reduce(1, *) == shape.reduce(1, *), squeezeEqual(found, shape) else {
+                throw WeightError.shape(file: file.path, key: keys[0], expected: shape, found: info.shape)
+            }
+            if let view = try file.float32View(keys[0]) {
+                return Weight(pointer: view.baseAddress!, shape: shape, owner: file)
+            }
+            return Weight(try file.floats(keys[0]), shape: shape)
+        }
+        // Concatenation along axis 0 (HF query | key | value → hub qkv).
+        var values: [Float] = []
+        let part = shape[0] / keys.count
+        for k in keys {
+            let info = try file.info(k)
+            let expected = [part] + shape.dropFirst()
+            guard squeezeEqual(info.shape, expected) else {
+                throw WeightError.shape(file: file.path, key: k, expected: expected, found: info.shape)
+            }
+            values += try file.floats(k)
+        }
+        return Weight(values, shape: shape)
+    }
+
+    /// Fails when the file holds tensors the model never asked for.
+    package func finish() throws {
+        let left = Set(sources.keys).subtracting(taken)
+        if !left.isEmpty {
+            throw WeightError.unexpected(file: file.path, keys: left.flatMap { sources[$0]! }.sorted())
+        }
+    }
+
+    /// Shapes equal up to leading singleton axes ([1, D] vs [D] for cls tokens saved either way).
+    private func squeezeEqual(_ a: [Int], _ b: [Int]) -> Bool {
+        Array(a.drop(while: { $0 == 1 })) == Array(b.drop(while: { $0 == 1 })) && a.reduce(1, *) == b.reduce(1, *)
+    }
+}
+
+// MARK: - Layouts
+
+enum CheckpointLayout {
+    /// torch-hub names are the internal names.
+    static func hubSources(_ file: SafeTensorsFile) -> [String: [String]] {
+        Dictionary(uniqueKeysWithValues: file.names.map { ($0, [$0]) })
+    }
+
+    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel names → hub names (SPEC §1.4), optional `dinov2.` prefix.
+    static func hfSources(_ file: SafeTensorsFile) throws -> [String: [String]] {
+        var out: [String: [String]] = [:]
+        var unknown: [String] = []
+        var qkv: [String: [String: String]] = [:]  // "blocks.i.attn.qkv.weight" → {query|key|value: file key}
+        for key in file.names {
+            // Task-head models prefix the backbone: `dinov2.` or `dinov2_with_registers.`.
+            let prefix = ["dinov2.", "dinov2_with_registers."].first { key.hasPrefix($0) }
+            let k = prefix.map { String(key.dropFirst($0.count)) } ?? key
+            let fixed: [String: String] = [
+                "embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
+                "embeddings.position_embeddings": "pos_embed", "embeddings.register_tokens": "register_tokens",
+                "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+                "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+                "layernorm.weight": "norm.weight", "layernorm.bias": "norm.bias",
+            ]
+            if let hub = fixed[k] { out[hub] = [key]; continue }
+            let parts = k.split(separator: ".").map(String.init)
+            guard parts.count >= 4, parts[0] == "encoder", parts[1] == "layer", let i = Int(parts[2]) else {
+                unknown.append(key); continue
+            }
+            let rest = parts[3...].joined(separator: ".")
+            let block = "blocks.\(i)."
+            let simple: [String: String] = [
+                "norm1.weight": "norm1.weight", "norm1.bias": "norm1.bias",
+                "norm2.weight": "norm2.weight", "norm2.bias": "norm2.bias",
+                "attention.output.dense.weight": "attn.proj.weight", "attention.output.dense.bias": "attn.proj.bias",
+                "layer_scale1.lambda1": "ls1.gamma", "layer_scale2.lambda1": "ls2.gamma",
+                "mlp.fc1.weight": "mlp.fc1.weight", "mlp.fc1.bias": "mlp.fc1.bias",
+                "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
+                "mlp.weights_in.weight": "mlp.w12.weight", "mlp.weights_in.bias": "mlp.w12.bias",
+                "mlp.weights_out.weight": "mlp.w3.weight", "mlp.weights_out.bias": "mlp.w3.bias",
+            ]
+            if let hub = simple[rest] { out[block + hub] = [key]; continue }
+            let qkvParts = rest.split(separator: ".")
+            if qkvParts.count == 4, qkvParts[0] == "attention", qkvParts[1] == "attention",
+               ["query", "key", "value"].contains(qkvParts[2]), ["weight", "bias"].contains(qkvParts[3]) {
+                qkv[block + "attn.qkv.\(qkvParts[3])", default: [:]][String(qkvParts[2])] = key
+                continue
+            }
+            unknown.append(key)
+        }
+        for (hub, parts) in qkv {
+            guard let q = parts["query"], let k = parts["key"], let v = parts["value"] else {
+                throw WeightError.config(file: file.path, detail: "incomplete query/key/value for \(hub): found \(parts.values.sorted())")
+            }
+            out[hub] = [q, k, v]
+        }
+        if !unknown.isEmpty { throw WeightError.unexpected(file: file.path, keys: unknown) }
+        return out
+    }
+}

@@ -1,0 +1,50 @@
+// Letters: R = rows (tokens), I = input features, O = output features.
+
+/// What happens to each GEMM tile after the product, while it is still warm: the fused epilogues
+/// that save PyTorch's separate passes over memory.
+package enum LinearEpilogue {
+    /// out = x·Wᵀ + b
+    case bias
+    /// out = gelu(x·Wᵀ + b), exact erf GELU
+    case biasGELU
+    /// out += gamma ⊙ (x·Wᵀ + b): LayerScale and the residual add of a transformer block.
+    case biasScaleAddInto(gamma: UnsafePointer<Float>)
+}
+
+/// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]), rows split over the workers.
+package func linearForward(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    rows: Int, inFeatures i: Int, outFeatures o: Int,
+    epilogue: LinearEpilogue = .bias
+) {
+    precondition(rows >= 0 && i > 0 && o > 0)
+    let xs = Shared(x), ws = Shared(weight), os = Shared(out)
+    let bs = bias.map { Shared($0) }
+    let backend = GEMM.backend
+    let gamma: Shared<Float>? = if case let .biasScaleAddInto(g) = epilogue { Shared(g) } else { nil }
+    let gelu: Bool = if case .biasGELU = epilogue { true } else { false }
+    Parallel.forRanges(rows, minChunk: 32) { range in
+        // Tiles of rows keep each tile's product in cache for its epilogue.
+        let tile = 128
+        let scratch: UnsafeMutablePointer<Float>? = gamma == nil ? nil : .allocate(capacity: min(tile, range.count) * o)
+        defer { scratch?.deallocate() }
+        var r0 = range.lowerBound
+        while r0 < range.upperBound {
+            let n = min(tile, range.upperBound - r0)
+            let dst = scratch ?? (os.base + r0 * o)
+            GEMM.sgemm(m: n, n: o, k: i, a: xs.base + r0 * i, lda: i, b: ws.base, ldb: i, bTransposed: true,
+                       c: dst, ldc: o, backend: backend)
+            for r in 0..<n {
+                let row = dst + r * o
+                if let bs { for j in 0..<o { row[j] += bs.base[j] } }
+                if gelu { geluInPlace(row, count: o) }
+                if let gamma {
+                    let res = os.base + (r0 + r) * o
+                    for j in 0..<o { res[j] += gamma.base[j] * row[j] }
+                }
+            }
+            r0 += n
+        }
+    }
+}

@@ -1,0 +1,44 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Start-up configuration of the engine's threads and BLAS kernels, called once by each executable's main.
+package enum Threading {
+    /// Pins the BLAS libraries to one thread each, sets our worker count (default: online cores),
+    /// and chooses the GEMM backend. Returns log lines describing the choice.
+    @discardableResult
+    package static func configure(workers: Int? = nil, backend: GEMMBackend? = nil) -> [String] {
+        GEMM.pinLibraryThreads()
+        let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        Parallel.setWorkers(workers ?? max(1, cores))
+        if let backend { GEMM.backend = backend }
+        var lines = ["threads: \(Parallel.workers) Dispatch workers own all threading; BLAS libraries pinned to 1 thread",
+                     "gemm backend: \(GEMM.backend.rawValue)"]
+        let core = BLASCore.name
+        let userSet = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
+        lines.append("openblas core: \(core)" + (userSet.map { " (OPENBLAS_CORETYPE=\($0) set by the user)" } ?? ""))
+        return lines
+    }
+
+    /// If OpenBLAS fell back to a generic core on a CPU it does not know, and the user has not chosen one,
+    /// re-executes this process with OPENBLAS_CORETYPE set (the variable is read when the library loads).
+    /// Never overrides a value the user set. Returns only when no re-exec is needed or it failed.
+    package static func reexecWithSuitableBLASCoreIfNeeded() {
+        guard getenv("OPENBLAS_CORETYPE") == nil, getenv("SPHERECORR_NO_REEXEC") == nil else { return }
+        guard let core = BLASCore.suggestedCore(detected: BLASCore.name, flags: BLASCore.cpuFlags()) else { return }
+        setenv("OPENBLAS_CORETYPE", core, 1)
+        setenv("SPHERECORR_NO_REEXEC", "1", 1)  // one attempt only
+        logToStderr("spherecorr: OpenBLAS selected the generic \(BLASCore.name) core on this CPU; restarting with OPENBLAS_CORETYPE=\(core)")
+        var args = CommandLine.arguments.map { strdup($0) }
+        args.append(nil)
+        execv("/proc/self/exe", &args)
+        // execv only returns on failure: carry on with the slow core.
+        logToStderr("spherecorr: re-exec failed (\(String(cString: strerror(errno)))); continuing with \(BLASCore.name)")
+    }
+}
+
+/// Writes one line to standard error (fd 2) without touching the C `stderr` global.
+package func logToStderr(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}

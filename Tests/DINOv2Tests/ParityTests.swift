@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+import Kernels
+import TensorFiles
+@testable import DINOv2
+
+/// Fixtures written by tools/parity/make_dinov2_fixtures.py from facebookresearch/dinov2 itself.
+let fixtureDir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("Fixtures/dinov2")
+
+/// |a − r| ≤ atol + rtol·|r| everywhere; on failure, says where and by how much.
+func expectClose(_ a: UnsafeBufferPointer<Float>, _ ref: [Float], atol: Float, rtol: Float, _ what: String,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a.count == ref.count, "\(what): \(a.count) values, reference has \(ref.count)", sourceLocation: sourceLocation)
+    guard a.count == ref.count else { return }
+    var worst = 0, worstExcess: Float = -1, maxAbs: Float = 0
+    for i in 0..<ref.count {
+        let d = abs(a[i] - ref[i])
+        maxAbs = max(maxAbs, d)
+        let excess = d - (atol + rtol * abs(ref[i]))
+        if excess > worstExcess || !d.isFinite { worstExcess = d.isFinite ? excess : .infinity; worst = i }
+    }
+    #expect(worstExcess <= 0, "\(what) drifted: max |diff| \(maxAbs); worst at \(worst): \(a[worst]) vs reference \(ref[worst])",
+            sourceLocation: sourceLocation)
+}
+
+func expectClose(_ a: [Float], _ ref: [Float], atol: Float, rtol: Float, _ what: String,
+                 sourceLocation: SourceLocation = #_sourceLocation) {
+    a.withUnsafeBufferPointer { expectClose($0, ref, atol: atol, rtol: rtol, what, sourceLocation: sourceLocation) }
+}
+
+struct Case: CustomTestStringConvertible, Sendable {
+    var model: String
+    var index: Int
+    var testDescription: String { "\(model).case\(index)" }
+}
+
+let cases: [Case] = [
+    Case(model: "plain", index: 0), Case(model: "plain", index: 1), Case(model: "plain", index: 2), Case(model: "plain", index: 3),
+    Case(model: "registers", index: 0), Case(model: "registers", index: 1),
+    Case(model: "swiglu", index: 0), Case(model: "swiglu", index: 1),
+]
+
+let atol: Float = 2e-5, rtol: Float = 2e-4
+
+@Suite struct DinoParityTests {
+    init() { Threading.configure(workers: 2) }
+
+    @Test(arguments: cases)
+    func everyIntermediateMatchesTheReference(_ c: Case) throws {
+        let model = try DinoVisionTransformer.load(path: fixtureDir.appendingPathComponent("\(c.model).safetensors").path)
+        let fx = try SafeTensorsFile(contentsOf: fixtureDir.appendingPathComponent("\(c.model).case\(c.index).safetensors"))
+        let shape = try fx.info("input").shape  // [B, 3, H, W]
+        let input = try fx.floats("input")
+        let (b, h, w) = (shape[0], shape[2], shape[3])
+        let ps = model.config.patchSize
+        if fx.tensors["pos_embed"] != nil {
+            let pos = model.interpolatedPositions(gridHeight: h / ps, gridWidth: w / ps)
+            expectClose(UnsafeBufferPointer(pos.buffer), try fx.floats("pos_embed"), atol: 1e-6, rtol: 1e-5, "\(c) pos_embed")
+        }
+        var blocks: [Int: [Float]] = [:]
+        let out = input.withUnsafeBufferPointer {
+            model.forward(images: $0.baseAddress!, batch: b, height: h, width: w, options: ForwardOptions(cls: true, normed: true)) { i, x in
+                blocks[i] = Array(x)
+            }
+        }
+        for i in 0..<model.config.depth where fx.tensors["block.\(i)"] != nil {
+            expectClose(blocks[i]!, try fx.floats("block.\(i)"), atol: atol, rtol: rtol, "\(c) block.\(i)")
+        }
+        expectClose(UnsafeBufferPointer(out.features.buffer), try fx.floats("features"), atol: atol, rtol: rtol, "\(c) features")
+        expectClose(UnsafeBufferPointer(out.cls!.buffer), try fx.floats("cls"), atol: atol, rtol: rtol, "\(c) cls")
+        if fx.tensors["x_norm"] != nil {
+            expectClose(UnsafeBufferPointer(out.normed!.buffer), try fx.floats("x_norm"), atol: atol, rtol: rtol, "\(c) x_norm")
+        }
+        #expect(out.gridHeight == h / ps && out.gridWidth == w / ps)
+    }
+
+    /// The Hugging Face directories (written by transformers' save_pretrained) load into the same model.
+    @Test(arguments: [("hf-plain", "plain"), ("hf-registers", "registers"), ("hf-swiglu", "swiglu"), ("hf-prefixed", "plain")])
+    func huggingFaceLayoutGivesTheReferenceFeatures(dir: String, model name: String) throws {
+        let model = try DinoVisionTransformer.load(path: fixtureDir.appendingPathComponent(dir).path)
+        #expect(model.config == (try DinoVisionTransformer.load(path: fixtureDir.appendingPathComponent("\(name).safetensors").path)).config)
+        let fx = try SafeTensorsFile(contentsOf: fixtureDir.appendingPathComponent("\(name).case0.safetensors"))
+        let shape = try fx.info("input").shape
+        let input = try fx.floats("input")
+        let out = input.withUnsafeBufferPointer {
+            model.forward(images: $0.baseAddress!, batch: shape[0], height: shape[2], width: shape[3])
+        }
+        expectClose(UnsafeBufferPointer(out.features.buffer), try fx.floats("features"), atol: atol, rtol: rtol, "\(dir) features")
+    }
+}
