@@ -48,5 +48,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+        // Runs the built executables as a user would (exit codes, messages, output files).
+        .testTarget(name: "CLITests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
     ]
 )

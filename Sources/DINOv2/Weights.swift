@@ -48,14 +48,20 @@ package enum WeightError: Error, CustomStringConvertible {
 /// shapes, and remembers what was taken so that unused tensors are reported (silently unused weights are
 /// how wrong mappings ship).
 package final class WeightReader {
-    let file: SafeTensorsFile
+    let file: SafeTensorsFile?
     /// hub name → file keys to concatenate along the first axis (one key except HF's q/k/v).
     private var sources: [String: [String]]
     private var taken: Set<String> = []
+    /// In-memory weights (random models): asked for every name instead of a file.
+    private let generator: ((String, [Int]) -> Weight)?
 
     /// `sources` maps internal names to file keys; keys of the file not reachable from it are "unexpected".
     init(file: SafeTensorsFile, sources: [String: [String]]) {
-        self.file = file; self.sources = sources
+        self.file = file; self.sources = sources; self.generator = nil
+    }
+
+    init(generator: @escaping (String, [Int]) -> Weight) {
+        self.file = nil; self.sources = [:]; self.generator = generator
     }
 
     package func has(_ name: String) -> Bool { sources[name] != nil }
@@ -64,7 +70,8 @@ package final class WeightReader {
     private func keyText(_ name: String) -> String { sources[name]?.joined(separator: " + ") ?? name }
 
     package func take(_ name: String, shape: [Int]) throws -> Weight {
-        guard let keys = sources[name] else { throw WeightError.missing(file: file.path, key: name, expectedShape: shape) }
+        if let generator { return generator(name, shape) }
+        guard let file, let keys = sources[name] else { throw WeightError.missing(file: file?.path ?? "", key: name, expectedShape: shape) }
         taken.insert(name)
         if keys.count == 1 {
             let info = try file.info(keys[0])
@@ -94,7 +101,7 @@ package final class WeightReader {
     /// Fails when the file holds tensors the model never asked for.
     package func finish() throws {
         let left = Set(sources.keys).subtracting(taken)
-        if !left.isEmpty {
+        if let file, !left.isEmpty {
             throw WeightError.unexpected(file: file.path, keys: left.flatMap { sources[$0]! }.sorted())
         }
     }

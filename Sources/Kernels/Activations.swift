@@ -7,7 +7,9 @@ package typealias F8 = SIMD8<Float>
 @inline(__always)
 package func exp8(_ x0: F8) -> F8 {
     // exp(x) = 2^n · exp(r), n = round(x·log2 e), r = x − n·ln2 (ln2 split in two for precision)
-    let x = x0.clamped(lowerBound: F8(repeating: -87.3), upperBound: F8(repeating: 88.37))
+    // Clamp with comparisons: SIMD's generic clamped()/pointwiseMin are not specialised and cost a call per use.
+    let lo = F8(repeating: -87.3), hi = F8(repeating: 88.37)
+    let x = x0.replacing(with: lo, where: x0 .< lo).replacing(with: hi, where: x0 .> hi)
     let magic = F8(repeating: 12_582_912)  // 1.5·2^23: adding it rounds to an integer in the low bits
     let t = x * 1.442_695_04 + magic
     let n = t - magic

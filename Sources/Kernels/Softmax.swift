@@ -8,7 +8,11 @@ package func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) {
     let raw = UnsafeMutableRawPointer(row)
     var i = 0
     var mx = F8(repeating: -.infinity)
-    while i + 8 <= n { mx = pointwiseMax(mx, raw.loadUnaligned(fromByteOffset: i * 4, as: F8.self)); i += 8 }
+    while i + 8 <= n {
+        let v = raw.loadUnaligned(fromByteOffset: i * 4, as: F8.self)
+        mx = mx.replacing(with: v, where: v .> mx)
+        i += 8
+    }
     var m = mx.max()
     while i < n { m = max(m, row[i]); i += 1 }
     let mv = F8(repeating: m)

@@ -1,0 +1,29 @@
+# SphereCorr — the two commands a newcomer needs: `make serve` and `make test`.
+SHELL := /bin/bash
+SWIFT ?= swift
+
+.PHONY: deps build release test test-parity bench fuzz clean
+
+deps:
+	@scripts/install-deps
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## Installs what is missing, builds and runs every test (unit, parity against committed reference fixtures, integration).
+test: deps
+	scripts/test
+
+## DINOv2 forward benchmark: ViT-S/14 and ViT-B/14 at 224², 448², 840², batch 1 and 2, beside PyTorch when installed.
+bench: release
+	scripts/bench
+
+## Runs the HTTP/1.1 parser fuzzer (libFuzzer) for FUZZ_SECONDS (default 60).
+fuzz: deps
+	scripts/fuzz-http1 $${FUZZ_SECONDS:-60}
+
+clean:
+	rm -rf .build .build-*

@@ -1,0 +1,74 @@
+import ArgumentParser
+import DINOv2
+import Foundation
+import Kernels
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the DINOv2 forward pass with random weights of a variant's real shapes (built in memory, no files).")
+
+    @Option(help: "small, base, large or giant.")
+    var variant: String
+
+    @Flag(help: "The with-registers variant.")
+    var registers = false
+
+    @Option(help: "Square input side, a multiple of 14.")
+    var resolution: Int = 448
+
+    @Option(help: "Images per forward pass.")
+    var batch: Int = 1
+
+    @Option(help: "Timed repetitions (after one warm-up).")
+    var `repeat`: Int = 5
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard DinoConfig.Variant(rawValue: variant) != nil else { throw ValidationError("--variant must be one of small, base, large, giant; got '\(variant)'") }
+        guard resolution >= 14, resolution % 14 == 0 else { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
+    }
+
+    func run() throws {
+        try engine.configure(verbose: !json)
+        let config = DinoConfig.variant(DinoConfig.Variant(rawValue: variant)!, registers: registers)
+        let model = DinoVisionTransformer.random(config: config, seed: 0)
+        var rng = SplitMix64(seed: 1)
+        let n = batch * 3 * resolution * resolution
+        let input = FloatStorage(count: n, zeroed: false)
+        for i in 0..<n { input.pointer[i] = rng.normal() }
+        var times: [Double] = []
+        for i in 0...`repeat` {
+            let t = Measure.now()
+            let out = model.forward(images: input.pointer, batch: batch, height: resolution, width: resolution)
+            let dt = Measure.now() - t
+            precondition(out.features.pointer[0].isFinite)
+            if i > 0 { times.append(dt) }  // the first pass warms caches and page-faults weights
+        }
+        times.sort()
+        let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+        let gflop = config.flops(height: resolution, width: resolution) * Double(batch) / 1e9
+        let tokens = batch * ((resolution / 14) * (resolution / 14) + 1 + config.registers)
+        let sgemm = Measure.sgemmGFLOPS(m: tokens, n: 4 * config.embedDim, k: config.embedDim)
+        let result: [String: Any] = [
+            "variant": variant + (registers ? "-reg" : ""), "resolution": resolution, "batch": batch,
+            "latency_s": ["min": times.first!, "median": median, "max": times.last!],
+            "gflop": gflop, "gflops": gflop / median, "sgemm_gflops": sgemm,
+            "blas_core": "\(GEMM.backend.rawValue) (openblas core \(BLASCore.name))",
+            "threads": Parallel.workers, "peak_rss_bytes": Measure.peakResidentBytes(),
+        ]
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(String(format: "%@ %d² batch %d: median %.3f s (min %.3f, max %.3f), %.1f GFLOP, %.1f GFLOP/s = %.0f%% of sgemm %.1f GFLOP/s, peak RSS %.0f MiB",
+                         variant, resolution, batch, median, times.first!, times.last!, gflop, gflop / median,
+                         100 * gflop / median / sgemm, sgemm, Double(Measure.peakResidentBytes()) / 1_048_576))
+        }
+    }
+}

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Kernels
+
+@main
+struct SpherecorrTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spherecorr-train",
+        abstract: "Offline SphereCorr tools: DINOv2 features, benchmarks.",
+        subcommands: [Features.self, Bench.self])
+
+    static func main() {
+        Threading.reexecWithSuitableBLASCoreIfNeeded()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Engine options shared by the subcommands that run the backbone.
+struct EngineOptions: ParsableArguments {
+    @Option(help: "Worker threads (default: online cores).")
+    var threads: Int?
+
+    @Option(help: "GEMM library: onednn or openblas.")
+    var gemm: String = "onednn"
+
+    func configure(verbose: Bool) throws {
+        guard let backend = GEMMBackend(rawValue: gemm) else {
+            throw ValidationError("--gemm must be one of \(GEMMBackend.allCases.map(\.rawValue).joined(separator: ", ")); got '\(gemm)'")
+        }
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1; got \(t)") }
+        let lines = Threading.configure(workers: threads, backend: backend)
+        if verbose { lines.forEach { logToStderr("spherecorr-train: \($0)") } }
+    }
+}
+
+/// A failure that names the file and what was wrong; exits non-zero.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+import TensorFiles
+
+let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let dinoFixtures = repoRoot.appendingPathComponent("Tests/Fixtures/dinov2")
+
+/// The built `name` executable beside the test bundle (swift build --build-tests builds it too).
+func executable(_ name: String) throws -> URL {
+    let candidates = [URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+                      repoRoot.appendingPathComponent(".build/debug")]
+    for dir in candidates {
+        let u = dir.appendingPathComponent(name)
+        if FileManager.default.isExecutableFile(atPath: u.path) { return u }
+    }
+    throw CLIError("\(name) not built; run `swift build --build-tests` first")
+}
+
+struct CLIError: Error, CustomStringConvertible { var description: String; init(_ d: String) { description = d } }
+
+struct Run { var status: Int32; var stdout: String; var stderr: String }
+
+func run(_ tool: String, _ args: [String]) throws -> Run {
+    let p = Process()
+    p.executableURL = try executable(tool)
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["SPHERECORR_NO_REEXEC"] = "1"
+    p.environment = env
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+func tempDir() throws -> URL {
+    let u = FileManager.default.temporaryDirectory.appendingPathComponent("spherecorr-cli-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: u, withIntermediateDirectories: true)
+    return u
+}
+
+@Suite struct FeaturesCommandTests {
+    /// Writes case `k` of a fixture's first image as the [3, H, W] .npy the contract takes.
+    func writeInput(_ model: String, case k: Int, to dir: URL) throws -> (URL, [Float], [Int]) {
+        let fx = try SafeTensorsFile(contentsOf: dinoFixtures.appendingPathComponent("\(model).case\(k).safetensors"))
+        let s = try fx.info("input").shape
+        let chw = 3 * s[2] * s[3]
+        let input = Array(try fx.floats("input").prefix(chw))
+        let url = dir.appendingPathComponent("x.npy")
+        try NPY.write(NPYArray(shape: [3, s[2], s[3]], floats: input), to: url)
+        let f = try fx.info("features").shape  // [B, N, D]
+        return (url, Array(try fx.floats("features").prefix(f[1] * f[2])), [f[1], f[2]])
+    }
+
+    @Test(arguments: [("plain", "plain.safetensors"), ("registers", "registers.safetensors"), ("swiglu", "hf-swiglu"), ("plain", "hf-prefixed")])
+    func tensorInputGivesTheReferenceFeatures(model: String, backbone: String) throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let (input, expected, shape) = try writeInput(model, case: 1, to: dir)
+        let out = dir.appendingPathComponent("f.npy")
+        let r = try run("spherecorr-train", ["features", "--backbone", dinoFixtures.appendingPathComponent(backbone).path,
+                                             "--tensor", input.path, "--out", out.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let a = try NPY.read(contentsOf: out)
+        #expect(a.dtype == .float32 && a.shape == shape)
+        let got = try a.floats()
+        #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 2e-5 + 2e-4 * abs($1) })
+    }
+
+    @Test func errorsNameWhatWasWrong() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let plain = dinoFixtures.appendingPathComponent("plain.safetensors").path
+        let (input, _, _) = try writeInput("plain", case: 1, to: dir)
+        let out = dir.appendingPathComponent("f.npy").path
+
+        var r = try run("spherecorr-train", ["features", "--backbone", "/nonexistent/model", "--tensor", input.path, "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("/nonexistent/model"), "\(r.stderr)")
+
+        r = try run("spherecorr-train", ["features", "--backbone", plain, "--variant", "base", "--tensor", input.path, "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("plain.safetensors") && r.stderr.contains("base"), "\(r.stderr)")
+
+        let bad = dir.appendingPathComponent("bad.npy")
+        try NPY.write(NPYArray(shape: [3, 15, 14], floats: Array(repeating: 0, count: 3 * 15 * 14)), to: bad)
+        r = try run("spherecorr-train", ["features", "--backbone", plain, "--tensor", bad.path, "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("bad.npy") && r.stderr.contains("multiples of 14"), "\(r.stderr)")
+
+        try Data("not numpy".utf8).write(to: bad)
+        r = try run("spherecorr-train", ["features", "--backbone", plain, "--tensor", bad.path, "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("bad.npy"), "\(r.stderr)")
+
+        r = try run("spherecorr-train", ["features", "--backbone", plain, "--tensor", input.path, "--image", "x.jpg", "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("exactly one of --image or --tensor"), "\(r.stderr)")
+
+        r = try run("spherecorr-train", ["features", "--backbone", plain, "--image", "x.jpg", "--resolution", "100", "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("multiple of 14"), "\(r.stderr)")
+
+        // A truncated weight file: named, no crash.
+        let truncated = dir.appendingPathComponent("cut.safetensors")
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: plain))
+        try bytes.prefix(bytes.count / 2).write(to: truncated)
+        r = try run("spherecorr-train", ["features", "--backbone", truncated.path, "--tensor", input.path, "--out", out])
+        #expect(r.status != 0 && r.stderr.contains("cut.safetensors"), "\(r.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: out), "no output is written on failure")
+    }
+}
+
+@Suite struct BenchCommandTests {
+    @Test func jsonHasTheContractKeys() throws {
+        let r = try run("spherecorr-train", ["bench", "--variant", "small", "--resolution", "28", "--batch", "2", "--repeat", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        for key in ["variant", "resolution", "batch", "latency_s", "gflop", "gflops", "sgemm_gflops", "blas_core"] {
+            #expect(obj[key] != nil, "missing \(key)")
+        }
+        let lat = try #require(obj["latency_s"] as? [String: Double])
+        #expect(lat["min"]! <= lat["median"]! && lat["median"]! <= lat["max"]!)
+        #expect(obj["variant"] as? String == "small" && obj["batch"] as? Int == 2 && obj["resolution"] as? Int == 28)
+    }
+
+    @Test func rejectsBadArguments() throws {
+        let r = try run("spherecorr-train", ["bench", "--variant", "huge", "--resolution", "28", "--batch", "1", "--repeat", "1"])
+        #expect(r.status != 0 && r.stderr.contains("huge"))
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+@testable import Kernels
+
+/// Kernels against naive implementations written the obvious way, in Double.
+private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+    var state = seed
+    return (0..<n).map { _ in
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+    }
+}
+
+
+@Suite struct KernelTests {
+    init() { Threading.configure(workers: 2) }
+
+    @Test(arguments: GEMMBackend.allCases)
+    func linearEpiloguesMatchNaive(_ backend: GEMMBackend) {
+        GEMM.backend = backend
+        defer { GEMM.backend = .onednn }
+        let (r, i, o) = (37, 29, 41)
+        let x = randomArray(r * i, seed: 1), w = randomArray(o * i, seed: 2), b = randomArray(o, seed: 3)
+        let gamma = randomArray(o, seed: 4), res = randomArray(r * o, seed: 5)
+        var naive = [Double](repeating: 0, count: r * o)
+        for rr in 0..<r { for oo in 0..<o {
+            var s = Double(b[oo])
+            for k in 0..<i { s += Double(x[rr * i + k]) * Double(w[oo * i + k]) }
+            naive[rr * o + oo] = s
+        } }
+        var out = [Float](repeating: 0, count: r * o)
+        linearForward(&out, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o)
+        #expect(zip(out, naive).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
+
+        linearForward(&out, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasGELU)
+        let gelu = naive.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
+        #expect(zip(out, gelu).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
+
+        var acc = res
+        gamma.withUnsafeBufferPointer { g in
+            linearForward(&acc, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasScaleAddInto(gamma: g.baseAddress!))
+        }
+        let scaled = (0..<(r * o)).map { Double(res[$0]) + Double(gamma[$0 % o]) * naive[$0] }
+        #expect(zip(acc, scaled).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
+    }
+
+    @Test func vectorExpAndErfAreAccurate() {
+        var worstExp = 0.0, worstErf = 0.0
+        var x: Float = -87
+        while x < 88 {
+            var v = F8(repeating: 0)
+            for j in 0..<8 { v[j] = x + Float(j) * 0.0013 }
+            let e = exp8(v), f = erf8(v * 0.05)
+            for j in 0..<8 {
+                let ref = Foundation.exp(Double(v[j]))
+                worstExp = max(worstExp, abs(Double(e[j]) - ref) / ref)
+                worstErf = max(worstErf, abs(Double(f[j]) - Foundation.erf(Double(v[j] * 0.05))))
+            }
+            x += 0.0917
+        }
+        #expect(worstExp < 3e-7, "exp relative error \(worstExp)")
+        // A&S 7.1.26 is 1.5e-7 in exact arithmetic; float evaluation adds a few ulps.
+        #expect(worstErf < 6e-7, "erf absolute error \(worstErf)")
+        #expect(exp8(F8(repeating: -1000))[0] < 1e-37)
+        #expect(erf8(F8(repeating: 10))[0] == 1 && erf8(F8(repeating: -10))[0] == -1)
+    }
+
+    @Test func geluHandlesTails() {
+        var v = randomArray(19, seed: 7, scale: 6)
+        let ref = v.map { geluReference($0) }
+        geluInPlace(&v, count: v.count)
+        #expect(zip(v, ref).allSatisfy { abs($0 - $1) < 1e-6 + 1e-5 * abs($1) })
+    }
+
+    @Test func layerNormMatchesNaive() {
+        let (r, c) = (5, 77)
+        let x = randomArray(r * c, seed: 8, scale: 3).map { $0 + 10 }  // offset: exposes one-pass variance
+        let w = randomArray(c, seed: 9), b = randomArray(c, seed: 10)
+        var out = [Float](repeating: 0, count: r * c)
+        layerNormForward(&out, x, weight: w, bias: b, rows: r, cols: c, eps: 1e-6)
+        for rr in 0..<r {
+            let row = x[(rr * c)..<((rr + 1) * c)].map(Double.init)
+            let mean = row.reduce(0, +) / Double(c)
+            let v = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(c)
+            for j in 0..<c {
+                let ref = (row[j] - mean) / (v + 1e-6).squareRoot() * Double(w[j]) + Double(b[j])
+                #expect(abs(Double(out[rr * c + j]) - ref) < 1e-5)
+            }
+        }
+    }
+
+    @Test func softmaxRowsSumToOneAndMatch() {
+        for n in [1, 7, 8, 16, 23, 100] {
+            var x = randomArray(3 * n, seed: UInt64(n), scale: 30)
+            let orig = x
+            softmaxRowsInPlace(&x, rows: 3, cols: n)
+            for r in 0..<3 {
+                let row = orig[(r * n)..<((r + 1) * n)].map(Double.init)
+                let m = row.max()!
+                let s = row.map { Foundation.exp($0 - m) }.reduce(0, +)
+                for j in 0..<n { #expect(abs(Double(x[r * n + j]) - Foundation.exp(row[j] - m) / s) < 1e-6) }
+            }
+        }
+    }
+
+    @Test(arguments: [1, 63, 64, 65, 130])
+    func blockedAttentionMatchesNaive(tokens t: Int) {
+        let (b, h, dh) = (2, 3, 8)
+        let c = h * dh
+        let qkv = randomArray(b * t * 3 * c, seed: UInt64(t))
+        var out = [Float](repeating: 0, count: b * t * c)
+        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3)
+        for bi in 0..<b { for hi in 0..<h { for q in 0..<t {
+            let qv = { (d: Int) in Double(qkv[(bi * t + q) * 3 * c + hi * dh + d]) }
+            var scores = (0..<t).map { s in (0..<dh).reduce(0.0) { $0 + qv($1) * Double(qkv[(bi * t + s) * 3 * c + c + hi * dh + $1]) } * 0.3 }
+            let m = scores.max()!
+            scores = scores.map { Foundation.exp($0 - m) }
+            let z = scores.reduce(0, +)
+            for d in 0..<dh {
+                let ref = (0..<t).reduce(0.0) { $0 + scores[$1] / z * Double(qkv[(bi * t + $1) * 3 * c + 2 * c + hi * dh + d]) }
+                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5)
+            }
+        } } }
+    }
+
+    @Test func bicubicWeightsSumToOneAndIdentityAtSameSize() {
+        for (i, o) in [(37, 3), (37, 16), (37, 60), (37, 37), (5, 17)] {
+            for w in [bicubicAxisWeights(inSize: i, outSize: o, scaleFactor: nil), bicubicAAAxisWeights(inSize: i, outSize: o)] {
+                for oo in 0..<o {
+                    let s = (0..<w.taps).reduce(Float(0)) { $0 + w.weight[oo * w.taps + $1] }
+                    #expect(abs(s - 1) < 1e-5)
+                }
+            }
+        }
+        let same = bicubicAAAxisWeights(inSize: 9, outSize: 9)
+        for o in 0..<9 {
+            for j in 0..<same.taps where same.weight[o * same.taps + j] != 0 { #expect(same.index[o * same.taps + j] == o) }
+        }
+    }
+
+    @Test func blasCoreSuggestion() {
+        #expect(BLASCore.suggestedCore(detected: "Prescott", flags: ["avx2", "fma", "avx"]) == "Haswell")
+        #expect(BLASCore.suggestedCore(detected: "Prescott", flags: ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"]) == "SkylakeX")
+        #expect(BLASCore.suggestedCore(detected: "Zen", flags: ["avx2", "fma"]) == nil)
+        #expect(BLASCore.suggestedCore(detected: "Haswell", flags: ["avx2", "fma"]) == nil)
+        #expect(BLASCore.suggestedCore(detected: "Prescott", flags: ["sse2"]) == nil)
+    }
+}
