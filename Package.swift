@@ -16,6 +16,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries (Debian packages installed by scripts/install-deps).
@@ -28,12 +29,23 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL"], swiftSettings: swiftSettings),
         // safetensors and .npy files, read and written.
         .target(name: "TensorFiles", swiftSettings: swiftSettings),
+        // setjmp/longjmp guards so libjpeg/libpng errors return instead of exiting (Swift cannot setjmp).
+        .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"]),
         // Image decoding (Pillow-exact) and the resamplers of SPEC §2.
-        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG"], swiftSettings: swiftSettings),
+        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG", "CImageShims"], swiftSettings: swiftSettings),
         // The DINOv2 vision transformer: config, weights by checkpoint name, forward pass.
         .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        // The spherical mapper f_S and prototypes S_Z (SPEC §3), sphere bundles.
+        .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
+        .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
+        .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
         // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
+        // Sockets, connections, router, problem+json, graceful shutdown. Knows nothing of the model.
+        .target(name: "HTTPServer", dependencies: ["HTTP1", .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings),
 
         .executableTarget(
             name: "spherecorr-train",
@@ -48,6 +60,10 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
+        .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
         .testTarget(name: "CLITests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
     ]
