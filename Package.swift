@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels",
+                "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -65,6 +65,6 @@ let package = Package(
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
         .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
-        .testTarget(name: "CLITests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap"], swiftSettings: swiftSettings),
     ]
 )

@@ -9,6 +9,8 @@ package enum LinearEpilogue {
     case biasGELU
     /// out += gamma ⊙ (x·Wᵀ + b): LayerScale and the residual add of a transformer block.
     case biasScaleAddInto(gamma: UnsafePointer<Float>)
+    /// out += x·Wᵀ + b: the residual add of a block without LayerScale.
+    case biasAddInto
 }
 
 /// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]), rows split over the workers.
@@ -24,10 +26,11 @@ package func linearForward(
     let backend = GEMM.backend
     let gamma: Shared<Float>? = if case let .biasScaleAddInto(g) = epilogue { Shared(g) } else { nil }
     let gelu: Bool = if case .biasGELU = epilogue { true } else { false }
+    let accumulate: Bool = switch epilogue { case .biasScaleAddInto, .biasAddInto: true; default: false }
     Parallel.forRanges(rows, minChunk: 32) { range in
         // Tiles of rows keep each tile's product in cache for its epilogue.
         let tile = 128
-        let scratch: UnsafeMutablePointer<Float>? = gamma == nil ? nil : .allocate(capacity: min(tile, range.count) * o)
+        let scratch: UnsafeMutablePointer<Float>? = accumulate ? .allocate(capacity: min(tile, range.count) * o) : nil
         defer { scratch?.deallocate() }
         var r0 = range.lowerBound
         while r0 < range.upperBound {
@@ -39,9 +42,13 @@ package func linearForward(
                 let row = dst + r * o
                 if let bs { for j in 0..<o { row[j] += bs.base[j] } }
                 if gelu { geluInPlace(row, count: o) }
-                if let gamma {
+                if accumulate {
                     let res = os.base + (r0 + r) * o
-                    for j in 0..<o { res[j] += gamma.base[j] * row[j] }
+                    if let gamma {
+                        for j in 0..<o { res[j] += gamma.base[j] * row[j] }
+                    } else {
+                        for j in 0..<o { res[j] += row[j] }
+                    }
                 }
             }
             r0 += n

@@ -30,6 +30,23 @@ struct Features: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
+        try ImageInput.validate(image: image, tensor: tensor, resolution: resolution, variant: variant)
+    }
+
+    func run() throws {
+        try engine.configure(verbose: false)
+        let (input, h, w) = try ImageInput.load(image: image, tensor: tensor, resolution: resolution)
+        let model = try ImageInput.backbone(backbone, variant: variant)
+        let out = input.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, batch: 1, height: h, width: w) }
+        do {
+            try NPY.write(NPYArray(shape: [out.patches, out.dim], floats: out.features.array), to: URL(fileURLWithPath: self.out))
+        } catch { throw CommandFailure("\(error)") }
+    }
+}
+
+/// The `--image` / `--tensor` input and `--backbone` of the commands that run the backbone.
+enum ImageInput {
+    static func validate(image: String?, tensor: String?, resolution: Int, variant: String?) throws {
         if (image == nil) == (tensor == nil) { throw ValidationError("give exactly one of --image or --tensor") }
         if resolution < 14 || resolution % 14 != 0 { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil {
@@ -37,20 +54,14 @@ struct Features: ParsableCommand {
         }
     }
 
-    func run() throws {
-        try engine.configure(verbose: false)
-        let (input, h, w) = try loadInput()
-        let model: DinoVisionTransformer
-        do { model = try DinoVisionTransformer.load(path: backbone, variant: variant.flatMap(DinoConfig.Variant.init)) } catch {
+    static func backbone(_ path: String, variant: String?) throws -> DinoVisionTransformer {
+        do { return try DinoVisionTransformer.load(path: path, variant: variant.flatMap(DinoConfig.Variant.init)) } catch {
             throw CommandFailure("\(error)")
         }
-        let out = input.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, batch: 1, height: h, width: w) }
-        do {
-            try NPY.write(NPYArray(shape: [out.patches, out.dim], floats: out.features.array), to: URL(fileURLWithPath: self.out))
-        } catch { throw CommandFailure("\(error)") }
     }
 
-    private func loadInput() throws -> ([Float], Int, Int) {
+    /// A normalised [3, H, W] tensor from an image (letterboxed) or a .npy file.
+    static func load(image: String?, tensor: String?, resolution: Int) throws -> ([Float], Int, Int) {
         if let tensor {
             let a: NPYArray
             do { a = try NPY.read(contentsOf: URL(fileURLWithPath: tensor)) } catch { throw CommandFailure("\(error)") }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TensorFiles
+import SphereMap
 
 let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let dinoFixtures = repoRoot.appendingPathComponent("Tests/Fixtures/dinov2")
@@ -124,5 +125,43 @@ func tempDir() throws -> URL {
     @Test func rejectsBadArguments() throws {
         let r = try run("spherecorr-train", ["bench", "--variant", "huge", "--resolution", "28", "--batch", "1", "--repeat", "1"])
         #expect(r.status != 0 && r.stderr.contains("huge"))
+    }
+}
+
+@Suite struct SphereCommandTests {
+    /// Image → DINOv2 → f_S → unit vectors, against the reference DINOMapper.forward (make_sphere_fixtures.py).
+    @Test func sphereMatchesTheReferenceEndToEnd() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fx = try SafeTensorsFile(contentsOf: repoRoot.appendingPathComponent("Tests/Fixtures/sphere/e2e.safetensors"))
+        let s = try fx.info("input").shape
+        let input = dir.appendingPathComponent("x.npy")
+        try NPY.write(NPYArray(shape: Array(s.dropFirst()), floats: try fx.floats("input")), to: input)
+        let out = dir.appendingPathComponent("s.npy")
+        let r = try run("spherecorr-train", ["sphere", "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+                                             "--bundle", repoRoot.appendingPathComponent("Tests/Fixtures/sphere/bundle.safetensors").path,
+                                             "--tensor", input.path, "--out", out.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        let a = try NPY.read(contentsOf: out)
+        #expect(a.shape == [s[2] / 14 * s[3] / 14, 3])
+        let got = try a.floats(), ref = try fx.floats("sphere")
+        #expect(zip(got, ref).allSatisfy { abs($0 - $1) <= 5e-5 }, "max diff \(zip(got, ref).map { abs($0 - $1) }.max()!)")
+    }
+
+    @Test func missingOrMismatchedBundleIsNamed() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("x.npy")
+        try NPY.write(NPYArray(shape: [3, 28, 28], floats: Array(repeating: 0.1, count: 3 * 28 * 28)), to: input)
+        let plain = dinoFixtures.appendingPathComponent("plain.safetensors").path
+        let out = dir.appendingPathComponent("o.npy").path
+        let missing = dir.appendingPathComponent("missing.safetensors")
+        let r0 = try run("spherecorr-train", ["sphere", "--backbone", plain, "--bundle", missing.path, "--tensor", input.path, "--out", out])
+        #expect(r0.status != 0 && r0.stderr.contains("missing.safetensors"), "\(r0.stderr)")
+        // The fixture backbone has width 128; a bundle trained for width 256 must be refused by name.
+        let wide = dir.appendingPathComponent("wide.safetensors")
+        try SphereBundle.initialised(backboneDim: 256, categories: ["car"], seed: 1).write(to: wide)
+        let r1 = try run("spherecorr-train", ["sphere", "--backbone", plain, "--bundle", wide.path, "--tensor", input.path, "--out", out])
+        #expect(r1.status != 0 && r1.stderr.contains("wide.safetensors") && r1.stderr.contains("256"), "\(r1.stderr)")
     }
 }
