@@ -1,49 +1,40 @@
 // Character classes of RFC 9110 §5.6 and RFC 9112 §3, as 256-entry tables.
 
-/// Bit flags for `ByteClass.table`.
+/// Character classes as 128-bit masks over ASCII (compile-time constants: no table, no lazy
+/// global initialisation in the per-byte loop). Bytes >= 0x80 (obs-text) are handled per class.
 package enum ByteClass {
+    @inline(__always)
+    private static func test(_ b: UInt8, _ lo: UInt64, _ hi: UInt64) -> Bool {
+        if b < 64 { return (lo >> UInt64(b)) & 1 != 0 }
+        if b < 128 { return (hi >> UInt64(b &- 64)) & 1 != 0 }
+        return false
+    }
+
     /// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~"
     ///       / DIGIT / ALPHA                                   (RFC 9110 §5.6.2)
-    package static let token: UInt8 = 1 << 0
-    /// Bytes accepted in a request-target: VCHAR (%x21-7E). Control bytes, SP, DEL and
-    /// non-ASCII (obs-text) are rejected, like llhttp strict mode.
-    package static let target: UInt8 = 1 << 1
-    /// field-vchar = VCHAR / obs-text, plus SP and HTAB inside a value  (RFC 9110 §5.5)
-    package static let fieldValue: UInt8 = 1 << 2
-    /// qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text  (RFC 9110 §5.6.4)
-    package static let qdtext: UInt8 = 1 << 3
-    /// HEXDIG
-    package static let hexDigit: UInt8 = 1 << 4
+    @inline(__always)
+    package static func isToken(_ b: UInt8) -> Bool { test(b, 0x03FF_6CFA_0000_0000, 0x57FF_FFFF_C7FF_FFFE) }
 
-    package static let table: [UInt8] = {
-        var t = [UInt8](repeating: 0, count: 256)
-        for b in 0...255 {
-            var flags: UInt8 = 0
-            let isDigit = b >= 0x30 && b <= 0x39
-            let isAlpha = (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
-            let tcharSymbols: [Int] = [0x21, 0x23, 0x24, 0x25, 0x26, 0x27, 0x2A, 0x2B, 0x2D, 0x2E, 0x5E, 0x5F, 0x60, 0x7C, 0x7E]
-            if isDigit || isAlpha || tcharSymbols.contains(b) { flags |= token }
-            if b >= 0x21 && b <= 0x7E { flags |= target }
-            if b == 0x09 || b == 0x20 || (b >= 0x21 && b <= 0x7E) || b >= 0x80 { flags |= fieldValue }
-            if b == 0x09 || b == 0x20 || b == 0x21 || (b >= 0x23 && b <= 0x5B) || (b >= 0x5D && b <= 0x7E) || b >= 0x80 {
-                flags |= qdtext
-            }
-            if isDigit || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66) { flags |= hexDigit }
-            t[b] = flags
-        }
-        return t
-    }()
+    /// Bytes accepted in a request-target: VCHAR (%x21-7E). Control bytes, SP, DEL and non-ASCII
+    /// (obs-text) are refused, like llhttp strict mode.
+    @inline(__always)
+    package static func isTarget(_ b: UInt8) -> Bool { test(b, 0xFFFF_FFFE_0000_0000, 0x7FFF_FFFF_FFFF_FFFF) }
 
+    /// field-vchar = VCHAR / obs-text, plus SP and HTAB inside a value   (RFC 9110 §5.5)
     @inline(__always)
-    package static func isToken(_ b: UInt8) -> Bool { table[Int(b)] & token != 0 }
+    package static func isFieldValue(_ b: UInt8) -> Bool {
+        b >= 0x80 || test(b, 0xFFFF_FFFF_0000_0200, 0x7FFF_FFFF_FFFF_FFFF)
+    }
+
+    /// qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text   (RFC 9110 §5.6.4)
     @inline(__always)
-    package static func isTarget(_ b: UInt8) -> Bool { table[Int(b)] & target != 0 }
+    package static func isQdtext(_ b: UInt8) -> Bool {
+        b >= 0x80 || test(b, 0xFFFF_FFFB_0000_0200, 0x7FFF_FFFF_EFFF_FFFF)
+    }
+
+    /// HEXDIG (either case)
     @inline(__always)
-    package static func isFieldValue(_ b: UInt8) -> Bool { table[Int(b)] & fieldValue != 0 }
-    @inline(__always)
-    package static func isQdtext(_ b: UInt8) -> Bool { table[Int(b)] & qdtext != 0 }
-    @inline(__always)
-    package static func isHexDigit(_ b: UInt8) -> Bool { table[Int(b)] & hexDigit != 0 }
+    package static func isHexDigit(_ b: UInt8) -> Bool { test(b, 0x03FF_0000_0000_0000, 0x0000_007E_0000_007E) }
 
     /// quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
     @inline(__always)
@@ -52,9 +43,9 @@ package enum ByteClass {
     @inline(__always)
     static func hexValue(_ b: UInt8) -> Int {
         switch b {
-        case 0x30...0x39: Int(b - 0x30)
-        case 0x41...0x46: Int(b - 0x41 + 10)
-        default: Int(b - 0x61 + 10)
+        case 0x30...0x39: Int(b &- 0x30)
+        case 0x41...0x46: Int(b &- 0x41 &+ 10)
+        default: Int(b &- 0x61 &+ 10)
         }
     }
 }

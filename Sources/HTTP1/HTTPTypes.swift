@@ -251,13 +251,30 @@ func asciiLower(_ byte: UInt8) -> UInt8 {
 
 /// ASCII case-insensitive comparison (non-ASCII bytes compare exactly).
 package func asciiCaseInsensitiveEquals(_ a: some StringProtocol, _ b: some StringProtocol) -> Bool {
-    let ua = a.utf8
-    let ub = b.utf8
-    guard ua.count == ub.count else { return false }
-    for (x, y) in zip(ua, ub) where asciiLower(x) != asciiLower(y) {
-        return false
+    var ia = a.utf8.makeIterator()
+    var ib = b.utf8.makeIterator()
+    while true {
+        switch (ia.next(), ib.next()) {
+        case (nil, nil): return true
+        case (let x?, let y?): if asciiLower(x) != asciiLower(y) { return false }
+        default: return false
+        }
     }
-    return true
+}
+
+/// Fast path for the common String/String case (contiguous UTF-8).
+package func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
+    guard a.utf8.count == b.utf8.count else { return false }
+    var a = a
+    var b = b
+    return a.withUTF8 { ua in
+        b.withUTF8 { ub in
+            for i in 0..<ua.count where asciiLower(ua[i]) != asciiLower(ub[i]) {
+                return false
+            }
+            return true
+        }
+    }
 }
 
 /// Strips optional whitespace (SP / HTAB) at both ends (RFC 9110 §5.6.3).

@@ -68,6 +68,12 @@ package struct RequestParser: Sendable {
     private var transferCodings: [String] = []
     private var sawTransferEncoding = false
     private var hostCount = 0
+    private var connectionClose = false
+    private var connectionKeepAlive = false
+    private var connectionUpgrade = false
+    private var sawUpgrade = false
+    private var sawExpect = false
+    private var expectsOnlyContinue = true
     private var inTrailers = false
     private var trailerBytes = 0
 
@@ -204,6 +210,13 @@ package struct RequestParser: Sendable {
             }
 
             guard i < n else { return ParseStep(consumed: i, event: nil) }
+            // Fast path: a run of ordinary bytes in a target, field name or field value is taken
+            // in one go. The run stops before any byte a limit would refuse, so the per-byte path
+            // below still makes every decision (and reports the same error at the same byte).
+            if let taken = takeRun(input, from: i), taken > 0 {
+                i += taken
+                continue
+            }
             let byte = input[i]
             i += 1
             if let error = step(byte) {
@@ -215,13 +228,68 @@ package struct RequestParser: Sendable {
         }
     }
 
+    /// Consumes a run of bytes that need no decision; returns how many (nil if not in a run state).
+    @inline(__always)
+    private mutating func takeRun(_ input: UnsafeRawBufferPointer, from i: Int) -> Int? {
+        let n = input.count
+        switch state {
+        case .target:
+            let end = min(n, i + max(0, limits.maxRequestLineSize - requestLineBytes))
+            var j = i
+            while j < end, ByteClass.isTarget(input[j]) { j += 1 }
+            guard j > i else { return 0 }
+            targetBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<j]))
+            requestLineBytes += j - i
+            return j - i
+        case .fieldName, .fieldValue:
+            let room: Int
+            if inTrailers {
+                room = limits.maxTrailerSectionSize - trailerBytes
+            } else {
+                room = min(limits.maxHeaderSectionSize - sectionBytes, limits.maxHeaderLineSize - lineBytes)
+            }
+            let end = min(n, i + max(0, room))
+            var j = i
+            if state == .fieldName {
+                while j < end, ByteClass.isToken(input[j]) { j += 1 }
+            } else {
+                while j < end, ByteClass.isFieldValue(input[j]) { j += 1 }
+            }
+            guard j > i else { return 0 }
+            let count = j - i
+            if inTrailers {
+                trailerBytes += count
+            } else {
+                sectionBytes += count
+                lineBytes += count
+                if state == .fieldName {
+                    nameBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<j]))
+                } else {
+                    valueBytes.append(contentsOf: UnsafeRawBufferPointer(rebasing: input[i..<j]))
+                }
+            }
+            return count
+        default:
+            return nil
+        }
+    }
+
     // MARK: - Byte steps
 
     private static let cr: UInt8 = 0x0D
     private static let lf: UInt8 = 0x0A
     private static let sp: UInt8 = 0x20
     private static let htab: UInt8 = 0x09
-    private static let httpName: [UInt8] = Array("HTTP/".utf8)
+    /// HTTP-name "/" = "HTTP/", byte by byte.
+    @inline(__always)
+    private static func httpNameByte(_ index: Int) -> UInt8 {
+        switch index {
+        case 0: 0x48
+        case 1, 2: 0x54
+        case 3: 0x50
+        default: 0x2F
+        }
+    }
 
     /// Advances the machine by one byte. Returns an error if the byte is refused.
     private mutating func step(_ b: UInt8) -> ParseError? {
@@ -463,11 +531,11 @@ package struct RequestParser: Sendable {
 
         case .versionName:
             // HTTP-name = %s"HTTP" (case-sensitive), then "/".
-            guard b == Self.httpName[versionIndex] else {
+            guard b == Self.httpNameByte(versionIndex) else {
                 return fail(.invalidVersion, "malformed HTTP version")
             }
             versionIndex += 1
-            if versionIndex == Self.httpName.count { state = .versionMajor }
+            if versionIndex == 5 { state = .versionMajor }
             return nil
 
         case .versionMajor:
@@ -638,7 +706,7 @@ package struct RequestParser: Sendable {
 
     /// Checks the target form against the method, and the method against the known list.
     private mutating func completeRequestLine() -> ParseError? {
-        let isConnect = methodBytes == Array("CONNECT".utf8)
+        let isConnect = methodBytes.elementsEqual("CONNECT".utf8)
         if isConnect {
             // RFC 9112 §3.2.3: CONNECT uses authority-form = uri-host ":" port.
             guard let colon = targetBytes.lastIndex(of: UInt8(ascii: ":")), colon > 0,
@@ -727,6 +795,31 @@ package struct RequestParser: Sendable {
             // RFC 9112 §3.2: more than one Host → 400.
             if hostCount > 1 { return fail(.duplicateHost, "more than one Host") }
             guard isValidHostHeader(value) else { return fail(.invalidHost, "malformed Host") }
+        } else if equalsLowercase(nameBytes, "connection") {
+            // RFC 9110 §7.6.1: Connection = #connection-option, case-insensitive tokens.
+            for element in value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+                let option = trimOWS(element)
+                if equalsLowercase(option, "close") {
+                    connectionClose = true
+                } else if equalsLowercase(option, "keep-alive") {
+                    connectionKeepAlive = true
+                } else if equalsLowercase(option, "upgrade") {
+                    connectionUpgrade = true
+                }
+            }
+        } else if equalsLowercase(nameBytes, "upgrade") {
+            sawUpgrade = true
+        } else if equalsLowercase(nameBytes, "expect") {
+            // RFC 9110 §10.1.1: Expect = #expectation; only 100-continue is defined.
+            sawExpect = true
+            var any = false
+            for element in value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+                let expectation = trimOWS(element)
+                if expectation.isEmpty { continue }
+                any = true
+                if !equalsLowercase(expectation, "100-continue") { expectsOnlyContinue = false }
+            }
+            if !any { expectsOnlyContinue = false }
         }
         return nil
     }
@@ -764,26 +857,17 @@ package struct RequestParser: Sendable {
         let headers = HTTPHeaders(fields)
         fields = []
         let isHTTP11 = versionMinor == 1
-        let connection = headers.listValues(for: "connection")
-        let hasClose = connection.contains { asciiCaseInsensitiveEquals($0, "close") }
-        let hasKeepAlive = connection.contains { asciiCaseInsensitiveEquals($0, "keep-alive") }
         // RFC 9112 §9.3: persistence.
-        var persistent = hasClose ? false : (isHTTP11 ? true : hasKeepAlive)
+        var persistent = connectionClose ? false : (isHTTP11 ? true : connectionKeepAlive)
         // RFC 9110 §7.8: Upgrade is honoured only with the "upgrade" connection option, and an
         // HTTP/1.0 Upgrade is ignored. We never switch protocols; close after answering.
-        let isUpgrade = isHTTP11 && headers.contains("upgrade")
-            && connection.contains { asciiCaseInsensitiveEquals($0, "upgrade") }
+        let isUpgrade = isHTTP11 && sawUpgrade && connectionUpgrade
         let method = HTTPMethod(String(decoding: methodBytes, as: UTF8.self))
-        if isUpgrade || method == .connect { persistent = false }
+        if isUpgrade || targetForm == .authority { persistent = false }
         // RFC 9110 §10.1.1: 100-continue in an HTTP/1.0 request MUST be ignored.
         var expectation = RequestExpectation.none
-        if isHTTP11, headers.contains("expect") {
-            let values = headers.listValues(for: "expect")
-            if !values.isEmpty && values.allSatisfy({ asciiCaseInsensitiveEquals($0, "100-continue") }) {
-                expectation = .continue100
-            } else {
-                expectation = .unsupported(headers.values(for: "expect").joined(separator: ", "))
-            }
+        if isHTTP11 && sawExpect {
+            expectation = expectsOnlyContinue ? .continue100 : .unsupported(headers.values(for: "expect").joined(separator: ", "))
         }
         keepAlive = persistent
         return RequestHead(
@@ -840,6 +924,12 @@ package struct RequestParser: Sendable {
         transferCodings.removeAll()
         sawTransferEncoding = false
         hostCount = 0
+        connectionClose = false
+        connectionKeepAlive = false
+        connectionUpgrade = false
+        sawUpgrade = false
+        sawExpect = false
+        expectsOnlyContinue = true
         inTrailers = false
         trailerBytes = 0
         framing = .none
@@ -856,11 +946,18 @@ package struct RequestParser: Sendable {
 // MARK: - Byte helpers
 
 /// Whether `bytes`, lowercased, equal the lowercase ASCII `literal`.
+@inline(__always)
 func equalsLowercase(_ bytes: [UInt8], _ literal: StaticString) -> Bool {
+    equalsLowercase(bytes[...], literal)
+}
+
+func equalsLowercase(_ bytes: ArraySlice<UInt8>, _ literal: StaticString) -> Bool {
     guard bytes.count == literal.utf8CodeUnitCount else { return false }
     return literal.withUTF8Buffer { lit in
-        for i in 0..<bytes.count where asciiLower(bytes[i]) != lit[i] {
-            return false
+        var k = 0
+        for b in bytes {
+            if asciiLower(b) != lit[k] { return false }
+            k += 1
         }
         return true
     }
