@@ -1,0 +1,94 @@
+// Category aggregates of PCK and KAP (SPEC §6.2, H27): the reference prints an unweighted
+// ("Average") mean over categories and a "Weighted" mean with fixed weights, the SPair-71k
+// test-pair counts of its 18 categories.
+//
+// Our weighted mean: with exactly the 18 SPair categories, the reference's fixed weights; for any
+// other category set (a subset, synthetic data, unseen classes) the number of pairs evaluated in
+// each category. On the full SPair test split both are the same numbers, because the reference
+// weights ARE the test pair counts (690 aeroplane pairs, ...), so pair-count weighting is the
+// reference's definition carried over to data where its fixed list does not apply. (The
+// reference switches to unit weights with `--SAMPLE n`; `uniform` reproduces that.)
+//
+// Categories without a score (no keypoint evaluated, nothing emitted) are left out of both
+// means; the reference would print NaN there.
+
+/// The 18 SPair-71k categories in the reference's order and their test-pair counts (the
+/// reference's `weights_spair`, which sum to 12 234).
+package let spairTestCategoryPairCounts: [(category: String, pairs: Int)] = [
+    ("aeroplane", 690), ("bicycle", 650), ("bird", 702), ("boat", 702), ("bottle", 870), ("bus", 644),
+    ("car", 564), ("cat", 600), ("chair", 646), ("cow", 640), ("dog", 600), ("horse", 600),
+    ("motorbike", 702), ("person", 650), ("pottedplant", 862), ("sheep", 664), ("train", 756), ("tvmonitor", 692),
+]
+
+/// How categories are weighted in the "weighted" aggregate.
+package enum CategoryWeighting: String, Sendable, Equatable {
+    /// The reference's fixed SPair test-pair counts (only for the 18 SPair categories).
+    case spairTestPairCounts
+    /// Pairs evaluated per category.
+    case pairCounts
+    /// Every category 1 (the reference with `--SAMPLE n`).
+    case uniform
+
+    /// `spairTestPairCounts` when the categories are exactly the 18 SPair ones, else `pairCounts`.
+    package static func automatic(for categories: [String]) -> CategoryWeighting {
+        Set(categories) == Set(spairTestCategoryPairCounts.map(\.category)) && categories.count == spairTestCategoryPairCounts.count
+            ? .spairTestPairCounts : .pairCounts
+    }
+}
+
+/// One category's metric: scores per α (nil when there was nothing to score) and what they pool.
+package struct CategoryScore: Sendable, Equatable {
+    package var category: String
+    package var pairs: Int
+    package var keypoints: Int
+    package var scores: [Double]?
+
+    package init(category: String, pairs: Int, keypoints: Int, scores: [Double]?) {
+        self.category = category; self.pairs = pairs; self.keypoints = keypoints; self.scores = scores
+    }
+}
+
+/// Means over categories, per α.
+package struct CategoryAggregate: Sendable, Equatable {
+    /// Unweighted mean ("Average PCK@α").
+    package var macro: [Double]
+    /// Weighted mean ("Weighted PCK@α").
+    package var weighted: [Double]
+    package var weighting: CategoryWeighting
+    /// Categories that entered the means.
+    package var categories: [String]
+}
+
+package enum Aggregation {
+    /// The weight of a category under a weighting; nil when the weighting has none for it.
+    package static func weight(of score: CategoryScore, _ weighting: CategoryWeighting) -> Double? {
+        switch weighting {
+        case .uniform: 1
+        case .pairCounts: Double(score.pairs)
+        case .spairTestPairCounts: spairTestCategoryPairCounts.first { $0.category == score.category }.map { Double($0.pairs) }
+        }
+    }
+
+    /// Macro and weighted means of the scored categories (nil when none is scored, when their
+    /// α counts differ, or when the weights sum to 0 or are missing for a category).
+    package static func aggregate(_ scores: [CategoryScore], weighting: CategoryWeighting) -> CategoryAggregate? {
+        let scored = scores.filter { $0.scores != nil }
+        guard let width = scored.first?.scores?.count, scored.allSatisfy({ $0.scores!.count == width }) else { return nil }
+        var weights: [Double] = []
+        for s in scored {
+            guard let w = weight(of: s, weighting) else { return nil }
+            weights.append(w)
+        }
+        let total = weights.reduce(0, +)
+        guard total > 0 else { return nil }
+        var macro = [Double](repeating: 0, count: width), weighted = [Double](repeating: 0, count: width)
+        for (s, w) in zip(scored, weights) {
+            for a in 0..<width {
+                macro[a] += s.scores![a]
+                weighted[a] += w * s.scores![a]
+            }
+        }
+        return CategoryAggregate(macro: macro.map { $0 / Double(scored.count) }, weighted: weighted.map { $0 / total },
+                                 weighting: weighting, categories: scored.map(\.category))
+    }
+}

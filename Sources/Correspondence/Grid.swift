@@ -1,0 +1,69 @@
+// The patch grid of a square R×R letterboxed input: G = R/14 patches per side, row-major token
+// order `idx = row·G + col` (SPEC §2.3, H26). The reference fixes R = 840, G = 60; everything
+// here takes R as a parameter.
+
+/// Why a matching or metric call could not run: inputs of inconsistent shapes or values.
+package enum CorrespondenceError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// Array sizes that do not fit together; the string says which.
+    case shape(String)
+    /// A sphere weight α ≠ 0 without sphere vectors for both images.
+    case missingSphere
+    /// A parameter outside its domain.
+    case invalidArgument(String)
+
+    package var description: String {
+        switch self {
+        case let .shape(s): "shape mismatch: \(s)"
+        case .missingSphere: "a sphere weight alpha != 0 needs sphere vectors for both images"
+        case let .invalidArgument(s): "invalid argument: \(s)"
+        }
+    }
+}
+
+/// A G×G grid of 14-pixel patches over an R×R image.
+package struct PatchGrid: Sendable, Equatable, Hashable {
+    package static let patchSize = 14
+
+    /// R, the side of the letterboxed input in pixels.
+    package let resolution: Int
+
+    /// nil unless R is a positive multiple of 14.
+    package init?(resolution: Int) {
+        guard resolution > 0, resolution % PatchGrid.patchSize == 0 else { return nil }
+        self.resolution = resolution
+    }
+
+    /// G = R/14 (the reference: `int(14/14·(R//14 − 1) + 1)`).
+    package var side: Int { resolution / PatchGrid.patchSize }
+    /// G·G tokens.
+    package var count: Int { side * side }
+
+    /// float32(G/R): numpy multiplies the float32 coordinates by the Python float `G/R` in float32.
+    package var coordinateFactor: Float { Float(Double(side) / Double(resolution)) }
+
+    /// Patch column or row of one coordinate: `int32(float32(G/R)·v)`, truncation toward zero
+    /// (H26). Non-finite or huge values saturate instead of trapping.
+    package func cell(_ v: Float) -> Int {
+        let p = coordinateFactor * v
+        guard p.isFinite else { return p > 0 ? Int(Int32.max) : (p < 0 ? Int(Int32.min) : 0) }
+        return Int(max(min(p, 2e9), -2e9))
+    }
+
+    /// `G·py + px` exactly as the reference computes it; a point outside [0, R) can give an index
+    /// outside the grid (or wrap to the next row), as there.
+    package func rawIndex(x: Float, y: Float) -> Int { side * cell(y) + cell(x) }
+
+    /// `rawIndex` clamped into [0, G²). The reference would fail with an index error where the
+    /// clamp acts (only for keypoints outside the letterboxed image).
+    package func index(x: Float, y: Float) -> Int { min(max(rawIndex(x: x, y: y), 0), count - 1) }
+
+    /// Back-projection of a patch for PCK: `(p − 1)·14 + 14 + 14//2 − 0.5 = 14·p + 6.5` on both axes.
+    package func centre(of index: Int) -> (x: Float, y: Float) {
+        (Float(PatchGrid.patchSize * (index % side)) + 6.5, Float(PatchGrid.patchSize * (index / side)) + 6.5)
+    }
+
+    /// The top-left pixel `(14·col, 14·row)`: where torch `nearest` samples a per-pixel map (H8).
+    package func topLeft(of index: Int) -> (x: Int, y: Int) {
+        (PatchGrid.patchSize * (index % side), PatchGrid.patchSize * (index / side))
+    }
+}
