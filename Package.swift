@@ -13,10 +13,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "spherecorr-train", targets: ["spherecorr-train"]),
+        .executable(name: "spherecorr-server", targets: ["spherecorr-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian packages installed by scripts/install-deps).
@@ -47,6 +50,21 @@ let package = Package(
         .target(name: "HTTPServer", dependencies: ["HTTP1", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
 
+        // The correspondence service: model store and hot reload, inference queue, caches, endpoints, metrics.
+        .target(
+            name: "Service",
+            dependencies: [
+                "DINOv2", "SphereMap", "Imaging", "Correspondence", "TensorFiles", "Kernels", "HTTPServer", "HTTP1",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: swiftSettings),
+
+        .executableTarget(
+            name: "spherecorr-server",
+            dependencies: ["Service", "Kernels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: swiftSettings),
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
@@ -60,6 +78,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),

@@ -1,0 +1,300 @@
+import Correspondence
+import Foundation
+import HTTP1
+import HTTPServer
+import Imaging
+import Kernels
+import SphereMap
+
+/// The inference endpoints: /v1/features, /v1/sphere-map, /v1/match.
+struct Endpoints: Sendable {
+    let pipeline: Pipeline
+    let metrics: ServiceMetrics
+    let multipartLimits: MultipartLimits
+    let maxPoints: Int
+    let readiness: Readiness
+
+    func snapshot() throws -> ModelSnapshot {
+        if let reason = readiness.notReadyReason {
+            metrics.recordRejected(reason == "draining" ? "draining" : "not_ready")
+            throw HTTPError.serviceUnavailable(code: reason == "draining" ? "draining" : "model_not_ready",
+                                               detail: reason == "draining" ? "the server is shutting down" : "the model is \(reason)")
+        }
+        guard let s = pipeline.store.snapshot else {
+            throw HTTPError.serviceUnavailable(code: "model_not_ready", detail: "no model is loaded yet")
+        }
+        return s
+    }
+
+    /// Runs the handler body, turning queue rejections into metrics.
+    func counted(_ body: () throws -> Response) throws -> Response {
+        do { return try body() } catch let e as HTTPError {
+            if e.code == "overloaded" { metrics.recordRejected("overloaded") }
+            if e.code == "deadline_exceeded" { metrics.recordRejected("deadline") }
+            throw e
+        } catch let e as RequestCancelled {
+            metrics.cancelled.increment()
+            throw e
+        }
+    }
+
+    // MARK: /v1/features
+
+    func features(_ request: Request) throws -> Response {
+        try counted {
+            try Inputs.checkQuery(request, allowed: ["resolution", "encoding"])
+            let format = try negotiate(request, offered: [.npy, .safetensors, .raw, .json])
+            let (upload, _) = try singleImage(request)
+            let r = try pipeline.resolution(request.query("resolution"))
+            let snap = try snapshot()
+            var times = StageTimes()
+            let img = try pipeline.embed([upload], resolution: r, snapshot: snap, request: request, times: &times)[0]
+            metrics.recordStages(times, images: img.cached ? 0 : 1)
+            metrics.recordCache(pipeline.cache, hits: img.cached ? 1 : 0, misses: img.cached ? 0 : 1)
+            let d = img.features.count / img.tokens
+            let tensor = OutputTensor(name: "features", shape: [img.grid, img.grid, d], values: img.features.array)
+            return encoded([tensor], format: format, request: request, snapshot: snap, image: img, times: times)
+        }
+    }
+
+    // MARK: /v1/sphere-map
+
+    func sphereMap(_ request: Request) throws -> Response {
+        try counted {
+            try Inputs.checkQuery(request, allowed: ["resolution", "encoding", "box"])
+            let format = try negotiate(request, offered: [.json, .npy, .safetensors, .raw, .png])
+            let (upload, _) = try singleImage(request)
+            let r = try pipeline.resolution(request.query("resolution"))
+            let snap = try snapshot()
+            var times = StageTimes()
+            let img = try pipeline.embed([upload], resolution: r, snapshot: snap, request: request, times: &times)[0]
+            let sphere = try pipeline.spheres([img], snapshot: snap, request: request, times: &times)[0]
+            metrics.recordStages(times, images: img.cached ? 0 : 1)
+            metrics.recordCache(pipeline.cache, hits: img.cached ? 1 : 0, misses: img.cached ? 0 : 1)
+            if format == .png {
+                let box = try parseBox(request.query("box"), width: img.width, height: img.height)
+                let png = encodePNG(Rendering.sphereMap(sphere: sphere.pointer, transform: img.transform, box: box))
+                var h = commonHeaders(snap, img, times)
+                h.append(name: "Content-Type", value: "image/png")
+                return Response(status: .ok, headers: h, body: png)
+            }
+            if request.query("box") != nil { throw Inputs.invalid("/box", "'box' applies to Accept: image/png only") }
+            let tensor = OutputTensor(name: "sphere", shape: [img.grid, img.grid, 3], values: sphere.array)
+            return encoded([tensor], format: format, request: request, snapshot: snap, image: img, times: times)
+        }
+    }
+
+    // MARK: /v1/match
+
+    func match(_ request: Request) throws -> Response {
+        try counted {
+            try Inputs.checkQuery(request, allowed: ["resolution"])
+            let format = try negotiate(request, offered: [.json, .png])
+            guard let parts = try Inputs.parts(request, limits: multipartLimits, rawAllowed: false) else {
+                throw HTTPError(status: .unsupportedMediaType, code: "unsupported_media_type", detail: "send multipart/form-data with parts 'source' and 'target'")
+            }
+            try Inputs.rejectUnknownParts(parts, allowed: ["source", "target", "points", "params"])
+            let src = try Inputs.requiredPart(parts, "source"), trg = try Inputs.requiredPart(parts, "target")
+            let params = try Inputs.params(parts.first { $0.name == "params" },
+                                           allowed: ["alpha", "min_score", "max_matches", "restrict_to_image"])
+            let alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
+            let minScore = try Inputs.double(params, "min_score", default: 0.5, range: -1...1)
+            let maxMatches = try Inputs.int(params, "max_matches", default: 1000, range: 1...100_000)
+            let restrict = try Inputs.bool(params, "restrict_to_image", default: true)
+            let points = try parts.first { $0.name == "points" }.map { try Inputs.points($0, maxPoints: maxPoints) }
+            let r = try pipeline.resolution(request.query("resolution"))
+            let snap = try snapshot()
+            var times = StageTimes()
+            let uploads = [Pipeline.upload(part: "source", bytes: src.body), Pipeline.upload(part: "target", bytes: trg.body)]
+            if let points {
+                // Check the points against the source size before any inference.
+                let header = try? probeImage(src.body)
+                if let header {
+                    for (i, p) in points.enumerated() where !(p.0 >= 0 && p.1 >= 0 && p.0 < Double(header.width) && p.1 < Double(header.height)) {
+                        throw Inputs.invalid("/points/\(i)", "points[\(i)] = [\(p.0), \(p.1)] is outside the source image (\(header.width)×\(header.height); x in [0, \(header.width)), y in [0, \(header.height)))")
+                    }
+                }
+            }
+            let images = try pipeline.embed(uploads, resolution: r, snapshot: snap, request: request, times: &times)
+            let misses = images.filter { !$0.cached }.count
+            metrics.recordCache(pipeline.cache, hits: 2 - misses, misses: misses)
+            let spheres: [FloatStorage]? = alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
+            let t0 = Measure.now()
+            let result = try MatchComputation(source: images[0], target: images[1], spheres: spheres, alpha: alpha, restrict: restrict)
+            let matches: [MatchOut] = if let points { try result.points(points) } else { result.dense(minScore: Float(minScore), max: maxMatches) }
+            times.match = Measure.now() - t0
+            metrics.recordStages(times, images: misses)
+            var h = commonHeaders(snap, nil, times)
+            if format == .png {
+                let s = try pipeline.decode(uploads[0]), t = try pipeline.decode(uploads[1])
+                let png = encodePNG(Rendering.matches(source: s, target: t, matches: matches.map { ($0.sx, $0.sy, $0.tx, $0.ty, $0.score) }))
+                h.append(name: "Content-Type", value: "image/png")
+                return Response(status: .ok, headers: h, body: png)
+            }
+            let body: [String: Any] = [
+                "model_version": snap.version, "alpha": alpha, "resolution": r, "mode": points == nil ? "dense" : "points",
+                "source": describe(images[0]), "target": describe(images[1]),
+                "matches": matches.map { m -> [String: Any] in
+                    ["source": [m.sx, m.sy], "target": [m.tx, m.ty], "score": Double(m.score), "source_patch": m.sourcePatch, "target_patch": m.targetPatch]
+                },
+            ]
+            h.append(name: "Content-Type", value: "application/json")
+            return Response(status: .ok, headers: h, body: [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])))
+        }
+    }
+
+    // MARK: helpers
+
+    func negotiate(_ request: Request, offered: [TensorFormat]) throws -> TensorFormat {
+        guard let f = ContentNegotiation.choose(accept: request.headers["Accept"], offered: offered) else {
+            throw HTTPError(status: .notAcceptable, code: "not_acceptable", title: "Not acceptable",
+                            detail: "Accept '\(request.headers["Accept"] ?? "")' matches none of \(offered.map(\.rawValue).joined(separator: ", "))")
+        }
+        return f
+    }
+
+    /// The image of a single-image route: multipart part `image` or a raw image body.
+    func singleImage(_ request: Request) throws -> (UploadedImage, String) {
+        if let parts = try Inputs.parts(request, limits: multipartLimits, rawAllowed: true) {
+            try Inputs.rejectUnknownParts(parts, allowed: ["image"])
+            let p = try Inputs.requiredPart(parts, "image")
+            return (Pipeline.upload(part: "image", bytes: p.body), "image")
+        }
+        return (Pipeline.upload(part: "body", bytes: request.body), "body")
+    }
+
+    func parseBox(_ text: String?, width: Int, height: Int) throws -> (Int, Int, Int, Int)? {
+        guard let text else { return nil }
+        let v = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard v.count == 4, let x1 = v[0], let y1 = v[1], let x2 = v[2], let y2 = v[3],
+              x1 >= 0, y1 >= 0, x2 > x1, y2 > y1, x2 <= width, y2 <= height else {
+            throw Inputs.invalid("/box", "box must be x1,y1,x2,y2 integers with 0 ≤ x1 < x2 ≤ \(width) and 0 ≤ y1 < y2 ≤ \(height)")
+        }
+        return (x1, y1, x2, y2)
+    }
+
+    func describe(_ img: EmbeddedImage) -> [String: Any] {
+        ["width": img.width, "height": img.height, "grid": [img.grid, img.grid], "patch_size": 14,
+         "letterbox": ["resolution": img.transform.resolution, "scale": Double(img.transform.scale),
+                       "offset": [img.transform.offsetX, img.transform.offsetY]],
+         "cached": img.cached]
+    }
+
+    func commonHeaders(_ snap: ModelSnapshot, _ img: EmbeddedImage?, _ times: StageTimes) -> HTTPHeaders {
+        var h = HTTPHeaders()
+        h.append(name: "Server-Timing", value: times.serverTiming)
+        if let img {
+            h.append(name: "X-Patch-Grid", value: "\(img.grid),\(img.grid)")
+            h.append(name: "X-Letterbox", value: "resolution=\(img.transform.resolution); scale=\(img.transform.scale); offset_x=\(img.transform.offsetX); offset_y=\(img.transform.offsetY)")
+        }
+        return h
+    }
+
+    func encoded(_ tensors: [OutputTensor], format: TensorFormat, request: Request, snapshot snap: ModelSnapshot,
+                 image img: EmbeddedImage, times: StageTimes) -> Response {
+        var info: [String: any Sendable] = ["model_version": snap.version, "patch_size": 14, "grid": "\(img.grid),\(img.grid)",
+                                            "image_size": "\(img.width),\(img.height)", "resolution": img.transform.resolution]
+        if format == .json {
+            info["grid"] = [img.grid, img.grid]
+            info["image_size"] = [img.width, img.height]
+            info["letterbox"] = ["scale": Double(img.transform.scale), "offset": [img.transform.offsetX, img.transform.offsetY]] as [String: any Sendable]
+        }
+        let e = TensorEncoder.encode(tensors, as: format, info: info, jsonArrays: request.query("encoding") == "array")
+        var h = commonHeaders(snap, img, times)
+        h.append(name: "Content-Type", value: e.contentType)
+        for (k, v) in e.headers { h.append(name: k, value: v) }
+        return Response(status: .ok, headers: h, body: e.body)
+    }
+}
+
+/// One match in original pixel coordinates.
+struct MatchOut {
+    var sx: Double, sy: Double, tx: Double, ty: Double
+    var score: Float
+    var sourcePatch: Int, targetPatch: Int
+}
+
+/// SPEC §5 matching for the service: blended cosine similarities, argmax with first-index ties. With
+/// `restrict`, target candidates (and dense sources) are the patches whose centre lies inside the image,
+/// not the letterbox padding, so every answer is a point of the image; without it, exactly the reference.
+struct MatchComputation {
+    let source: EmbeddedImage, target: EmbeddedImage
+    let srcDesc: ImageDescriptors, trgDesc: ImageDescriptors
+    let srcRows: [Int], trgRows: [Int]
+    let alpha: Double
+
+    init(source: EmbeddedImage, target: EmbeddedImage, spheres: [FloatStorage]?, alpha: Double, restrict: Bool) throws {
+        self.source = source; self.target = target; self.alpha = alpha
+        srcRows = restrict ? MatchComputation.contentPatches(source) : Array(0..<source.tokens)
+        trgRows = restrict ? MatchComputation.contentPatches(target) : Array(0..<target.tokens)
+        let d = source.features.count / source.tokens
+        func desc(_ img: EmbeddedImage, _ sphere: FloatStorage?, _ rows: [Int]) throws -> ImageDescriptors {
+            var f = [Float](), s = [Float]()
+            f.reserveCapacity(rows.count * d)
+            for r in rows { f += UnsafeBufferPointer(start: img.features.pointer + r * d, count: d) }
+            if let sphere { for r in rows { s += UnsafeBufferPointer(start: sphere.pointer + r * 3, count: 3) } }
+            do { return try ImageDescriptors(features: f, sphere: sphere == nil ? nil : s, tokens: rows.count, featureDimension: d) } catch {
+                throw HTTPError(status: .internalServerError, code: "internal", detail: "descriptor shapes: \(error)")
+            }
+        }
+        srcDesc = try desc(source, spheres?[0], srcRows)
+        trgDesc = try desc(target, spheres?[1], trgRows)
+    }
+
+    /// Patches whose centre falls inside the image (not in the letterbox padding).
+    static func contentPatches(_ img: EmbeddedImage) -> [Int] {
+        (0..<img.tokens).filter { i in
+            let c = img.transform.patchCentre(index: i)
+            let o = img.transform.toOriginal(x: Double(c.x), y: Double(c.y))
+            return o.x >= 0 && o.y >= 0 && o.x < Double(img.width) && o.y < Double(img.height)
+        }
+    }
+
+    func original(_ img: EmbeddedImage, patch: Int) -> (Double, Double) {
+        let c = img.transform.patchCentre(index: patch)
+        let o = img.transform.toOriginal(x: Double(c.x), y: Double(c.y))
+        return (min(max(o.x, 0), Double(img.width) - 0.5), min(max(o.y, 0), Double(img.height) - 0.5))
+    }
+
+    /// For each source point (original pixels), its patch, then the best target patch.
+    func points(_ pts: [(Double, Double)]) throws -> [MatchOut] {
+        let t = source.transform
+        let patchOf: [Int] = pts.map { p in
+            let l = t.toLetterbox(x: Float(p.0), y: Float(p.1))
+            return min(max(t.patch(x: l.x, y: l.y).index, 0), source.tokens - 1)
+        }
+        // Query rows: a point's patch is always a content patch unless restrict is off (then rows = all).
+        let rowIndex = Dictionary(srcRows.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
+        let queries = patchOf.map { rowIndex[$0] ?? nearestRow($0) }
+        let nn: [PatchMatch]
+        do { nn = try Matching.nearestNeighbours(source: srcDesc, target: trgDesc, sourceRows: queries, alpha: alpha) } catch {
+            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
+        }
+        return zip(pts, zip(patchOf, nn)).map { p, m in
+            let tp = trgRows[m.1.target]
+            let (tx, ty) = original(target, patch: tp)
+            return MatchOut(sx: p.0, sy: p.1, tx: tx, ty: ty, score: m.1.score, sourcePatch: m.0, targetPatch: tp)
+        }
+    }
+
+    /// The content patch nearest to `patch` (a point on the padding boundary of a rounding edge).
+    func nearestRow(_ patch: Int) -> Int {
+        let g = source.grid
+        let (r0, c0) = (patch / g, patch % g)
+        return srcRows.enumerated().min { a, b in
+            let da = (a.element / g - r0) * (a.element / g - r0) + (a.element % g - c0) * (a.element % g - c0)
+            let db = (b.element / g - r0) * (b.element / g - r0) + (b.element % g - c0) * (b.element % g - c0)
+            return da < db
+        }!.offset
+    }
+
+    /// Dense mutual nearest neighbours above `minScore`, best first, at most `max`.
+    func dense(minScore: Float, max: Int) -> [MatchOut] {
+        let m = (try? Matching.mutualNearestNeighbours(source: srcDesc, target: trgDesc, alpha: alpha, minScore: minScore)) ?? []
+        return m.sorted { $0.score > $1.score || ($0.score == $1.score && $0.source < $1.source) }.prefix(max).map { x in
+            let sp = srcRows[x.source], tp = trgRows[x.target]
+            let (sx, sy) = original(source, patch: sp), (tx, ty) = original(target, patch: tp)
+            return MatchOut(sx: sx, sy: sy, tx: tx, ty: ty, score: x.score, sourcePatch: sp, targetPatch: tp)
+        }
+    }
+}

@@ -1,0 +1,60 @@
+import Kernels
+import Synchronization
+
+/// Backbone features of recently seen images, keyed by image content (SHA-256), resolution and backbone,
+/// bounded in bytes (least recently used out first). Matching one image against many embeds it once.
+package final class FeatureCache: Sendable {
+    package struct Key: Hashable, Sendable {
+        package var sha256: String
+        package var resolution: Int
+        package var backbone: String
+    }
+
+    package struct Entry: Sendable {
+        package var features: FloatStorage   // [N, D]
+        package var width: Int               // decoded image size
+        package var height: Int
+        package var bytes: Int { features.count * 4 }
+    }
+
+    private struct State {
+        var entries: [Key: (Entry, UInt64)] = [:]
+        var clock: UInt64 = 0
+        var bytes = 0
+        var hits = 0
+        var misses = 0
+    }
+
+    private let state = Mutex(State())
+    package let capacityBytes: Int
+
+    package init(capacityBytes: Int) { self.capacityBytes = max(0, capacityBytes) }
+
+    package func get(_ key: Key) -> Entry? {
+        state.withLock { s in
+            s.clock += 1
+            guard let (e, _) = s.entries[key] else { s.misses += 1; return nil }
+            s.entries[key] = (e, s.clock)
+            s.hits += 1
+            return e
+        }
+    }
+
+    package func put(_ key: Key, _ entry: Entry) {
+        guard entry.bytes <= capacityBytes else { return }
+        state.withLock { s in
+            s.clock += 1
+            if let (old, _) = s.entries[key] { s.bytes -= old.bytes }
+            s.entries[key] = (entry, s.clock)
+            s.bytes += entry.bytes
+            while s.bytes > capacityBytes, let victim = s.entries.min(by: { $0.value.1 < $1.value.1 })?.key {
+                s.bytes -= s.entries[victim]!.0.bytes
+                s.entries[victim] = nil
+            }
+        }
+    }
+
+    package var stats: (hits: Int, misses: Int, bytes: Int, entries: Int) {
+        state.withLock { ($0.hits, $0.misses, $0.bytes, $0.entries.count) }
+    }
+}

@@ -1,0 +1,180 @@
+import ArgumentParser
+import DINOv2
+import Dispatch
+import Foundation
+import HTTPServer
+import Kernels
+import Logging
+import Service
+
+@main
+struct SpherecorrServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "spherecorr-server",
+        abstract: "Semantic correspondences over HTTP: DINOv2 features, sphere maps, matches.",
+        discussion: """
+            Every option can also be set with an environment variable: SPHERECORR_ and the option name in capitals with \
+            underscores (--max-body-bytes → SPHERECORR_MAX_BODY_BYTES). A flag wins over the variable.
+            Without --backbone the server runs a built-in demo model with random weights: results are meaningless, and the \
+            log, /v1/info and every X-Model-Version header say so.
+            """)
+
+    @Option(help: "Backbone: Hugging Face directory (config.json + model.safetensors) or torch-hub .safetensors file. Default: built-in demo model.")
+    var backbone: String?
+    @Option(help: "Variant of a torch-hub file: small, base, large, giant. Default: inferred from shapes.")
+    var variant: String?
+    @Option(help: "Directory of sphere bundles; the newest valid *.safetensors is live and hot-reloaded. Default: demo bundle.")
+    var bundles: String?
+    @Option(help: "Listen address. Default 0.0.0.0.")
+    var host: String?
+    @Option(help: "Listen port. Default 8080.")
+    var port: Int?
+    @Option(help: "Default letterbox resolution (multiple of 14). Default 448.")
+    var resolution: Int?
+    @Option(help: "Largest ?resolution a request may ask for. Default 1036.")
+    var maxResolution: Int?
+    @Option(help: "Largest request body in bytes. Default 33554432.")
+    var maxBodyBytes: Int?
+    @Option(help: "Largest image (width × height, checked from the header before decoding). Default 40000000.")
+    var maxImagePixels: Int?
+    @Option(help: "Most points in one /v1/match request. Default 10000.")
+    var maxPoints: Int?
+    @Option(help: "Requests that may wait for the inference executor; beyond it 503 overloaded. Default 16.")
+    var queueSize: Int?
+    @Option(help: "Feature cache size in bytes. Default 536870912.")
+    var featureCacheBytes: Int?
+    @Option(help: "Seconds between polls of the bundles directory (0: only SIGHUP and /admin/reload). Default 2.")
+    var reloadInterval: Double?
+    @Option(help: "Admin listener address (POST /admin/reload). Default 127.0.0.1.")
+    var adminHost: String?
+    @Option(help: "Admin listener port. Default 8081.")
+    var adminPort: Int?
+    @Option(help: "Bearer token for the admin listener. Default: random, printed in the log.")
+    var adminToken: String?
+    @Option(help: "Seconds to keep serving after SIGTERM before closing the listener (Kubernetes: above the readiness period). Default 0.")
+    var drainDelay: Double?
+    @Option(help: "Seconds to wait for in-flight requests on shutdown. Default 20.")
+    var shutdownTimeout: Double?
+    @Option(help: "Seconds to receive a request head. Default 15.")
+    var headerReadTimeout: Double?
+    @Option(help: "Seconds a request body may stall. Default 30.")
+    var bodyIdleTimeout: Double?
+    @Option(help: "Seconds an idle keep-alive connection stays open (above a proxy's 60 s). Default 75.")
+    var keepAliveTimeout: Double?
+    @Option(help: "Seconds a request may take in total, queueing included. Default 120.")
+    var requestDeadline: Double?
+    @Option(help: "Most concurrent connections. Default 1024.")
+    var maxConnections: Int?
+    @Option(help: "Access log format: text or json. Default text.")
+    var logFormat: String?
+    @Option(help: "Inference worker threads. Default: online cores.")
+    var threads: Int?
+    @Option(help: "GEMM library: onednn or openblas. Default onednn.")
+    var gemm: String?
+
+    static func main() {
+        Threading.reexecWithSuitableBLASCoreIfNeeded()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    func run() throws {
+        var o = ServiceOptions()
+        let env = Environment()
+        o.backbone = env.string("BACKBONE", backbone) ?? o.backbone
+        o.bundlesDirectory = env.string("BUNDLES", bundles) ?? o.bundlesDirectory
+        if let v = env.string("VARIANT", variant) {
+            guard let x = DinoConfig.Variant(rawValue: v) else { throw ValidationError("variant must be small, base, large or giant; got '\(v)'") }
+            o.variant = x
+        }
+        o.host = env.string("HOST", host) ?? o.host
+        o.port = try env.int("PORT", port, range: 0...65535) ?? o.port
+        o.resolution = try env.int("RESOLUTION", resolution, range: 14...4998) ?? o.resolution
+        o.maxResolution = try env.int("MAX_RESOLUTION", maxResolution, range: 14...4998) ?? o.maxResolution
+        guard o.resolution % 14 == 0, o.maxResolution % 14 == 0, o.resolution <= o.maxResolution else {
+            throw ValidationError("resolution (\(o.resolution)) and max-resolution (\(o.maxResolution)) must be multiples of 14, resolution ≤ max-resolution")
+        }
+        o.maxBodyBytes = try env.int("MAX_BODY_BYTES", maxBodyBytes, range: 1024...(1 << 31)) ?? o.maxBodyBytes
+        o.maxImagePixels = try env.int("MAX_IMAGE_PIXELS", maxImagePixels, range: 196...(1 << 30)) ?? o.maxImagePixels
+        o.maxPoints = try env.int("MAX_POINTS", maxPoints, range: 1...1_000_000) ?? o.maxPoints
+        o.queueSize = try env.int("QUEUE_SIZE", queueSize, range: 0...100_000) ?? o.queueSize
+        o.featureCacheBytes = try env.int("FEATURE_CACHE_BYTES", featureCacheBytes, range: 0...(1 << 40)) ?? o.featureCacheBytes
+        o.reloadInterval = try env.double("RELOAD_INTERVAL", reloadInterval, range: 0...86400) ?? o.reloadInterval
+        o.adminHost = env.string("ADMIN_HOST", adminHost) ?? o.adminHost
+        o.adminPort = try env.int("ADMIN_PORT", adminPort, range: 0...65535) ?? o.adminPort
+        o.adminToken = env.string("ADMIN_TOKEN", adminToken)
+        o.drainDelay = try env.double("DRAIN_DELAY", drainDelay, range: 0...3600) ?? o.drainDelay
+        o.shutdownTimeout = try env.double("SHUTDOWN_TIMEOUT", shutdownTimeout, range: 0...3600) ?? o.shutdownTimeout
+        o.headerReadTimeout = try env.double("HEADER_READ_TIMEOUT", headerReadTimeout, range: 0.1...3600) ?? o.headerReadTimeout
+        o.bodyIdleTimeout = try env.double("BODY_IDLE_TIMEOUT", bodyIdleTimeout, range: 0.1...3600) ?? o.bodyIdleTimeout
+        o.keepAliveTimeout = try env.double("KEEP_ALIVE_TIMEOUT", keepAliveTimeout, range: 0.1...86400) ?? o.keepAliveTimeout
+        o.requestDeadline = try env.double("REQUEST_DEADLINE", requestDeadline, range: 0.1...86400) ?? o.requestDeadline
+        o.maxConnections = try env.int("MAX_CONNECTIONS", maxConnections, range: 1...1_000_000) ?? o.maxConnections
+        if let f = env.string("LOG_FORMAT", logFormat) {
+            guard let x = AccessLogFormat(rawValue: f) else { throw ValidationError("log-format must be text or json; got '\(f)'") }
+            o.logFormat = x
+        }
+        o.threads = try env.int("THREADS", threads, range: 1...1024)
+        if let g = env.string("GEMM", gemm) {
+            guard let x = GEMMBackend(rawValue: g) else { throw ValidationError("gemm must be onednn or openblas; got '\(g)'") }
+            o.gemm = x
+        }
+        if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
+        if let d = o.bundlesDirectory {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: d, isDirectory: &isDir), isDir.boolValue else {
+                throw ValidationError("bundles directory '\(d)' does not exist or is not a directory")
+            }
+        }
+
+        LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "spherecorr-server")
+        logger.logLevel = .info
+        let lines = Threading.configure(workers: o.threads, backend: o.gemm)
+        let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
+        do { try service.start() } catch {
+            throw ValidationError("cannot start: \(error)")
+        }
+        // SIGTERM/SIGINT: drain and exit 0; a second signal exits at once. SIGHUP: reload bundles.
+        let trap = SignalTrap.install { _ in
+            DispatchQueue.global().async { service.shutdown() }
+        }
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "spherecorr.sighup"))
+        hup.setEventHandler { _ = service.store.reload() }
+        hup.resume()
+        service.waitUntilStopped()
+        withExtendedLifetime((trap, hup)) {}
+    }
+}
+
+/// Flag → SPHERECORR_* variable → nil (the caller's default). Bad variable values are errors that name them.
+struct Environment {
+    let values = ProcessInfo.processInfo.environment
+
+    func string(_ name: String, _ flag: String?) -> String? { flag ?? values["SPHERECORR_\(name)"].flatMap { $0.isEmpty ? nil : $0 } }
+
+    func int(_ name: String, _ flag: Int?, range: ClosedRange<Int>) throws -> Int? {
+        let v: Int
+        if let flag { v = flag } else if let s = string(name, nil) {
+            guard let x = Int(s) else { throw ValidationError("SPHERECORR_\(name)='\(s)' is not an integer") }
+            v = x
+        } else { return nil }
+        guard range.contains(v) else { throw ValidationError("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound); got \(v)") }
+        return v
+    }
+
+    func double(_ name: String, _ flag: Double?, range: ClosedRange<Double>) throws -> Double? {
+        let v: Double
+        if let flag { v = flag } else if let s = string(name, nil) {
+            guard let x = Double(s) else { throw ValidationError("SPHERECORR_\(name)='\(s)' is not a number") }
+            v = x
+        } else { return nil }
+        guard range.contains(v) else { throw ValidationError("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound); got \(v)") }
+        return v
+    }
+}
