@@ -40,18 +40,41 @@ package func linearForward(
                        c: dst, ldc: o, backend: backend)
             for r in 0..<n {
                 let row = dst + r * o
-                if let bs { for j in 0..<o { row[j] += bs.base[j] } }
+                if let bs { addInPlace(row, bs.base, count: o) }
                 if gelu { geluInPlace(row, count: o) }
                 if accumulate {
                     let res = os.base + (r0 + r) * o
-                    if let gamma {
-                        for j in 0..<o { res[j] += gamma.base[j] * row[j] }
-                    } else {
-                        for j in 0..<o { res[j] += row[j] }
-                    }
+                    if let gamma { multiplyAddInPlace(res, gamma.base, row, count: o) } else { addInPlace(res, row, count: o) }
                 }
             }
             r0 += n
         }
     }
+}
+
+/// y[j] += x[j].   y, x: [n]
+@inline(__always)
+package func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    let yr = UnsafeMutableRawPointer(y), xr = UnsafeRawPointer(x)
+    var j = 0
+    while j + 8 <= n {
+        yr.storeBytes(of: yr.loadUnaligned(fromByteOffset: j * 4, as: F8.self) + xr.loadUnaligned(fromByteOffset: j * 4, as: F8.self),
+                      toByteOffset: j * 4, as: F8.self)
+        j += 8
+    }
+    while j < n { y[j] += x[j]; j += 1 }
+}
+
+/// y[j] += a[j] · b[j].   y, a, b: [n]
+@inline(__always)
+package func multiplyAddInPlace(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count n: Int) {
+    let yr = UnsafeMutableRawPointer(y), ar = UnsafeRawPointer(a), br = UnsafeRawPointer(b)
+    var j = 0
+    while j + 8 <= n {
+        let v = yr.loadUnaligned(fromByteOffset: j * 4, as: F8.self)
+            + ar.loadUnaligned(fromByteOffset: j * 4, as: F8.self) * br.loadUnaligned(fromByteOffset: j * 4, as: F8.self)
+        yr.storeBytes(of: v, toByteOffset: j * 4, as: F8.self)
+        j += 8
+    }
+    while j < n { y[j] += a[j] * b[j]; j += 1 }
 }
