@@ -44,6 +44,11 @@ let package = Package(
         .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
+        // Pictures: sphere maps, matches, charts (PNG/SVG).
+        .target(name: "Visualization", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
+        .target(name: "Evaluation", dependencies: ["SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
+                                                   "Kernels", "Visualization"], swiftSettings: swiftSettings),
         // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
         // Sockets, connections, router, problem+json, graceful shutdown. Knows nothing of the model.
@@ -54,7 +59,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "DINOv2", "SphereMap", "Imaging", "Correspondence", "TensorFiles", "Kernels", "HTTPServer", "HTTP1",
+                "DINOv2", "SphereMap", "Imaging", "Correspondence", "TensorFiles", "Kernels", "HTTPServer", "HTTP1", "Visualization",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -68,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap",
+                "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap", "Evaluation", "SPair",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -78,6 +83,8 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),

@@ -5,6 +5,7 @@ import HTTPServer
 import Imaging
 import Kernels
 import SphereMap
+import Visualization
 
 /// The inference endpoints: /v1/features, /v1/sphere-map, /v1/match.
 struct Endpoints: Sendable {
@@ -14,14 +15,14 @@ struct Endpoints: Sendable {
     let maxPoints: Int
     let readiness: Readiness
 
+    /// The model this request computes with. While draining (after SIGTERM) requests are still served: the load
+    /// balancer keeps sending until it sees /readyz fail, and the listener closes only after the drain delay.
     func snapshot() throws -> ModelSnapshot {
-        if let reason = readiness.notReadyReason {
-            metrics.recordRejected(reason == "draining" ? "draining" : "not_ready")
-            throw HTTPError.serviceUnavailable(code: reason == "draining" ? "draining" : "model_not_ready",
-                                               detail: reason == "draining" ? "the server is shutting down" : "the model is \(reason)")
-        }
-        guard let s = pipeline.store.snapshot else {
-            throw HTTPError.serviceUnavailable(code: "model_not_ready", detail: "no model is loaded yet")
+        let phase = readiness.current.phase
+        guard phase == .ready || phase == .draining, let s = pipeline.store.snapshot else {
+            metrics.recordRejected("not_ready")
+            throw HTTPError.serviceUnavailable(code: "model_not_ready",
+                                               detail: phase == .failed ? "the model failed to load; see /readyz and the log" : "the model is \(phase.rawValue)")
         }
         return s
     }
@@ -32,9 +33,11 @@ struct Endpoints: Sendable {
             if e.code == "overloaded" { metrics.recordRejected("overloaded") }
             if e.code == "deadline_exceeded" { metrics.recordRejected("deadline") }
             throw e
-        } catch let e as RequestCancelled {
+        } catch is RequestCancelled {
+            // Nobody reads this answer; 499 (nginx's "client closed request") keeps it out of the 5xx counts.
             metrics.cancelled.increment()
-            throw e
+            throw HTTPError(status: HTTPStatus(code: 499, reasonPhrase: "Client Closed Request"), code: "client_closed_request",
+                            detail: "the client disconnected before its work started; the work was dropped", closeConnection: true)
         }
     }
 
@@ -182,6 +185,7 @@ struct Endpoints: Sendable {
 
     func commonHeaders(_ snap: ModelSnapshot, _ img: EmbeddedImage?, _ times: StageTimes) -> HTTPHeaders {
         var h = HTTPHeaders()
+        h.append(name: "X-Model-Version", value: snap.version)
         h.append(name: "Server-Timing", value: times.serverTiming)
         if let img {
             h.append(name: "X-Patch-Grid", value: "\(img.grid),\(img.grid)")

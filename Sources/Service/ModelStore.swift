@@ -4,6 +4,7 @@ import Foundation
 import Kernels
 import Logging
 import SphereMap
+import TensorFiles
 import Synchronization
 
 /// What one request computes with: a backbone and the bundle that was live when the request started.

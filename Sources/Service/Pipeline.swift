@@ -5,6 +5,7 @@ import HTTPServer
 import Imaging
 import Kernels
 import SphereMap
+import TensorFiles
 
 /// An uploaded image, checked from its header before any pixel is decoded.
 package struct UploadedImage: Sendable {
@@ -35,6 +36,7 @@ package struct StageTimes: Sendable {
 
 package struct PipelineLimits: Sendable {
     package var maxImagePixels = 40_000_000
+    package var maxImageBytes = 16 << 20
     package var minImageSide = 14
     package var defaultResolution = 448
     package var maxResolution = 1036
@@ -69,6 +71,11 @@ package final class Pipeline: Sendable {
     /// Header checks (format, pixel bomb, too small), then a full decode. Errors are the client's: 4xx.
     package func decode(_ u: UploadedImage) throws -> RGBImage {
         if u.bytes.isEmpty { throw invalidImage(u, "is empty") }
+        if u.bytes.count > limits.maxImageBytes {
+            throw HTTPError(status: .contentTooLarge, code: "image_too_large", title: "Image too large",
+                            detail: "part '\(u.part)' is \(u.bytes.count) bytes; the limit per image is \(limits.maxImageBytes)",
+                            extensions: ["limit_bytes": .int(limits.maxImageBytes)])
+        }
         let header: ImageHeader
         do { header = try probeImage(u.bytes) } catch { throw mapImageError(error, u) }
         if header.width * header.height > limits.maxImagePixels {

@@ -1,4 +1,4 @@
-/// SHA-256 (FIPS 180-4), for feature-cache keys and bundle digests. Small and dependency-free:
+/// SHA-256 (FIPS 180-4), for content-addressed feature caches and bundle digests. Small and dependency-free:
 /// swift-crypto would pull BoringSSL into the build for one hash.
 package struct SHA256 {
     private var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =

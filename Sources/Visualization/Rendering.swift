@@ -74,3 +74,57 @@ package enum Rendering {
         for dy in -2...2 { for dx in -2...2 where dx * dx + dy * dy <= 5 { put(&img, p.0 + dx, p.1 + dy, c) } }
     }
 }
+
+extension Rendering {
+    /// Marks a point with a small square outline (ground truth in evaluation plots).
+    package static func square(_ img: inout RGBImage, _ p: (Int, Int), _ c: (UInt8, UInt8, UInt8)) {
+        for d in -3...3 {
+            put(&img, p.0 + d, p.1 - 3, c); put(&img, p.0 + d, p.1 + 3, c)
+            put(&img, p.0 - 3, p.1 + d, c); put(&img, p.0 + 3, p.1 + d, c)
+        }
+    }
+
+    /// Two images side by side (heights padded to the taller).
+    package static func sideBySide(_ a: RGBImage, _ b: RGBImage) -> RGBImage {
+        var canvas = RGBImage(width: a.width + b.width, height: max(a.height, b.height))
+        blit(a, into: &canvas, x0: 0)
+        blit(b, into: &canvas, x0: a.width)
+        return canvas
+    }
+
+    package static func drawLine(_ img: inout RGBImage, from a: (Int, Int), to b: (Int, Int), _ c: (UInt8, UInt8, UInt8)) { line(&img, a, b, c) }
+    package static func drawDot(_ img: inout RGBImage, _ p: (Int, Int), _ c: (UInt8, UInt8, UInt8)) { dot(&img, p, c) }
+
+    /// A grouped bar chart as SVG: one group per category, one bar per series, values in [0, 1].
+    package static func barChartSVG(title: String, categories: [String], series: [(name: String, values: [Double?])]) -> String {
+        let colours = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860"]
+        let groupWidth = 16 * max(1, series.count) + 14, left = 50, top = 40, plotH = 240
+        let width = left + groupWidth * categories.count + 160, height = top + plotH + 110
+        var s = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"11\">\n"
+        s += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"\(left)\" y=\"20\" font-size=\"14\">\(escape(title))</text>\n"
+        for tick in stride(from: 0, through: 100, by: 20) {
+            let y = top + plotH - plotH * tick / 100
+            s += "<line x1=\"\(left)\" y1=\"\(y)\" x2=\"\(left + groupWidth * categories.count)\" y2=\"\(y)\" stroke=\"#ddd\"/>"
+            s += "<text x=\"\(left - 6)\" y=\"\(y + 4)\" text-anchor=\"end\">\(tick)</text>\n"
+        }
+        for (ci, c) in categories.enumerated() {
+            let x0 = left + ci * groupWidth + 7
+            for (si, ser) in series.enumerated() {
+                guard let v = ser.values[ci] else { continue }
+                let h = Int((Double(plotH) * max(0, min(1, v))).rounded())
+                s += "<rect x=\"\(x0 + si * 16)\" y=\"\(top + plotH - h)\" width=\"14\" height=\"\(h)\" fill=\"\(colours[si % colours.count])\"><title>\(escape(ser.name)) \(escape(c)): \(String(format: "%.1f", 100 * v))</title></rect>\n"
+            }
+            let lx = x0 + groupWidth / 2 - 7
+            s += "<text x=\"\(lx)\" y=\"\(top + plotH + 12)\" transform=\"rotate(45 \(lx) \(top + plotH + 12))\">\(escape(c))</text>\n"
+        }
+        for (si, ser) in series.enumerated() {
+            let y = top + 10 + 18 * si, x = left + groupWidth * categories.count + 20
+            s += "<rect x=\"\(x)\" y=\"\(y - 10)\" width=\"12\" height=\"12\" fill=\"\(colours[si % colours.count])\"/><text x=\"\(x + 18)\" y=\"\(y)\">\(escape(ser.name))</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+
+    static func escape(_ t: String) -> String {
+        t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
+    }
+}

@@ -5,8 +5,8 @@ import Kernels
 struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
-        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Bench.self])
+        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, benchmarks.",
+        subcommands: [Features.self, Sphere.self, Evaluate.self, Bench.self])
 
     static func main() {
         Threading.reexecWithSuitableBLASCoreIfNeeded()

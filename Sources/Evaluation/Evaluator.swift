@@ -1,0 +1,216 @@
+import Correspondence
+import DINOv2
+import Foundation
+import Imaging
+import Kernels
+import SPair
+import SphereMap
+
+package enum EvaluationError: Error, CustomStringConvertible {
+    case data(file: String, detail: String)
+    case config(String)
+    package var description: String {
+        switch self {
+        case let .data(f, d): "\(f): \(d)"
+        case let .config(d): d
+        }
+    }
+}
+
+package enum MetricSelection: String, Sendable, CaseIterable {
+    case pck, kap, both
+    var pck: Bool { self != .kap }
+    var kap: Bool { self != .pck }
+}
+
+package struct EvaluationOptions: Sendable {
+    package var data: String
+    package var split: SPairSplit = .test
+    package var alphas: [Double] = [0.2]
+    package var metric: MetricSelection = .both
+    package var resolution = 840
+    package var categories: [String]?
+    /// Pairs per category drawn with replacement (seeded); nil: all pairs.
+    package var sample: Int?
+    package var seed: UInt64 = 42
+    package var cacheDirectory: String?
+    package var skipInvalid = false
+    package var plotsDirectory: String?
+    package var plotPairsPerCategory = 2
+    package var progress = true
+    package init(data: String) { self.data = data }
+}
+
+/// Scores of one category for one α of the matching blend.
+package struct CategoryResult: Sendable {
+    package var category: String
+    package var pairs: Int
+    package var pckKeypoints: Int
+    package var pck: [Double]?
+    package var kap: [Double]?
+}
+
+package struct AlphaRun: Sendable {
+    package var alpha: Double
+    package var categories: [CategoryResult]
+}
+
+package struct EvaluationResult: Sendable {
+    package var runs: [AlphaRun]
+    package var thresholds: [Float]
+    package var skipped: [String]
+    package var pairsEvaluated: Int
+    package var imagesEmbedded: Int
+    package var cacheHits: Int
+    package var seconds: Double
+    package var backbone: String
+    package var bundle: String?
+    package var weighting: CategoryWeighting
+}
+
+/// The paper's evaluation (SPEC §2.3, §5, §6): letterbox to R, last-block DINOv2 features, optional sphere,
+/// blended cosine, PCK (mutual visibility, strict <) and KAP (source visibility, min–max scores, sklearn AP).
+package final class Evaluator {
+    let options: EvaluationOptions
+    let backbone: DinoVisionTransformer
+    let bundle: SphereBundle?
+    let backboneKey: String
+    var log: (String) -> Void = { logToStderr($0) }
+
+    package init(options: EvaluationOptions, backbone: DinoVisionTransformer, backboneKey: String, bundle: SphereBundle?) throws {
+        guard options.resolution % 14 == 0, options.resolution >= 14 else {
+            throw EvaluationError.config("--resolution must be a positive multiple of 14; got \(options.resolution)")
+        }
+        if options.alphas.contains(where: { $0 > 0 }) && bundle == nil {
+            throw EvaluationError.config("alpha > 0 blends in the sphere similarity and needs --bundle")
+        }
+        if let b = bundle, b.backboneDim != backbone.config.embedDim {
+            throw EvaluationError.config("\(b.path ?? "bundle"): trained for a backbone of width \(b.backboneDim); this backbone has width \(backbone.config.embedDim)")
+        }
+        self.options = options; self.backbone = backbone; self.bundle = bundle; self.backboneKey = backboneKey
+    }
+
+    package func run() throws -> EvaluationResult {
+        let t0 = Measure.now()
+        let dataset: SPairDataset
+        do { dataset = try SPairDataset(root: URL(fileURLWithPath: options.data)) } catch { throw EvaluationError.config("\(error)") }
+        var categories: [String]
+        do { categories = try dataset.categories() } catch { throw EvaluationError.config("\(error)") }
+        if let only = options.categories {
+            for c in only where !categories.contains(c) {
+                throw EvaluationError.config("category '\(c)' is not in \(options.data)/ImageAnnotation (found: \(categories.joined(separator: ", ")))")
+            }
+            categories = categories.filter { only.contains($0) }
+        }
+        guard let grid = PatchGrid(resolution: options.resolution) else { throw EvaluationError.config("bad resolution") }
+        let store = FeatureStore(backbone: backbone, backboneKey: backboneKey, resolution: options.resolution,
+                                 cacheDirectory: options.cacheDirectory.map { URL(fileURLWithPath: $0) })
+        // Load and validate every pair first: the denominators must be known before any score.
+        var perCategory: [(String, [LoadedPair])] = []
+        var skipped: [String] = []
+        for c in categories {
+            let v: Validated<LoadedPair>
+            do { v = try dataset.loadPairs(split: options.split, category: c) } catch { throw EvaluationError.config("\(error)") }
+            if !v.invalid.isEmpty {
+                if !options.skipInvalid {
+                    throw EvaluationError.config("\(v.invalid.count) invalid pair(s) in category \(c); first: \(v.invalid[0]) (use --skip-invalid to continue and count them)")
+                }
+                skipped += v.invalid.map { "\($0)" }
+            }
+            var pairs = v.items
+            if let n = options.sample, !pairs.isEmpty {
+                var rng = SplitMix64(seed: options.seed &+ UInt64(perCategory.count))
+                pairs = (0..<n).map { _ in pairs[Int(rng.next() % UInt64(pairs.count))] }
+            }
+            perCategory.append((c, pairs))
+        }
+        let total = perCategory.reduce(0) { $0 + $1.1.count }
+        var done = 0
+        var results = options.alphas.map { AlphaRun(alpha: $0, categories: []) }
+        var progress = Progress(total: total, enabled: options.progress, log: log)
+        for (category, pairs) in perCategory {
+            var pck = options.alphas.map { _ in PCKAccumulator() }
+            var kap = options.alphas.map { _ in KAPAccumulator(grid: grid) }
+            var descriptors: [String: ImageDescriptors] = [:]
+            var spheres: [String: [Float]] = [:]
+            for (pi, pair) in pairs.enumerated() {
+                let paths = [pair.sourceImagePath, pair.targetImagePath].map { dataset.url($0).path }
+                let feats = try store.features(paths)
+                for (path, f) in zip(paths, feats) where descriptors[path] == nil {
+                    var s: [Float]? = nil
+                    if let bundle {
+                        let sph = f.withUnsafeBufferPointer { bundle.mapper.sphere(features: $0.baseAddress!, batch: 1, tokens: grid.count) }
+                        s = sph.array
+                        spheres[path] = s
+                    }
+                    do {
+                        descriptors[path] = try ImageDescriptors(features: f, sphere: s, tokens: grid.count, featureDimension: backbone.config.embedDim)
+                    } catch { throw EvaluationError.data(file: path, detail: "\(error)") }
+                }
+                let (ks, kt, thr) = pair.letterboxed(resolution: options.resolution)
+                // Every keypoint row (invisible ones sit at patch 0 and are masked by the metrics), SPEC §5 step 4.
+                let rows = (0..<ks.count).map { grid.index(x: ks.x($0), y: ks.y($0)) }
+                for (a, alpha) in options.alphas.enumerated() {
+                    let sim: SimilarityMatrix
+                    do {
+                        sim = try Matching.similarity(source: descriptors[paths[0]]!, target: descriptors[paths[1]]!, sourceRows: rows, alpha: alpha)
+                        if options.metric.pck {
+                            try pck[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr, grid: grid)
+                        }
+                        if options.metric.kap {
+                            try kap[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr)
+                        }
+                    } catch { throw EvaluationError.data(file: pair.file, detail: "\(error)") }
+                    if pi < options.plotPairsPerCategory, let dir = options.plotsDirectory {
+                        try Plots.pair(directory: dir, category: category, index: pi, alpha: alpha, pair: pair, dataset: dataset,
+                                       similarity: sim, grid: grid, threshold: thr,
+                                       spheres: bundle == nil ? nil : (spheres[paths[0]]!, spheres[paths[1]]!))
+                    }
+                }
+                done += 1
+                progress.update(done, note: category)
+            }
+            store.clearMemory()
+            for a in options.alphas.indices {
+                results[a].categories.append(CategoryResult(category: category, pairs: pairs.count, pckKeypoints: pck[a].evaluated,
+                                                            pck: options.metric.pck ? pck[a].scores : nil,
+                                                            kap: options.metric.kap ? kap[a].scores : nil))
+            }
+        }
+        progress.finish()
+        var weighting = CategoryWeighting.automatic(for: categories)
+        if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
+        return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total,
+                                imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
+                                backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting)
+    }
+}
+
+/// A progress line with ETA on standard error.
+struct Progress {
+    let total: Int
+    let enabled: Bool
+    let log: (String) -> Void
+    let start = Measure.now()
+    var last = 0.0
+    init(total: Int, enabled: Bool, log: @escaping (String) -> Void) { self.total = total; self.enabled = enabled; self.log = log }
+
+    mutating func update(_ done: Int, note: String) {
+        guard enabled else { return }
+        let now = Measure.now()
+        guard now - last > 1 || done == total else { return }
+        last = now
+        let elapsed = now - start
+        let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
+        let width = 30, filled = total > 0 ? width * done / total : width
+        log(String(format: "[%@%@] %d/%d pairs  %.1f pairs/s  ETA %@  (%@)", String(repeating: "#", count: filled),
+                   String(repeating: ".", count: width - filled), done, total, Double(done) / max(elapsed, 1e-9), format(eta), note))
+    }
+
+    func finish() {}
+
+    func format(_ s: Double) -> String {
+        let t = Int(s.rounded())
+        return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import DINOv2
+import Evaluation
+import Foundation
+import SPair
+import SphereMap
+import TensorFiles
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "PCK and KAP on SPair-71k-format data, exactly as the paper's evaluation code computes them.")
+
+    @Option(help: "Dataset root (SPair-71k layout: JPEGImages, ImageAnnotation, PairAnnotation, …).")
+    var data: String
+    @Option(help: "Split: trn, val or test.")
+    var split: String = "test"
+    @Option(help: "Backbone: a Hugging Face directory or a torch-hub-named .safetensors file.")
+    var backbone: String
+    @Option(help: "Variant of a torch-hub file (small, base, large, giant); inferred from shapes when omitted.")
+    var variant: String?
+    @Option(help: "Sphere bundle (.safetensors); needed for alpha > 0.")
+    var bundle: String?
+    @Option(help: "Weight of the sphere similarity: 0 = DINOv2 baseline, 0.2 = the paper, 1 = sphere only; comma-separated for several runs sharing the features.")
+    var alpha: String = "0.2"
+    @Option(help: "pck, kap or both.")
+    var metric: String = "both"
+    @Option(help: "Letterbox side, a multiple of 14 (the paper: 840).")
+    var resolution: Int = 840
+    @Option(parsing: .upToNextOption, help: "Only these categories (space- or comma-separated).")
+    var categories: [String] = []
+    @Option(help: "Pairs per category, drawn with replacement (seeded); categories then weigh equally.")
+    var sample: Int?
+    @Option(help: "Seed for --sample.")
+    var seed: UInt64 = 42
+    @Option(help: "Directory for the persistent feature cache (safetensors keyed by image content, backbone and resolution).")
+    var cache: String?
+    @Flag(help: "Skip pairs whose image or annotation is missing or malformed, and count them in the report.")
+    var skipInvalid = false
+    @Option(help: "Write the report (JSON) here.")
+    var report: String
+    @Option(help: "Also write the tables in the layout of the paper's Tables 1 and 2 (Markdown).")
+    var markdown: String?
+    @Option(help: "Write pictures here: matches and sphere maps of the first pairs of each category, PCK/KAP charts.")
+    var plots: String?
+    @Flag(help: "No progress bar.")
+    var quiet = false
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        guard SPairSplit(rawValue: split) != nil else { throw ValidationError("--split must be trn, val or test; got '\(split)'") }
+        guard MetricSelection(rawValue: metric) != nil else { throw ValidationError("--metric must be pck, kap or both; got '\(metric)'") }
+        guard resolution >= 14, resolution % 14 == 0 else { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
+        _ = try alphas()
+        if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
+        if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
+    }
+
+    func alphas() throws -> [Double] {
+        let parts = alpha.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let values = parts.compactMap(Double.init)
+        guard !parts.isEmpty, values.count == parts.count, values.allSatisfy({ (0...1).contains($0) }) else {
+            throw ValidationError("--alpha takes numbers in [0, 1], comma-separated; got '\(alpha)'")
+        }
+        return values
+    }
+
+    func run() throws {
+        try engine.configure(verbose: false)
+        let model = try ImageInput.backbone(backbone, variant: variant)
+        let b: SphereBundle?
+        do { b = try bundle.map { try SphereBundle.load(path: $0) } } catch { throw CommandFailure("\(error)") }
+        var o = EvaluationOptions(data: data)
+        o.split = SPairSplit(rawValue: split)!
+        o.alphas = try alphas()
+        o.metric = MetricSelection(rawValue: metric)!
+        o.resolution = resolution
+        let cats = categories.flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
+        o.categories = cats.isEmpty ? nil : cats
+        o.sample = sample
+        o.seed = seed
+        o.cacheDirectory = cache
+        o.skipInvalid = skipInvalid
+        o.plotsDirectory = plots
+        o.progress = !quiet
+        let result: EvaluationResult
+        do {
+            let evaluator = try Evaluator(options: o, backbone: model, backboneKey: backboneKey(model), bundle: b)
+            result = try evaluator.run()
+        } catch { throw CommandFailure("\(error)") }
+        let config: [String: Any] = [
+            "data": data, "split": split, "backbone": backbone, "backbone_variant": model.config.displayName, "bundle": bundle ?? NSNull(),
+            "alphas": o.alphas, "metric": metric, "resolution": resolution, "categories": result.runs.first?.categories.map(\.category) ?? [],
+            "sample": sample ?? NSNull(), "seed": seed, "thresholds": [0.1, 0.05, 0.01],
+        ]
+        do {
+            let json = try JSONSerialization.data(withJSONObject: Report.json(result, config: config), options: [.sortedKeys, .prettyPrinted])
+            try AtomicFile.write([UInt8](json), to: URL(fileURLWithPath: report))
+            if let markdown {
+                try AtomicFile.write(Array(Report.markdown(result, title: "SphereCorr evaluation on \(URL(fileURLWithPath: data).lastPathComponent) (\(split))").utf8),
+                                     to: URL(fileURLWithPath: markdown))
+            }
+            if let plots { try Plots.charts(directory: plots, result: result) }
+        } catch { throw CommandFailure("\(error)") }
+        if !quiet {
+            print(Report.markdown(result, title: "SphereCorr evaluation"))
+            print(String(format: "%d pairs in %.1f s (%.2f pairs/s); %d images embedded, %d from the feature cache",
+                         result.pairsEvaluated, result.seconds, Double(result.pairsEvaluated) / max(result.seconds, 1e-9),
+                         result.imagesEmbedded, result.cacheHits))
+        }
+    }
+
+    /// The backbone's identity for the feature cache: variant, file and its size and modification time.
+    func backboneKey(_ model: DinoVisionTransformer) -> String {
+        var parts = [model.config.displayName, URL(fileURLWithPath: backbone).standardizedFileURL.path]
+        for p in [backbone, backbone + "/model.safetensors"] {
+            if let a = try? FileManager.default.attributesOfItem(atPath: p), (a[.type] as? FileAttributeType) == .typeRegular {
+                parts.append("\(a[.size] ?? 0)-\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)")
+            }
+        }
+        return String(SHA256.hex(Array(parts.joined(separator: "|").utf8)).prefix(16))
+    }
+}
