@@ -132,7 +132,23 @@ package final class ServiceMetrics: ServerObserver, Sendable {
 
 /// process_* metrics (Prometheus client conventions), read from /proc.
 enum ProcessMetrics {
-    static let startTime = Date().timeIntervalSince1970
+    /// Clock ticks per second of /proc times (USER_HZ).
+    static let ticksPerSecond: Double = { let t = sysconf(Int32(_SC_CLK_TCK)); return t > 0 ? Double(t) : 100 }()
+
+    /// The real start of the process: /proc/self/stat field 22 (starttime, ticks after boot) plus the boot time
+    /// (`btime` of /proc/stat), as the Prometheus client libraries compute it. Not the time of the first scrape.
+    static let startTime: Double = {
+        if let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+           let close = stat.lastIndex(of: ")"),
+           let procStat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+           let btimeLine = procStat.split(separator: "\n").first(where: { $0.hasPrefix("btime ") }),
+           let btime = Double(btimeLine.dropFirst(6).trimmingCharacters(in: .whitespaces)) {
+            // Fields after "pid (comm) ": state is field 3, so field n is at index n - 3.
+            let f = stat[stat.index(after: close)...].split(separator: " ")
+            if f.count > 19, let ticks = Double(f[19]) { return btime + ticks / ticksPerSecond }
+        }
+        return Date().timeIntervalSince1970
+    }()
 
     static func text() -> String {
         var lines: [String] = []
@@ -148,7 +164,7 @@ enum ProcessMetrics {
            let close = stat.lastIndex(of: ")") {
             let f = stat[stat.index(after: close)...].split(separator: " ")
             if f.count > 13, let u = Double(f[11]), let s = Double(f[12]) {
-                metric("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", (u + s) / 100)
+                metric("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", (u + s) / ticksPerSecond)
             }
         }
         if let fds = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd") {

@@ -17,6 +17,7 @@ package struct ServiceOptions: Sendable {
     package var maxResolution = 1036
     package var maxBodyBytes = 32 << 20
     package var maxImagePixels = 40_000_000
+    package var maxImageBytes = 16 << 20
     package var maxPoints = 10_000
     package var maxParts = 8
     package var queueSize = 16
@@ -55,7 +56,7 @@ package struct ServiceOptions: Sendable {
 
     /// Limits and timeouts under self-describing keys, for /v1/info.
     package var limitsDescription: [String: Any] {
-        ["max_body_bytes": maxBodyBytes, "max_image_pixels": maxImagePixels, "min_image_side_px": 14, "max_points": maxPoints,
+        ["max_body_bytes": maxBodyBytes, "max_image_bytes": maxImageBytes, "max_image_pixels": maxImagePixels, "min_image_side_px": 14, "max_points": maxPoints,
          "max_multipart_parts": maxParts, "default_resolution": resolution, "max_resolution": maxResolution,
          "inference_queue_size": queueSize, "feature_cache_bytes": featureCacheBytes, "max_connections": maxConnections,
          "header_read_timeout_s": headerReadTimeout, "body_idle_timeout_s": bodyIdleTimeout, "keep_alive_timeout_s": keepAliveTimeout,

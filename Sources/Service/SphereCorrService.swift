@@ -33,7 +33,7 @@ package final class SphereCorrService: Sendable {
         }
         pipeline = Pipeline(store: store, cache: FeatureCache(capacityBytes: options.featureCacheBytes),
                             queue: InferenceQueue(maxQueue: options.queueSize),
-                            limits: PipelineLimits(maxImagePixels: options.maxImagePixels, minImageSide: 14,
+                            limits: PipelineLimits(maxImagePixels: options.maxImagePixels, maxImageBytes: options.maxImageBytes, minImageSide: 14,
                                                    defaultResolution: options.resolution, maxResolution: options.maxResolution))
         adminToken = options.adminToken ?? (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
     }
@@ -44,14 +44,19 @@ package final class SphereCorrService: Sendable {
 
     /// Binds and serves /livez at once, then loads the model in the background and becomes ready.
     package func start() throws {
+        // Every response carries X-Model-Version. An inference response sets it itself from the snapshot it
+        // computed with, so a reload finishing mid-request never labels old results with the new version.
+        let hook: ResponseHook = { [store] _, response in
+            if !response.headers.contains("X-Model-Version") {
+                response.headers.append(name: "X-Model-Version", value: store.snapshot?.version ?? "loading")
+            }
+        }
         let main = Server(configuration: options.serverConfiguration, router: router(), logger: logger, observer: metrics,
-                          responseHook: { [store] _, response in
-                              response.headers.replaceOrAdd(name: "X-Model-Version", value: store.snapshot?.version ?? "loading")
-                          })
+                          responseHook: hook)
         try main.start()
         var adminConfig = ServerConfiguration(host: options.adminHost, port: options.adminPort)
         adminConfig.accessLogFormat = options.logFormat
-        let admin = Server(configuration: adminConfig, router: adminRouter(), logger: logger)
+        let admin = Server(configuration: adminConfig, router: adminRouter(), logger: logger, responseHook: hook)
         do { try admin.start() } catch {
             main.shutdown(grace: .zero)
             throw error
@@ -104,15 +109,18 @@ package final class SphereCorrService: Sendable {
         }
     }
 
-    /// SIGTERM: not ready at once, keep serving for drain_delay, then drain in-flight work up to the timeout.
+    /// SIGTERM (SERVICE.md §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
+    /// balancer needs that long to stop sending); then the listener closes, in-flight and queued requests finish
+    /// (a match's second queue pass included) up to shutdown_timeout, and what is left is answered 503 draining.
     package func shutdown() {
         readiness.set(.draining)
         logger.info("shutting down", metadata: ["drain_delay_s": "\(options.drainDelay)", "shutdown_timeout_s": "\(options.shutdownTimeout)"])
         if options.drainDelay > 0 { Thread.sleep(forTimeInterval: options.drainDelay) }
         store.stopWatching()
         let (main, admin) = servers.withLock { $0 }
-        pipeline.queue.drain()
         main?.shutdown(grace: .milliseconds(Int(options.shutdownTimeout * 1000)))
+        // Only now: anything still trying to queue belongs to a connection the server has already closed.
+        pipeline.queue.drain()
         admin?.shutdown(grace: .seconds(1))
         logger.info("stopped")
         stopped.signal()
@@ -158,7 +166,16 @@ package final class SphereCorrService: Sendable {
                 : HTTPError(status: HTTPStatus(code: 401), code: "unauthorized", detail: "POST /admin/reload needs 'Authorization: Bearer <admin token>'",
                             headers: ["WWW-Authenticate": "Bearer"])
         }) { [store] _ in
+            guard store.snapshot != nil else {
+                throw HTTPError.serviceUnavailable(code: "model_not_ready", detail: "the first model is still loading; reload after /readyz is 200")
+            }
             let e = store.reload()
+            if e.result == .failure {
+                // The old bundle keeps serving; say so, and why the new one was refused.
+                throw HTTPError(status: .unprocessableContent, code: "reload_failed", title: "Bundle rejected",
+                                detail: "\(e.file ?? "bundles directory"): \(e.error ?? "invalid"); the previous bundle keeps serving",
+                                extensions: ["file": .string(e.file ?? ""), "model_version": .string(store.snapshot?.version ?? "")])
+            }
             let body: [String: Any] = ["result": e.result.rawValue, "file": e.file ?? NSNull(), "error": e.error ?? NSNull(),
                                        "model_version": store.snapshot?.version ?? NSNull()]
             return .json([UInt8]((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()))

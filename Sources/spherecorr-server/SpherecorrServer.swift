@@ -6,6 +6,7 @@ import HTTPServer
 import Kernels
 import Logging
 import Service
+import Synchronization
 
 @main
 struct SpherecorrServer: ParsableCommand {
@@ -37,6 +38,8 @@ struct SpherecorrServer: ParsableCommand {
     var maxBodyBytes: Int?
     @Option(help: "Largest image (width × height, checked from the header before decoding). Default 40000000.")
     var maxImagePixels: Int?
+    @Option(help: "Largest image file in bytes (one upload). Default 16777216.")
+    var maxImageBytes: Int?
     @Option(help: "Most points in one /v1/match request. Default 10000.")
     var maxPoints: Int?
     @Option(help: "Requests that may wait for the inference executor; beyond it 503 overloaded. Default 16.")
@@ -100,6 +103,7 @@ struct SpherecorrServer: ParsableCommand {
         }
         o.maxBodyBytes = try env.int("MAX_BODY_BYTES", maxBodyBytes, range: 1024...(1 << 31)) ?? o.maxBodyBytes
         o.maxImagePixels = try env.int("MAX_IMAGE_PIXELS", maxImagePixels, range: 196...(1 << 30)) ?? o.maxImagePixels
+        o.maxImageBytes = try env.int("MAX_IMAGE_BYTES", maxImageBytes, range: 64...(1 << 31)) ?? o.maxImageBytes
         o.maxPoints = try env.int("MAX_POINTS", maxPoints, range: 1...1_000_000) ?? o.maxPoints
         o.queueSize = try env.int("QUEUE_SIZE", queueSize, range: 0...100_000) ?? o.queueSize
         o.featureCacheBytes = try env.int("FEATURE_CACHE_BYTES", featureCacheBytes, range: 0...(1 << 40)) ?? o.featureCacheBytes
@@ -139,18 +143,27 @@ struct SpherecorrServer: ParsableCommand {
         do { try service.start() } catch {
             throw ValidationError("cannot start: \(error)")
         }
-        // SIGTERM/SIGINT: drain and exit 0; a second signal exits at once. SIGHUP: reload bundles.
-        let trap = SignalTrap.install { _ in
-            DispatchQueue.global().async { service.shutdown() }
+        // SIGTERM/SIGINT: drain and exit 0; a second one exits at once (128 + signal). SIGHUP: reload bundles.
+        // One trap (a self-pipe, reliable also as PID 1) for all three; it calls onSignal for the first signal
+        // and onRepeat for every later one, so the kind is told apart here.
+        let stopping = StopFlag()
+        let onAny: @Sendable (Int32) -> Void = { sig in
+            if sig == SIGHUP {
+                DispatchQueue.global().async { _ = service.store.reload() }
+            } else if stopping.value.exchange(true, ordering: .acquiringAndReleasing) {
+                _exit(128 + sig)
+            } else {
+                DispatchQueue.global().async { service.shutdown() }
+            }
         }
-        signal(SIGHUP, SIG_IGN)
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: DispatchQueue(label: "spherecorr.sighup"))
-        hup.setEventHandler { _ = service.store.reload() }
-        hup.resume()
+        let trap = SignalTrap.install(signals: [SIGTERM, SIGINT, SIGHUP], onRepeat: onAny, onSignal: onAny)
         service.waitUntilStopped()
-        withExtendedLifetime((trap, hup)) {}
+        withExtendedLifetime(trap) {}
     }
 }
+
+/// Set by the first SIGTERM/SIGINT.
+final class StopFlag: Sendable { let value = Atomic<Bool>(false) }
 
 /// Flag → SPHERECORR_* variable → nil (the caller's default). Bad variable values are errors that name them.
 struct Environment {
