@@ -126,9 +126,11 @@ enum JPEGMarkers {
         var i = 2  // after SOI
         var frame: Frame?
         var components: [Component] = []
-        var progressive = false, arithmetic = false
+        var progressive = false, arithmetic = false, sawScan = false
         var quantDefined = [Bool](repeating: false, count: 4)
-        var huffmanUsable = [Bool](repeating: true, count: 8)  // [class (DC, AC), index]; standard tables when undefined
+        // [class (DC, AC), index]: usable = passes libjpeg's table build; defined = seen in a DHT.
+        var huffmanUsable = [Bool](repeating: true, count: 8)
+        var huffmanDefined = [Bool](repeating: false, count: 8)
         while true {
             while i < n && b[i] != 0xFF { i += 1 }   // junk (libjpeg warns, Pillow skips)
             while i < n && b[i] == 0xFF { i += 1 }   // fill bytes
@@ -141,7 +143,7 @@ enum JPEGMarkers {
             case 0xD8:
                 throw .corrupt("two SOI markers")
             case 0xD9:
-                guard let frame else { throw .corrupt("JPEG datastream contains no image") }
+                guard let frame, sawScan else { throw .corrupt("JPEG datastream contains no image") }
                 return frame  // EOI; anything after it is ignored
             default:
                 break
@@ -158,7 +160,7 @@ enum JPEGMarkers {
                 progressive = [0xC2, 0xC6, 0xCA, 0xCE].contains(marker)
                 arithmetic = marker >= 0xC9
             case 0xC4:  // DHT
-                try checkDHT(b, at: p, length: payload, usable: &huffmanUsable)
+                try checkDHT(b, at: p, length: payload, usable: &huffmanUsable, defined: &huffmanDefined)
             case 0xDB:  // DQT
                 var q = p
                 while q < p + payload {
@@ -167,13 +169,20 @@ enum JPEGMarkers {
                     quantDefined[table] = true
                     q += 1 + 64 * (precision + 1)
                 }
+            case 0xCC:  // DAC (libjpeg get_dac)
+                guard payload % 2 == 0 else { throw .corrupt("bad arithmetic conditioning") }
+                for k in stride(from: p, to: p + payload, by: 2) {
+                    let index = b[k], value = b[k + 1]
+                    guard index < 32, index >= 16 || value & 15 <= value >> 4 else { throw .corrupt("bad arithmetic conditioning") }
+                }
             case 0xDD:  // DRI
                 guard payload == 2 else { throw .corrupt("bad restart interval") }
             case 0xDA:  // SOS
                 guard let frame else { throw .corrupt("scan before frame header") }
-                try checkSOS(b, at: p, length: payload, components: components, progressive: progressive,
-                             arithmetic: arithmetic, quantDefined: quantDefined, huffmanUsable: huffmanUsable)
+                try checkSOS(b, at: p, length: payload, components: components, progressive: progressive, arithmetic: arithmetic,
+                             quantDefined: quantDefined, huffmanUsable: huffmanUsable, huffmanDefined: huffmanDefined)
                 guard wholeFile else { return frame }
+                sawScan = true
                 i += length
                 // Entropy-coded data: ends at a marker other than RSTn (0xFF00 is a stuffed 0xFF).
                 while true {
@@ -185,8 +194,10 @@ enum JPEGMarkers {
                     break
                 }
                 continue
+            case 0xDC, 0xE0...0xEF, 0xFE:
+                break  // DNL, APPn, COM: skipped by length
             default:
-                break  // APPn, COM, DNL, DAC, ...: skipped by length
+                throw .corrupt("unsupported JPEG marker 0xFF" + String(marker, radix: 16, uppercase: true))  // libjpeg: JERR_UNKNOWN_MARKER
             }
             i += length
         }
@@ -199,6 +210,7 @@ enum JPEGMarkers {
         let count = Int(b[p + 5])
         guard length == 6 + 3 * count else { throw .corrupt("bad frame header length") }
         if [0xC3, 0xC7, 0xCB, 0xCF].contains(marker) { throw .unsupported("lossless JPEG") }
+        if [0xC5, 0xC6, 0xCD, 0xCE].contains(marker) { throw .unsupported("hierarchical JPEG") }
         guard precision == 8 else { throw .unsupported("\(precision)-bit JPEG") }  // as Pillow's SOF()
         guard [1, 3, 4].contains(count) else { throw .unsupported("\(count)-component JPEG") }
         guard height > 0 else { throw .unsupported("JPEG height defined by DNL") }
@@ -220,7 +232,8 @@ enum JPEGMarkers {
     /// overrun) and records, per (class, index), whether the table would pass
     /// jpeg_make_d_derived_tbl (code space not over-subscribed, DC symbols ≤ 15). libjpeg only
     /// builds tables a scan uses, so an unusable table is an error only once a scan names it.
-    private static func checkDHT(_ b: UnsafeRawBufferPointer, at p: Int, length: Int, usable: inout [Bool]) throws(ImageError) {
+    private static func checkDHT(_ b: UnsafeRawBufferPointer, at p: Int, length: Int, usable: inout [Bool],
+                                 defined: inout [Bool]) throws(ImageError) {
         var q = p
         while q < p + length {
             guard q + 17 <= p + length else { throw .corrupt("bad Huffman table") }
@@ -242,19 +255,21 @@ enum JPEGMarkers {
                 for k in 0..<total where b[q + 17 + k] > 15 { ok = false }
             }
             usable[tableClass * 4 + index] = ok
+            defined[tableClass * 4 + index] = true
             q += 17 + total
         }
     }
 
     private static func checkSOS(_ b: UnsafeRawBufferPointer, at p: Int, length: Int, components: [Component], progressive: Bool,
-                                 arithmetic: Bool, quantDefined: [Bool], huffmanUsable: [Bool]) throws(ImageError) {
+                                 arithmetic: Bool, quantDefined: [Bool], huffmanUsable: [Bool], huffmanDefined: [Bool]) throws(ImageError) {
         guard length >= 1 else { throw .corrupt("bad scan header") }
         let count = Int(b[p])
         guard (1...4).contains(count), length == 4 + 2 * count else { throw .corrupt("bad scan header") }
         let ss = Int(b[p + 1 + 2 * count]), se = Int(b[p + 2 + 2 * count])
         let ah = Int(b[p + 3 + 2 * count] >> 4), al = Int(b[p + 3 + 2 * count] & 15)
         if progressive {
-            guard ss <= se, se <= 63, ah <= 13, al <= 13, ss == 0 ? se == 0 : count == 1 else {
+            // libjpeg start_pass_phuff_decoder / jdarith: refinement scans need Al = Ah − 1.
+            guard ss <= se, se <= 63, al <= 13, ah == 0 || al == ah - 1, ss == 0 ? se == 0 : count == 1 else {
                 throw .corrupt("bad progression parameters")
             }
         }
@@ -265,9 +280,17 @@ enum JPEGMarkers {
         for k in 0..<count {
             let id = b[p + 1 + 2 * k], tables = b[p + 2 + 2 * k]
             guard let c = components.first(where: { $0.id == id }) else { throw .corrupt("scan names an unknown component") }
+            for earlier in 0..<k where b[p + 1 + 2 * earlier] == id { throw .corrupt("scan names a component twice") }
             let dc = Int(tables >> 4), ac = Int(tables & 15)
             guard arithmetic || (dc < 4 && ac < 4) else { throw .corrupt("bad scan table index") }
-            guard (!usesDC || huffmanUsable[dc]) && (!usesAC || huffmanUsable[4 + ac]) else { throw .corrupt("bad Huffman table") }
+            if usesDC {  // undefined tables: sequential decoding substitutes the standard tables 0 and 1 only
+                guard huffmanUsable[dc] else { throw .corrupt("bad Huffman table") }
+                guard huffmanDefined[dc] || (!progressive && dc < 2) else { throw .corrupt("Huffman table not defined") }
+            }
+            if usesAC {
+                guard huffmanUsable[4 + ac] else { throw .corrupt("bad Huffman table") }
+                guard huffmanDefined[4 + ac] || (!progressive && ac < 2) else { throw .corrupt("Huffman table not defined") }
+            }
             guard quantDefined[c.table] else { throw .corrupt("quantization table not defined") }
             blocks += c.h * c.v
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import TensorFiles
 @testable import Imaging
@@ -80,6 +81,28 @@ struct DecodeTests {
                 for _ in 0..<3 { damaged[Int(rng.next() % UInt64(bytes.count))] ^= UInt8(truncatingIfNeeded: rng.next() | 1) }
                 _ = try? decodeImage(damaged)  // any outcome but a crash
             }
+        }
+    }
+
+    @Test("progressive scan limit", .enabled(if: guardedDecoding, "enforced by the CImageShims progress monitor"))
+    func scanLimit() throws {
+        let bytes = try Fixtures.bytes("jpeg_progressive_50x71.jpg")
+        #expect(throws: ImageError.self) { try decodeImage(bytes, limits: DecodeLimits(maxJPEGScans: 2)) }
+        #expect(try decodeImage(bytes, limits: DecodeLimits(maxJPEGScans: 50)).width == 50)
+    }
+
+    @Test("concurrent decodes are independent")
+    func concurrent() throws {
+        let names = ["jpeg_420_50x71.jpg", "jpeg_cmyk_37x23.jpg", "png_rgba16_adam7_37x23.png", "png_palette4_37x23.png"]
+        let inputs = try names.map { try Fixtures.bytes($0) }
+        let expected = try inputs.map { try decodeImage($0) }
+        let results = Mutex([RGBImage?](repeating: nil, count: 32))
+        DispatchQueue.concurrentPerform(iterations: 32) { i in
+            let image = try? decodeImage(inputs[i % inputs.count])
+            results.withLock { $0[i] = image }
+        }
+        results.withLock { r in
+            for i in 0..<32 { #expect(r[i] == expected[i % inputs.count]) }
         }
     }
 
