@@ -165,3 +165,52 @@ func tempDir() throws -> URL {
         #expect(r1.status != 0 && r1.stderr.contains("wide.safetensors") && r1.stderr.contains("256"), "\(r1.stderr)")
     }
 }
+
+@Suite struct EvaluateCommandTests {
+    let synth = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/spair-synth-dev")
+
+    @Test func reportFollowsTheContract() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let report = dir.appendingPathComponent("r.json"), md = dir.appendingPathComponent("r.md")
+        let r = try run("spherecorr-train", ["evaluate", "--data", synth.path, "--split", "test",
+                                             "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+                                             "--bundle", repoRoot.appendingPathComponent("Tests/Fixtures/sphere/bundle.safetensors").path,
+                                             "--alpha", "0.2", "--metric", "both", "--resolution", "28", "--categories", "car", "dog",
+                                             "--report", report.path, "--markdown", md.path, "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+        for metric in ["pck", "kap"] {
+            let t = try #require(obj[metric] as? [String: Any], "missing \(metric)")
+            for key in ["car", "dog", "macro", "weighted"] {
+                let v = try #require(t[key] as? [String: Double], "\(metric).\(key)")
+                #expect(Set(v.keys) == ["0.1", "0.05", "0.01"])
+                #expect(v.values.allSatisfy { (0...1).contains($0) })
+            }
+        }
+        #expect(obj["config"] is [String: Any])
+        let table = try String(contentsOf: md, encoding: .utf8)
+        #expect(table.contains("| method | car | dog | avg | w.avg |") && table.contains("DINOv2 + sphere (α = 0.2)"))
+    }
+
+    @Test func invalidPairIsNamedOrSkippedAndCounted() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let data = dir.appendingPathComponent("data")
+        try FileManager.default.copyItem(at: synth, to: data)
+        let pairs = data.appendingPathComponent("PairAnnotation/test")
+        let victim = try FileManager.default.contentsOfDirectory(atPath: pairs.path).filter { $0.hasSuffix(":car.json") }.sorted()[0]
+        try Data("{ not json".utf8).write(to: pairs.appendingPathComponent(victim))
+        let args = ["evaluate", "--data", data.path, "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+                    "--alpha", "0", "--resolution", "28", "--categories", "car", "--report", dir.appendingPathComponent("r.json").path, "--quiet"]
+        let r1 = try run("spherecorr-train", args)
+        #expect(r1.status != 0 && r1.stderr.contains(victim), "\(r1.stderr)")
+        let r2 = try run("spherecorr-train", args + ["--skip-invalid"])
+        #expect(r2.status == 0, "\(r2.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("r.json"))) as? [String: Any])
+        let skipped = try #require(obj["skipped"] as? [String])
+        #expect(skipped.count == 1 && skipped[0].contains(victim))
+        let cfg = try #require(obj["config"] as? [String: Any])
+        #expect(cfg["pairs_skipped"] as? Int == 1)
+    }
+}
