@@ -241,10 +241,10 @@ final class EventLoop: @unchecked Sendable {
         response.headers.replaceOrAdd(name: RequestID.headerName, value: id)
         let bytes = ResponseSerializer.serialize(
             response, context: ResponseContext(requestMethod: nil, keepAlive: false, date: httpDate()))
+        core.observer?.requestRejected(.connectionLimit, status: 503, peer: peer)
         _ = bytes.withUnsafeBytes { try? socket.send($0) }
         socket.shutdownWrite()
         socket.close()
-        core.observer?.requestRejected(.connectionLimit, status: 503, peer: peer)
     }
 
     /// Takes ownership of an accepted socket (already counted in `openConnections`).

@@ -368,7 +368,7 @@ struct ResilienceTests {
         #expect(refused.header("Retry-After") == "1")
         #expect(refused.header("Connection") == "close")
         #expect(third.waitForClose().closed)
-        #expect(server.observer.rejected.contains(.connectionLimit))
+        #expect(eventually(within: 2) { server.observer.rejected.contains(.connectionLimit) })
         #expect(server.calls.count == 2)
     }
 }

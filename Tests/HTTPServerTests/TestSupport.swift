@@ -38,7 +38,7 @@ final class RecordingObserver: ServerObserver {
 /// - `GET /livez` (event loop) → "ok"
 /// - `GET /hello` → "hello <query name>"; `GET /a`, `GET /b` → "a", "b"
 /// - `POST /echo` (limit 64 KiB) → the body, counted in `echoCalls`
-/// - `POST /upload` (limit 1 MiB) → "<bytes> bytes"
+/// - `POST /upload` (limit 4 MiB) → "<bytes> bytes"
 /// - `POST /small` (limit 16 bytes) → "small"
 /// - `GET /slow?ms=N` → sleeps N ms, then "slow"; counted in `slowCalls`
 /// - `GET /fail` → throws an `HTTPError` 422; `GET /crash` → throws another error (500)
@@ -77,7 +77,7 @@ final class TestServer: Sendable {
             echoCalls.increment()
             return Response(status: .ok, headers: ["Content-Type": "application/octet-stream"], body: request.body)
         }
-        router.post("/upload", maxBodyBytes: 1 << 20) { request in
+        router.post("/upload", maxBodyBytes: 4 << 20) { request in
             calls.increment()
             return .text("\(request.body.count) bytes")
         }
@@ -197,6 +197,9 @@ final class RawConnection {
     }
 
     func shutdownWrite() { _ = Glibc.shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Sends FIN both ways now (the descriptor itself is closed on deinit).
+    func closeNow() { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
 
     /// Closes with SO_LINGER 0: the kernel sends RST.
     func reset() {
