@@ -57,6 +57,12 @@ package struct PatchGrid: Sendable, Equatable, Hashable {
     /// clamp acts (only for keypoints outside the letterboxed image).
     package func index(x: Float, y: Float) -> Int { min(max(rawIndex(x: x, y: y), 0), count - 1) }
 
+    /// Source token of every row of a `[n, 3]` keypoint matrix in the letterbox frame, as the
+    /// reference indexes the descriptors (`index` of (x, y); invisible rows sit at (0, 0), token 0).
+    package func indices(ofKeypoints keypoints: [Float]) -> [Int] {
+        stride(from: 0, to: keypoints.count - 2, by: 3).map { index(x: keypoints[$0], y: keypoints[$0 + 1]) }
+    }
+
     /// Back-projection of a patch for PCK: `(p − 1)·14 + 14 + 14//2 − 0.5 = 14·p + 6.5` on both axes.
     package func centre(of index: Int) -> (x: Float, y: Float) {
         (Float(PatchGrid.patchSize * (index % side)) + 6.5, Float(PatchGrid.patchSize * (index / side)) + 6.5)

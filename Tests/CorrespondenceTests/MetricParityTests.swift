@@ -35,6 +35,7 @@ import TensorFiles
                 // Source patch indices (H26) and argmax with first-index ties (H30).
                 let patches = (0..<n).map { grid.rawIndex(x: src[3 * $0], y: src[3 * $0 + 1]) }
                 #expect(patches == (try file.ints(p.key + ".src_patch")), "\(p.key) patch indices")
+                #expect(grid.indices(ofKeypoints: src) == patches)
                 #expect(sim.argmaxPerRow() == (try file.ints(p.key + ".argmax")), "\(p.key) argmax")
 
                 // KAP emissions, bit for bit.
