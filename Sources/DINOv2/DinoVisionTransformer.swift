@@ -87,6 +87,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     let registerTokens: Weight?     // [R, D]
     let blocks: [BlockWeights]
     let norm: LayerNormWeights
+    let maskToken: Weight           // [1, D], training-only; kept so a checkpoint round-trips
 
     init(config c: DinoConfig, reader r: WeightReader, source: String) throws {
         config = c
@@ -95,12 +96,32 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         let convW = try r.take("patch_embed.proj.weight", shape: [d, 3, ps, ps])
         patchEmbed = LinearWeights(weight: convW, bias: try r.take("patch_embed.proj.bias", shape: [d]))
         clsToken = try r.take("cls_token", shape: [1, 1, d])
-        _ = try r.take("mask_token", shape: [1, d])  // training-only, present in every checkpoint
+        maskToken = try r.take("mask_token", shape: [1, d])  // training-only, present in every checkpoint
         posEmbed = try r.take("pos_embed", shape: [1, 1 + c.posGrid * c.posGrid, d])
         registerTokens = c.registers > 0 ? try r.take("register_tokens", shape: [1, c.registers, d]) : nil
         blocks = try (0..<c.depth).map { try BlockWeights(r, index: $0, config: c) }
         norm = try LayerNormWeights(r, "norm", dim: d)
         try r.finish()
+    }
+
+    /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint).
+    package func namedWeights() -> [(String, Weight)] {
+        var out: [(String, Weight)] = [("cls_token", clsToken), ("mask_token", maskToken), ("pos_embed", posEmbed),
+                                       ("patch_embed.proj.weight", patchEmbed.weight), ("patch_embed.proj.bias", patchEmbed.bias)]
+        if let registerTokens { out.append(("register_tokens", registerTokens)) }
+        let mlp = config.ffn == .mlp
+        for (i, b) in blocks.enumerated() {
+            let p = "blocks.\(i)"
+            out += [("\(p).norm1.weight", b.norm1.weight), ("\(p).norm1.bias", b.norm1.bias),
+                    ("\(p).attn.qkv.weight", b.qkv.weight), ("\(p).attn.qkv.bias", b.qkv.bias),
+                    ("\(p).attn.proj.weight", b.proj.weight), ("\(p).attn.proj.bias", b.proj.bias), ("\(p).ls1.gamma", b.ls1),
+                    ("\(p).norm2.weight", b.norm2.weight), ("\(p).norm2.bias", b.norm2.bias),
+                    ("\(p).mlp.\(mlp ? "fc1" : "w12").weight", b.fc1.weight), ("\(p).mlp.\(mlp ? "fc1" : "w12").bias", b.fc1.bias),
+                    ("\(p).mlp.\(mlp ? "fc2" : "w3").weight", b.fc2.weight), ("\(p).mlp.\(mlp ? "fc2" : "w3").bias", b.fc2.bias),
+                    ("\(p).ls2.gamma", b.ls2)]
+        }
+        out += [("norm.weight", norm.weight), ("norm.bias", norm.bias)]
+        return out
     }
 
     /// Forward pass over normalised images. images: [B, 3, H, W], H and W multiples of 14.

@@ -2,6 +2,8 @@ import ArgumentParser
 import DINOv2
 import Foundation
 import Kernels
+import SphereMap
+import TensorFiles
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,6 +27,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print one JSON object.")
     var json = false
 
+    @Option(help: "Also write the random backbone as a torch-hub-named .safetensors file (for evaluation and service benchmarks).")
+    var writeWeights: String?
+
+    @Option(help: "Also write a random sphere bundle for this backbone's width (18 SPair categories).")
+    var writeBundle: String?
+
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -38,6 +46,16 @@ struct Bench: ParsableCommand {
         try engine.configure(verbose: !json)
         let config = DinoConfig.variant(DinoConfig.Variant(rawValue: variant)!, registers: registers)
         let model = DinoVisionTransformer.random(config: config, seed: 0)
+        let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: spairCategoryNames, seed: 0,
+                                              metadata: ["backbone_variant": "random " + config.displayName])
+        if let path = writeWeights {
+            var w = SafeTensorsWriter(metadata: ["format": "pt", "note": "random weights of \(config.displayName) shapes (spherecorr-train bench)"])
+            for (name, t) in model.namedWeights() { w.add(name, shape: t.shape, floats: UnsafeBufferPointer(start: t.pointer, count: t.count)) }
+            do { try w.write(to: URL(fileURLWithPath: path)) } catch { throw CommandFailure("\(error)") }
+        }
+        if let path = writeBundle {
+            do { try bundle.write(to: URL(fileURLWithPath: path)) } catch { throw CommandFailure("\(error)") }
+        }
         var rng = SplitMix64(seed: 1)
         let n = batch * 3 * resolution * resolution
         let input = FloatStorage(count: n, zeroed: false)
@@ -50,6 +68,17 @@ struct Bench: ParsableCommand {
             precondition(out.features.pointer[0].isFinite)
             if i > 0 { times.append(dt) }  // the first pass warms caches and page-faults weights
         }
+        // The sphere mapper on one image's features, and the paper's Table 5 measure: descriptors of one pair
+        // (both images through the backbone and the mapper).
+        let one = model.forward(images: input.pointer, batch: 1, height: resolution, width: resolution)
+        var sphereTimes: [Double] = []
+        for _ in 0...max(1, `repeat` / 2) {
+            let t = Measure.now()
+            _ = bundle.mapper.sphere(features: one.features.pointer, batch: 1, tokens: one.patches)
+            sphereTimes.append(Measure.now() - t)
+        }
+        let sortedSphere = sphereTimes.dropFirst().sorted()  // the first call warms up
+        let sphere = sortedSphere[sortedSphere.count / 2]
         times.sort()
         let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
         let gflop = config.flops(height: resolution, width: resolution) * Double(batch) / 1e9
@@ -61,6 +90,7 @@ struct Bench: ParsableCommand {
             "gflop": gflop, "gflops": gflop / median, "sgemm_gflops": sgemm,
             "blas_core": "\(GEMM.backend.rawValue) (openblas core \(BLASCore.name))",
             "threads": Parallel.workers, "peak_rss_bytes": Measure.peakResidentBytes(),
+            "sphere_mapper_s": sphere,
         ]
         if json {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
@@ -72,3 +102,6 @@ struct Bench: ParsableCommand {
         }
     }
 }
+
+let spairCategoryNames = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dog", "horse",
+                          "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor"]
