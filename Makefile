@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test test-parity bench fuzz clean
+.PHONY: deps build release test test-parity bench bench-eval fuzz clean
 
 deps:
 	@scripts/install-deps
@@ -20,6 +20,10 @@ test: deps
 ## DINOv2 forward benchmark: ViT-S/14 and ViT-B/14 at 224², 448², 840², batch 1 and 2, beside PyTorch when installed.
 bench: release
 	scripts/bench
+
+## Evaluation throughput: pairs/s with a cold and a warm feature cache, and the paper's Table 5 descriptor time.
+bench-eval: release
+	scripts/bench-eval $(BENCH_EVAL_ARGS)
 
 ## Runs the HTTP/1.1 parser fuzzer (libFuzzer) for FUZZ_SECONDS (default 60).
 fuzz: deps
