@@ -389,4 +389,5 @@ components:
         limits: { type: object }
         engine: { type: object }
       additionalProperties: true
+
 """#

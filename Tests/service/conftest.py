@@ -1,0 +1,54 @@
+"""Fixtures of the service integration suite: spherecorr-server (built beforehand: .build/debug/spherecorr-server or
+$SPHERECORR_SERVER) on free loopback ports, the built-in demo model at --resolution 56, a temporary bundles
+directory. Nothing is built here; every wait is bounded."""
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from helpers import ServerProcess, png, publish_bundle  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def bundles_dir():
+    d = Path(tempfile.mkdtemp(prefix="spherecorr-bundles-"))
+    publish_bundle(d, "0001-initial.safetensors", seed=1)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def server(bundles_dir):
+    """The shared server: nothing publishes into its bundles directory, so its model version never changes."""
+    s = ServerProcess("--reload-interval", "0", bundles=bundles_dir, name="main")
+    try:
+        s.wait_ready()
+        yield s
+    finally:
+        code = s.stop()
+        if code not in (0, None):
+            print(s.log_text()[-3000:], file=sys.stderr)
+
+
+@pytest.fixture
+def fresh_bundles(tmp_path):
+    d = tmp_path / "bundles"
+    d.mkdir()
+    publish_bundle(d, "0001-initial.safetensors", seed=1)
+    return d
+
+
+@pytest.fixture(scope="session")
+def img_a() -> bytes:
+    return png(80, 60, seed=1)
+
+
+@pytest.fixture(scope="session")
+def img_b() -> bytes:
+    return png(50, 70, seed=2)
