@@ -274,10 +274,10 @@ final class Connection {
                 flush()
             }
         case .respond(let response):
-            path = PathNormalizer.normalize(head.path)
+            path = Router.normalize(head.path)
             answerEarly(.response(response, route: nil), hasClose: false)
         case .reject(let problem):
-            path = PathNormalizer.normalize(head.path)
+            path = Router.normalize(head.path)
             switch problem.status.code {
             case 413: core.observer?.requestRejected(.bodyTooLarge, status: 413, peer: peer)
             case 417: core.observer?.requestRejected(.expectationFailed, status: 417, peer: peer)
@@ -408,7 +408,9 @@ final class Connection {
         requestsServed += 1
         var keepAlive = (head?.keepAlive ?? false) && !forceClose && !closeAfterResponse && !loop.draining && !inputClosed
         if let cap = core.configuration.limits.maxRequestsPerConnection, requestsServed >= cap { keepAlive = false }
-        if response.headers.containsToken("close", in: "connection") { keepAlive = false }
+        if keepAlive, response.headers.contains("connection"), response.headers.containsToken("close", in: "connection") {
+            keepAlive = false
+        }
         let context = ResponseContext(
             requestMethod: head?.method, requestVersion: head?.version ?? .http1_1, keepAlive: keepAlive,
             date: loop.httpDate())

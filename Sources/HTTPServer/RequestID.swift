@@ -26,7 +26,10 @@ package enum RequestID {
 
     /// The first valid `X-Request-Id` of `headers`, if any.
     package static func incoming(_ headers: HTTPHeaders) -> String? {
-        headers.values(for: headerName).first { isValid($0) }
+        for field in headers where asciiCaseInsensitiveEquals(field.name, headerName) && isValid(field.value) {
+            return field.value
+        }
+        return nil
     }
 }
 

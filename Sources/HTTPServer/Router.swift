@@ -116,6 +116,35 @@ package struct Router: Sendable {
         return known + others
     }
 
+    /// `PathNormalizer.normalize`, with a fast path for the common case of a path that is already
+    /// normal: no `%`, no `//`, no `.` or `..` segment (the parser has checked that every byte is VCHAR).
+    package static func normalize(_ path: Substring) -> String? {
+        var previous: UInt8 = 0
+        var fast = path.utf8.first == UInt8(ascii: "/")
+        if fast {
+            let bytes = path.utf8
+            var index = bytes.startIndex
+            while index != bytes.endIndex {
+                let b = bytes[index]
+                if b == UInt8(ascii: "%") || (b == UInt8(ascii: "/") && previous == UInt8(ascii: "/")) {
+                    fast = false
+                    break
+                }
+                if b == UInt8(ascii: ".") && previous == UInt8(ascii: "/") {
+                    // "/." starts a dot segment only if followed by "/", ".", or the end.
+                    let next = bytes.index(after: index)
+                    if next == bytes.endIndex || bytes[next] == UInt8(ascii: "/") || bytes[next] == UInt8(ascii: ".") {
+                        fast = false
+                        break
+                    }
+                }
+                previous = b
+                index = bytes.index(after: index)
+            }
+        }
+        return fast ? String(path) : PathNormalizer.normalize(path)
+    }
+
     /// Decides what to do with a request head before its body is read (SERVICE.md §4.1 item 7: the
     /// route, the method, the head check and the Content-Length limit all pass before `100 Continue`).
     package func admit(_ head: RequestHead, defaultBodyLimit: Int) -> Admission {
@@ -133,7 +162,7 @@ package struct Router: Sendable {
         case .origin, .absolute:
             break
         }
-        guard let path = PathNormalizer.normalize(head.path) else {
+        guard let path = Self.normalize(head.path) else {
             return .reject(.badRequest("malformed request path", closeConnection: true))
         }
         guard let route = route(head.method, path) else {

@@ -104,6 +104,14 @@ struct RouterTests {
         }
     }
 
+    @Test("the fast path of Router.normalize agrees with PathNormalizer", arguments: [
+        "/", "/a", "/a/", "/.a", "/a.b", "/a/.", "/a/..", "/..", "/...", "/.../x", "/a//b", "/%41", "/a/.b/c", "/a./b",
+        "/v1/match", "/v1/match/", "//", "/./", "/a/b/../../..", "/a%2Fb", "/a%00", "relative", "",
+    ])
+    func normalizeFastPath(_ path: String) {
+        #expect(Router.normalize(path[...]) == PathNormalizer.normalize(path), "\(path)")
+    }
+
     @Test("per-route body limit: 413 from Content-Length before the body, with limit_bytes")
     func bodyLimit() {
         let router = Self.makeRouter()
