@@ -9,6 +9,26 @@ struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the DINOv2 patch features of one image: float32 .npy [Gh*Gw, D], last block before the final norm, CLS and registers removed.")
 
+    @OptionGroup var input: BackboneInput
+
+    @Option(help: "Output .npy path.")
+    var out: String
+
+    @OptionGroup var engine: EngineOptions
+
+    func run() throws {
+        try engine.configure(verbose: false)
+        let (pixels, h, w) = try input.load()
+        let model = try ImageInput.backbone(input.backbone, variant: input.variant)
+        let out = pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, batch: 1, height: h, width: w) }
+        do {
+            try NPY.write(NPYArray(shape: [out.patches, out.dim], floats: out.features.array), to: URL(fileURLWithPath: self.out))
+        } catch { throw CommandFailure("\(error)") }
+    }
+}
+
+/// `--backbone`, `--variant` and the `--image` / `--tensor` input of the commands that run the backbone on one image.
+struct BackboneInput: ParsableArguments {
     @Option(help: "Backbone: a Hugging Face directory (config.json + model.safetensors) or a torch-hub-named .safetensors file.")
     var backbone: String
 
@@ -24,29 +44,7 @@ struct Features: ParsableCommand {
     @Option(help: "float32 .npy [3, H, W], already normalised, H and W multiples of 14.")
     var tensor: String?
 
-    @Option(help: "Output .npy path.")
-    var out: String
-
-    @OptionGroup var engine: EngineOptions
-
     func validate() throws {
-        try ImageInput.validate(image: image, tensor: tensor, resolution: resolution, variant: variant)
-    }
-
-    func run() throws {
-        try engine.configure(verbose: false)
-        let (input, h, w) = try ImageInput.load(image: image, tensor: tensor, resolution: resolution)
-        let model = try ImageInput.backbone(backbone, variant: variant)
-        let out = input.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, batch: 1, height: h, width: w) }
-        do {
-            try NPY.write(NPYArray(shape: [out.patches, out.dim], floats: out.features.array), to: URL(fileURLWithPath: self.out))
-        } catch { throw CommandFailure("\(error)") }
-    }
-}
-
-/// The `--image` / `--tensor` input and `--backbone` of the commands that run the backbone.
-enum ImageInput {
-    static func validate(image: String?, tensor: String?, resolution: Int, variant: String?) throws {
         if (image == nil) == (tensor == nil) { throw ValidationError("give exactly one of --image or --tensor") }
         if resolution < 14 || resolution % 14 != 0 { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil {
@@ -54,6 +52,10 @@ enum ImageInput {
         }
     }
 
+    func load() throws -> ([Float], Int, Int) { try ImageInput.load(image: image, tensor: tensor, resolution: resolution) }
+}
+
+enum ImageInput {
     static func backbone(_ path: String, variant: String?) throws -> DinoVisionTransformer {
         do { return try DinoVisionTransformer.load(path: path, variant: variant.flatMap(DinoConfig.Variant.init)) } catch {
             throw CommandFailure("\(error)")
