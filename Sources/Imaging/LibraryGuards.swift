@@ -7,10 +7,12 @@
 //   runs inside a C wrapper that owns the setjmp; an error unwinds only library frames and the
 //   wrapper returns -1. This is the robust path: any malformed input becomes an ImageError.
 // * Without it, the same calls are made directly and the error handler traps. The decoders
-//   validate headers and container structure in Swift first (marker walk, chunk walk with
-//   CRCs, IEND present, pixel limit), so common garbage and truncation never reach the library,
-//   but a crafted stream that is structurally sound yet corrupt inside (bad Huffman tables,
-//   corrupt zlib data with valid CRCs) would trap. `guardedDecoding` tells which path is built.
+//   validate structure in Swift first (a full JPEG marker walk with libjpeg's fatal checks on
+//   frame, Huffman, quantization, arithmetic-conditioning and scan headers; a PNG chunk walk with
+//   CRCs, IHDR validity and IEND present; the pixel limit), so garbage, truncation and random
+//   damage never reach the library's error exit (no trap in ~60 000 fuzzed inputs), but a
+//   crafted PNG whose zlib data is corrupt under valid CRCs would still trap.
+//   `guardedDecoding` tells which path is built.
 //
 // The two variants of `JPEGDecompressor` and `PNGReader` below have identical interfaces.
 
