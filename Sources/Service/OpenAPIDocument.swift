@@ -13,12 +13,14 @@ info:
     Coordinates are original-image pixels, x = column, y = row; a returned point is the centre of its patch
     (14·p + 6.5 in the letterboxed frame) mapped back to the original image.
 
-    Limits (also in `GET /v1/info`): request body 32 MiB, 40 000 000 pixels per image (checked from the header
-    before decoding), 14-pixel minimum side, 10 000 points, 8 multipart parts; JPEG and PNG only.
+    Limits (defaults; the live values are in `GET /v1/info`): request body 32 MiB, 16 MiB per image, 40 000 000
+    pixels per image (checked from the header before decoding), 14-pixel minimum side, 10 000 points, 8 multipart
+    parts; JPEG and PNG only (recognised by their magic bytes).
     Errors are RFC 9457 `application/problem+json` with a stable `code`. Every response carries `X-Request-Id`
     and `X-Model-Version`; a 503 always carries `Retry-After`.
   x-limits:
     max_body_bytes: 33554432
+    max_image_bytes: 16777216
     max_image_pixels: 40000000
     min_image_side_px: 14
     max_points: 10000
@@ -212,6 +214,37 @@ paths:
           content:
             application/json:
               schema: { $ref: '#/components/schemas/Info' }
+  /admin/reload:
+    post:
+      tags: [operations]
+      operationId: adminReload
+      summary: Reload the newest valid bundle now (admin listener only, loopback by default).
+      description: |
+        Served on the admin listener (`--admin-host`/`--admin-port`, default 127.0.0.1:8081), not on the main one,
+        and only with `Authorization: Bearer <admin token>`. The same happens on SIGHUP and on every poll of the bundles
+        directory. A rejected bundle leaves the live one serving: 422 `reload_failed` says why (also in
+        `/v1/info` `last_reload_error` and `spherecorr_model_reloads_total{result="failure"}`).
+      servers:
+        - url: http://127.0.0.1:8081
+      security:
+        - adminToken: []
+      responses:
+        '200':
+          description: The newest bundle went live (`success`) or was already live (`unchanged`).
+          content:
+            application/json:
+              schema:
+                type: object
+                required: [result, model_version]
+                properties:
+                  result: { type: string, enum: [success, unchanged] }
+                  file: { type: [string, 'null'] }
+                  error: { type: 'null' }
+                  model_version: { type: [string, 'null'] }
+        '401': { $ref: '#/components/responses/Problem' }
+        '422': { $ref: '#/components/responses/Problem' }
+        '503': { $ref: '#/components/responses/Unavailable' }
+        default: { $ref: '#/components/responses/Problem' }
   /openapi.yaml:
     get:
       tags: [operations]
@@ -219,11 +252,16 @@ paths:
       summary: This document.
       responses:
         '200':
-          description: OpenAPI 3.1 document.
+          description: OpenAPI 3.1 document (YAML).
           content:
             application/yaml:
-              schema: { type: string }
+              schema: { type: object, description: This OpenAPI document, parsed. }
 components:
+  securitySchemes:
+    adminToken:
+      type: http
+      scheme: bearer
+      description: The admin token (`--admin-token` or `SPHERECORR_ADMIN_TOKEN`; random and logged when unset).
   parameters:
     resolution:
       name: resolution
@@ -276,13 +314,15 @@ components:
       description: Time per stage (queue, decode, backbone, mapper, match) in milliseconds.
       schema: { type: string }
     Retry-After:
-      description: Seconds to wait before retrying.
-      schema: { type: integer }
+      description: Seconds to wait before retrying (on every 503).
+      required: true
+      schema: { type: integer, minimum: 1 }
   responses:
     Problem:
       description: An error (RFC 9457).
       headers:
         X-Request-Id: { $ref: '#/components/headers/X-Request-Id' }
+        X-Model-Version: { $ref: '#/components/headers/X-Model-Version' }
       content:
         application/problem+json:
           schema: { $ref: '#/components/schemas/Problem' }
@@ -291,6 +331,7 @@ components:
       headers:
         Retry-After: { $ref: '#/components/headers/Retry-After' }
         X-Request-Id: { $ref: '#/components/headers/X-Request-Id' }
+        X-Model-Version: { $ref: '#/components/headers/X-Model-Version' }
       content:
         application/problem+json:
           schema: { $ref: '#/components/schemas/Problem' }

@@ -1,0 +1,270 @@
+"""Deployment files, checked statically (no Docker engine here): the Dockerfile's stages, user, entrypoint and
+runtime libraries (against `ldd` of the built binary), the Kubernetes manifests, the compose file, the nginx site."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO
+
+DOCKERFILE = REPO / "Dockerfile"
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    out, buf = [], ""
+    for raw in path.read_text().splitlines():
+        line = raw.rstrip()
+        if not buf and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        if buf and line.lstrip().startswith("#"):
+            continue
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        buf += line
+        word, _, rest = buf.strip().partition(" ")
+        out.append((word.upper(), rest.strip()))
+        buf = ""
+    return out
+
+
+def stages() -> list[dict]:
+    result = []
+    for word, rest in instructions(DOCKERFILE):
+        if word == "FROM":
+            m = re.match(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
+            result.append({"image": m.group(1), "name": (m.group(2) or "").lower(), "steps": []})
+        elif result:
+            result[-1]["steps"].append((word, rest))
+    return result
+
+
+def args() -> dict:
+    found = {}
+    for word, rest in instructions(DOCKERFILE):
+        if word == "ARG" and "=" in rest:
+            k, v = rest.split("=", 1)
+            found[k.strip()] = v.strip()
+        if word == "FROM":
+            break
+    return found
+
+
+def resolve(image: str) -> str:
+    return re.sub(r"\$\{(\w+)\}", lambda m: args().get(m.group(1), m.group(0)), image)
+
+
+def apt_packages(stage: dict) -> set[str]:
+    pkgs = set()
+    for word, rest in stage["steps"]:
+        if word != "RUN":
+            continue
+        for cmd in re.split(r"&&|;", rest):
+            tokens = shlex.split(cmd)
+            if "apt-get" in tokens and "install" in tokens:
+                after = tokens[tokens.index("install") + 1:]
+                pkgs |= {t for t in after if not t.startswith("-") and "=" not in t}
+    return pkgs
+
+
+def test_dockerfile_is_multi_stage_release_static():
+    s = stages()
+    assert len(s) >= 2, "build and runtime stages"
+    build, runtime = s[0], s[-1]
+    assert resolve(build["image"]).startswith("swift:6.3"), build["image"]
+    assert resolve(runtime["image"]) == "debian:bookworm-slim", runtime["image"]
+    runs = " ".join(rest for word, rest in build["steps"] if word == "RUN")
+    assert re.search(r"swift build -c release --static-swift-stdlib", runs)
+    copies = [rest for word, rest in runtime["steps"] if word == "COPY"]
+    assert any(f"--from={build['name']}" in c for c in copies), copies
+    # nothing heavy in the runtime stage: no compilers, no -dev packages
+    assert not [p for p in apt_packages(runtime) if p.endswith("-dev") or p in ("build-essential", "gcc", "clang")]
+
+
+def test_dockerfile_user_entrypoint_expose_volume():
+    runtime = stages()[-1]
+    steps = runtime["steps"]
+    users = [rest for word, rest in steps if word == "USER"]
+    assert users and re.fullmatch(r"\d+(:\d+)?", users[-1]), users
+    assert int(users[-1].split(":")[0]) != 0
+    entry = [rest for word, rest in steps if word == "ENTRYPOINT"]
+    assert len(entry) == 1
+    argv = json.loads(entry[0])  # exec form: a JSON array, so the server is PID 1 and gets SIGTERM
+    assert isinstance(argv, list) and argv[0].endswith("spherecorr-server")
+    for word, rest in steps:
+        if word == "CMD":
+            assert rest.startswith("["), "CMD must be exec form"
+    assert any(word == "EXPOSE" and "8080" in rest.split() for word, rest in steps)
+    assert any(word == "VOLUME" and "/bundles" in rest for word, rest in steps)
+    env = " ".join(rest for word, rest in steps if word == "ENV")
+    assert "SPHERECORR_BUNDLES=/bundles" in env and "SPHERECORR_PORT=8080" in env
+
+
+def test_runtime_stage_installs_the_issue_libraries():
+    pkgs = apt_packages(stages()[-1])
+    assert {"libopenblas0", "libdnnl2", "libjpeg62-turbo", "libpng16-16", "libgomp1"} <= pkgs, pkgs
+
+
+# Packages of debian:bookworm-slim itself (priority required/important): they need no install line.
+BASE_IMAGE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g"}
+
+
+def dependency_closure(packages: set[str]) -> set[str]:
+    """Installed packages reachable through Depends/Pre-Depends (every alternative that is installed), from dpkg."""
+    seen: set[str] = set()
+    todo = list(packages)
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        q = subprocess.run(["dpkg-query", "-W", "-f=${Status}\t${Depends}, ${Pre-Depends}", p],
+                           capture_output=True, text=True)
+        if q.returncode != 0 or "install ok installed" not in q.stdout:
+            continue
+        seen.add(p)
+        for alt in re.split(r"[,|]", q.stdout.split("\t", 1)[1]):
+            name = alt.strip().split(" ")[0].split(":")[0]
+            if name:
+                todo.append(name)
+    return seen
+
+
+def release_binary() -> Path | None:
+    for candidate in (os.environ.get("SPHERECORR_RELEASE_SERVER"), REPO / ".build/release/spherecorr-server",
+                      os.environ.get("SPHERECORR_SERVER"), REPO / ".build/debug/spherecorr-server"):
+        if candidate and Path(candidate).exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.mark.skipif(shutil.which("ldd") is None or shutil.which("dpkg-query") is None, reason="needs ldd and dpkg")
+def test_every_linked_library_comes_from_a_runtime_package():
+    binary = release_binary()
+    if binary is None:
+        pytest.skip("no built spherecorr-server")
+    out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, timeout=60, check=True).stdout
+    provided = dependency_closure(apt_packages(stages()[-1]) | BASE_IMAGE_PACKAGES)
+    missing = []
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+) => (/\S+)", line)
+        if not m:
+            continue
+        soname, path = m.groups()
+        # The Swift runtime and Foundation are linked statically in the image (--static-swift-stdlib); a debug or
+        # non-static build resolves them from the toolchain.
+        if re.match(r"lib(swift|_?Foundation|dispatch|BlocksRuntime)", soname) or "/swift/" in path:
+            continue
+        owner = None
+        for candidate in (os.path.realpath(path), path):
+            q = subprocess.run(["dpkg-query", "-S", candidate], capture_output=True, text=True)
+            if q.returncode == 0:
+                owner = q.stdout.split(":")[0].strip()
+                break
+        if owner is None or owner not in provided:
+            missing.append((soname, path, owner))
+    assert not missing, f"linked but not installed by the runtime stage: {missing}"
+
+
+# ---------------------------------------------------------------- Kubernetes, compose, nginx
+
+yaml = pytest.importorskip("yaml")
+
+
+def documents(name: str) -> list[dict]:
+    docs = []
+    for p in sorted((REPO / "deploy/kubernetes").glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(p.read_text()) if d]
+    return [d for d in docs if d["kind"] == name]
+
+
+def container():
+    (dep,) = documents("Deployment")
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return dep, c
+
+
+def env_of(c) -> dict:
+    return {e["name"]: e.get("value") for e in c.get("env", [])}
+
+
+def test_kubernetes_probes_and_grace():
+    dep, c = container()
+    assert c["startupProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
+    env = env_of(c)
+    drain = float(env["SPHERECORR_DRAIN_DELAY"])
+    shutdown = float(env.get("SPHERECORR_SHUTDOWN_TIMEOUT") or 20)
+    assert drain > 0
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > drain + shutdown
+    assert c["readinessProbe"]["periodSeconds"] < drain  # endpoints go before the listener closes
+    assert any(p["containerPort"] == 8080 for p in c["ports"])
+
+
+def test_kubernetes_security_resources_volumes():
+    dep, c = container()
+    pod = dep["spec"]["template"]["spec"]
+    sc = pod["securityContext"]
+    assert sc["runAsNonRoot"] is True
+    user = [rest for word, rest in stages()[-1]["steps"] if word == "USER"][-1]
+    assert sc["runAsUser"] == int(user.split(":")[0])
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][kind])
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert "/bundles" in mounts and mounts["/bundles"] in {v["name"] for v in pod["volumes"]}
+    assert env_of(c)["SPHERECORR_BUNDLES"] == "/bundles"
+
+
+def test_kubernetes_service_pdb_hpa():
+    (svc,) = documents("Service")
+    (pdb,) = documents("PodDisruptionBudget")
+    (hpa,) = documents("HorizontalPodAutoscaler")
+    dep, _ = container()
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in svc["spec"]["selector"].items())
+    assert all(labels.get(k) == v for k, v in pdb["spec"]["selector"]["matchLabels"].items())
+    assert hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] >= 2 and pdb["spec"]["minAvailable"] < hpa["spec"]["minReplicas"]
+
+
+def test_compose_file():
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
+    svc = compose["services"]["spherecorr"]
+    assert any(v.split(":")[1] == "/bundles" for v in svc["volumes"])
+    assert svc["user"].split(":")[0] == [rest for word, rest in stages()[-1]["steps"] if word == "USER"][-1].split(":")[0]
+    assert "nginx" in compose["services"]
+
+
+def nginx_size(value: str) -> int:
+    m = re.fullmatch(r"(\d+)([kKmMgG]?)", value)
+    return int(m.group(1)) * {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[m.group(2).lower()]
+
+
+def nginx_seconds(value: str) -> float:
+    m = re.fullmatch(r"(\d+)(ms|s|m)?", value)
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, None: 1}[m.group(2)]
+
+
+def test_nginx_site_against_server_limits(server):
+    conf = (REPO / "deploy/nginx/spherecorr.conf").read_text()
+    limits = server.request("GET", "/v1/info").json()["limits"]  # the server's defaults
+
+    def directive(name):
+        return re.findall(rf"^\s*{name}\s+([^;]+);", conf, re.M)
+
+    assert nginx_size(directive("client_max_body_size")[0]) > limits["max_body_bytes"]
+    assert all(nginx_seconds(v) > limits["request_deadline_s"] for v in directive("proxy_read_timeout"))
+    assert directive("keepalive") and all(v == "1.1" for v in directive("proxy_http_version"))
+    assert all(v == '""' for v in [x.split(None, 1)[1] for x in directive("proxy_set_header") if x.startswith("Connection")])
+    assert any(v.startswith("X-Request-Id $") for v in directive("proxy_set_header"))
+    assert "$request_id" in conf and "$http_x_request_id" in conf
+    keepalive_timeout = [nginx_seconds(v) for v in directive("keepalive_timeout")]
+    assert keepalive_timeout and max(keepalive_timeout) < limits["keep_alive_timeout_s"]
