@@ -13,6 +13,12 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
+## Installs what is missing, builds the release server and runs it: `make serve SERVE_ARGS="--backbone DIR --bundles DIR"`.
+## Without SERVE_ARGS it serves the built-in demo model (random weights) on :8080. See README "Serving".
+.PHONY: serve
+serve: release
+	.build/release/spherecorr-server $(SERVE_ARGS)
+
 ## Installs what is missing, builds and runs every test (unit, parity against committed reference fixtures, integration).
 test: deps
 	scripts/test
