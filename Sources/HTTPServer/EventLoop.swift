@@ -127,6 +127,7 @@ final class EventLoop: @unchecked Sendable {
                     }
                 }
             }
+            if let listener, !listenerArmed, now >= listenerResumeAt { armListener(listener) }
             if now >= nextSweep {
                 sweep()
                 nextSweep = now + core.sweepInterval
@@ -160,7 +161,6 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func sweep() {
-        if let listener, !listenerArmed, now >= listenerResumeAt { armListener(listener) }
         guard connectionCount > 0 else { return }
         for case let connection? in connections {
             connection.checkTimeouts()

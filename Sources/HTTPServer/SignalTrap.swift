@@ -36,10 +36,10 @@ package final class SignalTrap {
     /// Installs the trap. Call once per process, early (before the server starts).
     /// - Parameters:
     ///   - signals: the signals to trap.
-    ///   - queue: where the callbacks run (not the main queue if the main thread blocks in
-    ///     `Server.waitUntilStopped`).
-    ///   - onSignal: the first signal, e.g. `server.shutdown(grace:)` then `exit(0)`.
-    ///   - onRepeat: every later signal; defaults to `_exit(128 + signal)`.
+    ///   - queue: where `onSignal` runs. It may block (a graceful shutdown does): later signals are
+    ///     read on a separate internal queue, so a second signal still exits at once.
+    ///   - onSignal: the first signal, e.g. `server.shutdown(grace:)`.
+    ///   - onRepeat: every later signal, on the internal queue; defaults to `_exit(128 + signal)`.
     package static func install(
         signals: [Int32] = [SIGTERM, SIGINT],
         queue: DispatchQueue = DispatchQueue(label: "HTTPServer.signals"),
@@ -56,7 +56,7 @@ package final class SignalTrap {
         let previous = signalPipeWriteFD.exchange(fds[1], ordering: .acquiringAndReleasing)
         if previous >= 0 { Glibc.close(previous) }
 
-        let source = DispatchSource.makeReadSource(fileDescriptor: readFD, queue: queue)
+        let source = DispatchSource.makeReadSource(fileDescriptor: readFD, queue: DispatchQueue(label: "HTTPServer.signal-pipe"))
         let counter = Counter()
         let trap = SignalTrap(source: source, counter: counter)
         source.setEventHandler {
@@ -65,7 +65,7 @@ package final class SignalTrap {
                 let signal = Int32(byte)
                 let seen = counter.value.wrappingAdd(1, ordering: .relaxed).newValue
                 if seen == 1 {
-                    onSignal(signal)
+                    queue.async { onSignal(signal) }
                 } else if let onRepeat {
                     onRepeat(signal)
                 } else {
