@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test test-parity bench bench-eval fuzz clean
+.PHONY: deps build release test test-parity bench bench-eval bench-http fuzz clean
 
 deps:
 	@scripts/install-deps
@@ -30,6 +30,10 @@ bench: release
 ## Evaluation throughput: pairs/s with a cold and a warm feature cache, and the paper's Table 5 descriptor time.
 bench-eval: release
 	scripts/bench-eval $(BENCH_EVAL_ARGS)
+
+## HTTP/1.1 server benchmark: our /livez beside Hummingbird 2 and nginx (wrk on loopback, BENCH_DURATION default 10s).
+bench-http: deps
+	scripts/bench-http $${BENCH_DURATION:-10s}
 
 ## Runs the HTTP/1.1 parser fuzzer (libFuzzer) for FUZZ_SECONDS (default 60).
 fuzz: deps

@@ -1,0 +1,29 @@
+// `HTTPServerBench <port> [event-loops]`: our HTTPServer on 127.0.0.1 serving GET /livez → 200 "ok" on the
+// event loop, as the service registers it. SIGTERM/SIGINT shut it down gracefully (SignalTrap), which
+// also makes this binary the manual PID-1 check (`unshare --pid --fork`).
+import Dispatch
+import Foundation
+import HTTP1
+import HTTPServer
+import Logging
+
+let arguments = CommandLine.arguments
+let port = arguments.count > 1 ? Int(arguments[1]) ?? 8080 : 8080
+var configuration = ServerConfiguration(host: "127.0.0.1", port: port)
+if arguments.count > 2, let loops = Int(arguments[2]) { configuration.eventLoopCount = loops }
+configuration.accessLogFormat = .off
+
+var router = Router()
+router.get("/livez", execution: .eventLoop) { _ in .text("ok") }
+
+var logger = Logger(label: "HTTPServerBench")
+logger.logLevel = .warning
+let server = Server(configuration: configuration, router: router, logger: logger)
+try server.start()
+let trap = SignalTrap.install { _ in
+    server.shutdown(grace: .seconds(5))
+}
+withExtendedLifetime(trap) {
+    server.waitUntilStopped()
+}
+FileHandle.standardError.write("HTTPServerBench: stopped after \(trap.signalsReceived) signal(s)\n".data(using: .utf8)!)
