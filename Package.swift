@@ -35,7 +35,7 @@ let package = Package(
         // setjmp/longjmp guards so libjpeg/libpng errors return instead of exiting (Swift cannot setjmp).
         .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"]),
         // Image decoding (Pillow-exact) and the resamplers of SPEC §2.
-        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG", "CImageShims"], swiftSettings: swiftSettings),
+        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG", "CImageShims", "Kernels"], swiftSettings: swiftSettings),
         // The DINOv2 vision transformer: config, weights by checkpoint name, forward pass.
         .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // The spherical mapper f_S and prototypes S_Z (SPEC §3), sphere bundles.
@@ -80,7 +80,7 @@ let package = Package(
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],

@@ -217,16 +217,19 @@ package final class DinoVisionTransformer: @unchecked Sendable {
             (out.pointer + d).update(from: posEmbed.pointer + d, count: m * m * d)
             return out
         }
-        let rowsW: AxisWeights, colsW: AxisWeights
+        // PyTorch's kernels work on planar [C, H, W]: transpose the [37·37, D] grid in and the result out.
+        let planar = FloatStorage(count: d * m * m, zeroed: false)
+        for t in 0..<(m * m) { for c in 0..<d { planar.pointer[c * m * m + t] = posEmbed.pointer[(1 + t) * d + c] } }
+        let resized = FloatStorage(count: d * gh * gw, zeroed: false)
+        let src = UnsafeBufferPointer(planar.buffer), dst = resized.buffer
         if c.interpolateAntialias {
-            rowsW = bicubicAAAxisWeights(inSize: m, outSize: gh)
-            colsW = bicubicAAAxisWeights(inSize: m, outSize: gw)
+            bicubicAAResize(dst, src, channels: d, inHeight: m, inWidth: m, outHeight: gh, outWidth: gw)
         } else {
             // The code's "w0" is the image height: sy scales rows, sx columns (SPEC §1.3, dinov2 issue #456).
-            rowsW = bicubicAxisWeights(inSize: m, outSize: gh, scaleFactor: (Double(gh) + c.interpolateOffset) / Double(m))
-            colsW = bicubicAxisWeights(inSize: m, outSize: gw, scaleFactor: (Double(gw) + c.interpolateOffset) / Double(m))
+            bicubicResize(dst, src, channels: d, inHeight: m, inWidth: m, outHeight: gh, outWidth: gw,
+                          scaleH: (Double(gh) + c.interpolateOffset) / Double(m), scaleW: (Double(gw) + c.interpolateOffset) / Double(m))
         }
-        resampleSeparable(out.pointer + d, posEmbed.pointer + d, inHeight: m, inWidth: m, channels: d, rows: rowsW, cols: colsW)
+        for t in 0..<(gh * gw) { for ch in 0..<d { out.pointer[(1 + t) * d + ch] = resized.pointer[ch * gh * gw + t] } }
         return out
     }
 }

@@ -14,7 +14,9 @@
 // Shapes: input [C, inH, inW], output [C, outH, outW], float32, row-major planar (NCHW with
 // N = 1). Nothing is clamped: values may leave the input range (ringing).
 
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 // MARK: - Antialiased bicubic (a = −0.5, PIL-style support)
 

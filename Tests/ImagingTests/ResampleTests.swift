@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import TensorFiles
 @testable import Imaging
+@testable import Kernels
 
 @Suite("Resampling kernels")
 struct ResampleTests {

@@ -123,21 +123,6 @@ private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
         } } }
     }
 
-    @Test func bicubicWeightsSumToOneAndIdentityAtSameSize() {
-        for (i, o) in [(37, 3), (37, 16), (37, 60), (37, 37), (5, 17)] {
-            for w in [bicubicAxisWeights(inSize: i, outSize: o, scaleFactor: nil), bicubicAAAxisWeights(inSize: i, outSize: o)] {
-                for oo in 0..<o {
-                    let s = (0..<w.taps).reduce(Float(0)) { $0 + w.weight[oo * w.taps + $1] }
-                    #expect(abs(s - 1) < 1e-5)
-                }
-            }
-        }
-        let same = bicubicAAAxisWeights(inSize: 9, outSize: 9)
-        for o in 0..<9 {
-            for j in 0..<same.taps where same.weight[o * same.taps + j] != 0 { #expect(same.index[o * same.taps + j] == o) }
-        }
-    }
-
     @Test func blasCoreSuggestion() {
         #expect(BLASCore.suggestedCore(detected: "Prescott", flags: ["avx2", "fma", "avx"]) == "Haswell")
         #expect(BLASCore.suggestedCore(detected: "Prescott", flags: ["avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq"]) == "SkylakeX")
