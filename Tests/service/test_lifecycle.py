@@ -248,3 +248,50 @@ def test_second_sigterm_exits_at_once(make_server):
     s.signal(signal.SIGTERM)
     code = s.wait_exit(timeout=20)
     assert code == 128 + signal.SIGTERM and time.monotonic() - t0 < 10
+
+
+def test_not_ready_while_loading_then_ready():
+    # A large default resolution makes the start-up warm-up long enough to be seen (the listener is up at once).
+    s = ServerProcess("--resolution", "224", name="loading")
+    try:
+        first = s.request("GET", "/readyz", timeout=10)
+        live = s.request("GET", "/livez", timeout=10)
+        assert live.status == 200
+        if first.status == 200:
+            pytest.skip("the model loaded before the first probe")
+        body = assert_problem(first, 503)
+        assert body["code"] in ("loading", "warming")
+        r = post_multipart(s, "/v1/features?resolution=56", [image_part("image", png(30, 30, seed=1))], timeout=30)
+        if r.status != 200:  # still loading: refused, not queued
+            assert_problem(r, 503, "model_not_ready")
+        s.wait_ready(timeout=300)
+    finally:
+        s.stop(timeout=60)
+
+
+def test_livez_not_queued_behind_inference(make_server):
+    s = make_server(name="livez")
+    results: list = []
+    blocker = threading.Thread(target=slow_features, args=(s, 5000, results))
+    blocker.start()
+    wait_for(lambda: s.metric("spherecorr_inference_inflight") >= 1, 30, interval=0.02, what="the blocker to run")
+    worst = 0.0
+    for _ in range(10):
+        t0 = time.monotonic()
+        assert s.request("GET", "/livez", timeout=10).status == 200
+        worst = max(worst, time.monotonic() - t0)
+    blocker.join(timeout=300)
+    assert worst < 1.0, worst  # generous for a loaded 2-core machine; an inference pass takes seconds here
+
+
+def test_feature_cache_is_bounded_in_bytes(make_server):
+    entry = 4 * 4 * 192 * 4  # one 56-px image's features
+    s = make_server("--feature-cache-bytes", str(entry + entry // 2), name="cache")
+    a, b = png(30, 30, seed=11), png(30, 30, seed=12)
+    for img in (a, b, a, b):
+        assert post_multipart(s, "/v1/features", [image_part("image", img)]).status == 200
+    assert s.metric("spherecorr_feature_cache_hits_total") == 0  # each evicted the other
+    assert s.metric("spherecorr_feature_cache_misses_total") == 4
+    assert s.metric("spherecorr_feature_cache_bytes") <= entry + entry // 2
+    assert post_multipart(s, "/v1/features", [image_part("image", b)]).status == 200
+    assert s.metric("spherecorr_feature_cache_hits_total") == 1
