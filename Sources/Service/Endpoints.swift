@@ -245,13 +245,24 @@ struct MatchComputation {
         trgDesc = try desc(target, spheres?[1], trgRows)
     }
 
-    /// Patches whose centre falls inside the image (not in the letterbox padding).
+    /// Patches whose centre falls inside the image (not in the letterbox padding). A very elongated image can be
+    /// thinner than half a patch in the letterbox, so that no centre falls inside it: then the patches the image
+    /// overlaps at all (never none; answers are clamped into the image by `original`).
     static func contentPatches(_ img: EmbeddedImage) -> [Int] {
-        (0..<img.tokens).filter { i in
+        let centred = (0..<img.tokens).filter { i in
             let c = img.transform.patchCentre(index: i)
             let o = img.transform.toOriginal(x: Double(c.x), y: Double(c.y))
             return o.x >= 0 && o.y >= 0 && o.x < Double(img.width) && o.y < Double(img.height)
         }
+        if !centred.isEmpty { return centred }
+        let t = img.transform, g = img.grid, p = Double(t.resolution) / Double(g)
+        let x0 = Double(t.offsetX), y0 = Double(t.offsetY)
+        let x1 = x0 + max(Double(t.scale) * Double(img.width), 1), y1 = y0 + max(Double(t.scale) * Double(img.height), 1)
+        let overlapping = (0..<img.tokens).filter { i in
+            let (r, c) = (Double(i / g), Double(i % g))
+            return c * p < x1 && (c + 1) * p > x0 && r * p < y1 && (r + 1) * p > y0
+        }
+        return overlapping.isEmpty ? Array(0..<img.tokens) : overlapping
     }
 
     func original(_ img: EmbeddedImage, patch: Int) -> (Double, Double) {
@@ -289,7 +300,7 @@ struct MatchComputation {
             let da = (a.element / g - r0) * (a.element / g - r0) + (a.element % g - c0) * (a.element % g - c0)
             let db = (b.element / g - r0) * (b.element / g - r0) + (b.element % g - c0) * (b.element % g - c0)
             return da < db
-        }!.offset
+        }?.offset ?? 0
     }
 
     /// Dense mutual nearest neighbours above `minScore`, best first, at most `max`.

@@ -240,3 +240,20 @@ def test_curl_match_and_features(server, tmp_path, img_a, img_b):
                          capture_output=True, timeout=90, check=True, text=True)
     assert out.stdout == "200 application/x-npy"
     assert npy.read_bytes()[:6] == b"\x93NUMPY"
+
+
+@pytest.mark.parametrize("size", [(200, 14), (14, 200)])
+def test_match_elongated_images(server, size):
+    """An image thinner than half a patch after letterboxing: no patch centre inside it (once a crash)."""
+    thin, square = png(*size, seed=8), png(40, 40, seed=9)
+    w, h = size
+    for src, trg, pts in ((thin, square, [[1, 1], [w - 1, h - 1]]), (square, thin, [[5, 5]]), (thin, thin, None)):
+        fields = [image_part("source", src), image_part("target", trg)]
+        if pts:
+            fields.append(json_part("points", pts))
+        r = post_multipart(server, "/v1/match", fields)
+        assert r.status == 200, r
+        tw, th = (w, h) if trg is thin else (40, 40)
+        for m in r.json()["matches"]:
+            assert 0 <= m["target"][0] < tw and 0 <= m["target"][1] < th, m
+    assert server.request("GET", "/livez").status == 200
