@@ -179,8 +179,9 @@ final class Connection {
             // Truncated request (SERVICE.md F12): no answer is due.
             close()
         case .handling, .writing:
-            // Half-close after a complete request (SERVICE.md C7): still answer, then close.
-            closeAfterResponse = true
+            // Half-close after a complete request (SERVICE.md C7): still answer it and any complete
+            // requests pipelined before the FIN; the last response says `Connection: close`.
+            break
         case .lingering:
             close()
         }
@@ -198,6 +199,11 @@ final class Connection {
                 let before = inputStart
                 consumeBuffered()
                 if inputStart != before && !closed { continue }
+            }
+            if isParsing && inputClosed && bufferedInput == 0 && !closed {
+                // The client sent FIN and what it sent is used up: nothing more can arrive. A request
+                // still incomplete here is truncated (F12): no answer is due.
+                close()
             }
             break
         }
@@ -334,6 +340,8 @@ final class Connection {
             let fd = socket.fd, connectionID = id, sequence = self.sequence
             let handler = route.handler
             let accepted = core.pool.submit {
+                // Queued work whose connection is already gone (reset, deadline, shutdown) is dropped.
+                if request.client.isGone { return }
                 let outcome = HandlerOutcome.run(handler, request)
                 loop.execute { loop in
                     loop.deliver(fd: fd, connectionID: connectionID, sequence: sequence, outcome: outcome)
@@ -406,7 +414,9 @@ final class Connection {
         response.headers.replaceOrAdd(name: RequestID.headerName, value: id)
 
         requestsServed += 1
-        var keepAlive = (head?.keepAlive ?? false) && !forceClose && !closeAfterResponse && !loop.draining && !inputClosed
+        // After the client's FIN, stay open only to answer requests it pipelined before it.
+        var keepAlive = (head?.keepAlive ?? false) && !forceClose && !closeAfterResponse && !loop.draining
+            && (!inputClosed || bufferedInput > 0)
         if let cap = core.configuration.limits.maxRequestsPerConnection, requestsServed >= cap { keepAlive = false }
         if keepAlive, response.headers.contains("connection"), response.headers.containsToken("close", in: "connection") {
             keepAlive = false

@@ -74,6 +74,9 @@ package final class ClientLink: Sendable {
     package var inputClosed: Bool { flags.load(ordering: .acquiring) & Self.inputClosedFlag != 0 }
     /// The connection was reset or failed; nothing can be sent any more.
     package var wasReset: Bool { flags.load(ordering: .acquiring) & Self.resetFlag != 0 }
+    /// No response can reach the client any more: it reset the connection, or the server closed it
+    /// (deadline, shutdown). Unlike `isConnected`, a half-closed client is not gone.
+    package var isGone: Bool { flags.load(ordering: .acquiring) & (Self.resetFlag | Self.closedByServerFlag) != 0 }
 
     func set(_ flag: UInt8) {
         flags.bitwiseOr(flag, ordering: .acquiringAndReleasing)

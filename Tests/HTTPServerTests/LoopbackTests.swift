@@ -227,6 +227,36 @@ struct LoopbackTests {
         #expect(connection.waitForClose().closed)
     }
 
+    @Test("pipelined requests sent before a half-close are all answered; the last says close")
+    func pipelinedThenHalfClose() throws {
+        let server = try TestServer()
+        defer { server.stop() }
+        let connection = try RawConnection(port: server.port)
+        connection.send("GET /slow?ms=100 HTTP/1.1\r\nHost: x\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        connection.shutdownWrite()
+        let first = try #require(connection.readResponse())
+        #expect(first.text == "slow")
+        #expect(first.header("Connection") == nil)
+        #expect(connection.readResponse()?.text == "a")
+        let last = try #require(connection.readResponse())
+        #expect(last.text == "b")
+        #expect(last.header("Connection") == "close")
+        #expect(connection.waitForClose().closed)
+    }
+
+    @Test("maxRequestsPerConnection: the last allowed response says close (L10)")
+    func requestsPerConnection() throws {
+        let server = try TestServer(configure: { $0.limits.maxRequestsPerConnection = 3 })
+        defer { server.stop() }
+        let connection = try RawConnection(port: server.port)
+        for i in 1...3 {
+            connection.send("GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+            let response = try #require(connection.readResponse())
+            #expect(response.header("Connection") == (i == 3 ? "close" : nil))
+        }
+        #expect(connection.waitForClose().closed)
+    }
+
     @Test("IPv6 loopback (::1)")
     func ipv6() throws {
         let server = try TestServer(host: "::1")
