@@ -352,7 +352,7 @@ components:
             method_not_allowed, not_acceptable, request_timeout, payload_too_large, image_too_large, uri_too_long,
             unsupported_media_type, expectation_failed, invalid_image, image_too_small, missing_part, invalid_parameter,
             headers_too_large, internal, not_implemented, overloaded, deadline_exceeded, model_not_ready, draining,
-            version_not_supported, …
+            version_not_supported, unauthorized and reload_failed (admin listener), …
         request_id: { type: string }
         pointer: { type: string, description: JSON pointer to the offending part or parameter. }
       additionalProperties: true
