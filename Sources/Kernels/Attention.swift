@@ -17,6 +17,7 @@ package func attentionForward(
     let backend = GEMM.backend
     Parallel.forRanges(tasks) { range in
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * t)
+        var sums = [Float](repeating: 0, count: queryBlock)
         defer { scores.deallocate() }
         for task in range {
             let qb = task % qBlocks, h = (task / qBlocks) % heads, b = task / (qBlocks * heads)
@@ -28,10 +29,16 @@ package func attentionForward(
             // S[nq, T] = scale · Q[nq, Dh] · K[T, Dh]ᵀ
             GEMM.sgemm(m: nq, n: t, k: dh, a: q, lda: 3 * c, b: k, ldb: 3 * c, bTransposed: true,
                        c: scores, ldc: t, alpha: scale, backend: backend)
-            softmaxRowsInPlace(scores, rows: nq, cols: t)
-            // O[nq, Dh] = S[nq, T] · V[T, Dh]
+            // P = exp(S − rowmax); the 1/Σ of the softmax is applied to O's rows below.
+            for r in 0..<nq { sums[r] = expShiftedInPlace(scores + r * t, count: t) }
+            // O[nq, Dh] = P[nq, T] · V[T, Dh] / Σ
+            let o = os.base + (b * t + q0) * c + h * dh
             GEMM.sgemm(m: nq, n: dh, k: t, a: scores, lda: t, b: v, ldb: 3 * c, bTransposed: false,
-                       c: os.base + (b * t + q0) * c + h * dh, ldc: c, backend: backend)
+                       c: o, ldc: c, backend: backend)
+            for r in 0..<nq {
+                let inv = 1 / sums[r], row = o + r * c
+                for d in 0..<dh { row[d] *= inv }
+            }
         }
     }
 }

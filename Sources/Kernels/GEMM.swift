@@ -48,6 +48,9 @@ package enum GEMM {
             cblas_sgemm(CblasRowMajor, aTransposed ? CblasTrans : CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
                         Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         case .onednn:
+            // OpenMP's thread count is a per-thread setting: pin it on the calling worker, or oneDNN would start
+            // a team of its own inside each of our workers (two threading owners at once).
+            omp_set_num_threads(1)
             let t = CChar(UInt8(ascii: "T")), nn = CChar(UInt8(ascii: "N"))
             let status = dnnl_sgemm(aTransposed ? t : nn, bTransposed ? t : nn, Int64(m), Int64(n), Int64(k), alpha, a, Int64(lda),
                                     b, Int64(ldb), beta, c, Int64(ldc))

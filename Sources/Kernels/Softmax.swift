@@ -5,6 +5,18 @@ package func softmaxRowsInPlace(_ x: UnsafeMutablePointer<Float>, rows: Int, col
 
 @inline(__always)
 package func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) {
+    let inv = 1 / expShiftedInPlace(row, count: n)
+    let raw = UnsafeMutableRawPointer(row)
+    let iv = F8(repeating: inv)
+    var i = 0
+    while i + 8 <= n { raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: i * 4, as: F8.self) * iv, toByteOffset: i * 4, as: F8.self); i += 8 }
+    while i < n { row[i] *= inv; i += 1 }
+}
+
+/// row ← exp(row − max(row)); returns Σ row. Softmax without its final division, which attention applies to
+/// the much shorter output row instead (saves a pass over the T-long score row).
+@inline(__always)
+package func expShiftedInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) -> Float {
     let raw = UnsafeMutableRawPointer(row)
     var i = 0
     var mx = F8(repeating: -.infinity)
@@ -32,9 +44,5 @@ package func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count n: Int) {
         let e = exp8(t)[0]
         row[i] = e; s += e; i += 1
     }
-    let inv = 1 / s
-    let iv = F8(repeating: inv)
-    i = 0
-    while i + 8 <= n { raw.storeBytes(of: raw.loadUnaligned(fromByteOffset: i * 4, as: F8.self) * iv, toByteOffset: i * 4, as: F8.self); i += 8 }
-    while i < n { row[i] *= inv; i += 1 }
+    return s
 }
