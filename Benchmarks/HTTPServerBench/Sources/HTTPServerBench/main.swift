@@ -8,7 +8,12 @@ import HTTPServer
 import Logging
 
 let arguments = CommandLine.arguments
-let port = arguments.count > 1 ? Int(arguments[1]) ?? 8080 : 8080
+guard arguments.count >= 2, arguments.count <= 3, let port = Int(arguments[1]), (0...65535).contains(port),
+    arguments.count == 2 || Int(arguments[2]).map({ $0 > 0 }) == true
+else {
+    FileHandle.standardError.write("usage: HTTPServerBench <port> [event-loops]   (serves GET /livez on 127.0.0.1)\n".data(using: .utf8)!)
+    exit(2)
+}
 var configuration = ServerConfiguration(host: "127.0.0.1", port: port)
 if arguments.count > 2, let loops = Int(arguments[2]) { configuration.eventLoopCount = loops }
 configuration.accessLogFormat = .off
