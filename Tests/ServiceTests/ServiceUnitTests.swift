@@ -1,0 +1,125 @@
+import Foundation
+import Testing
+import Kernels
+import TensorFiles
+@testable import Service
+
+@Suite struct ContentNegotiationTests {
+    let offered: [TensorFormat] = [.npy, .safetensors, .raw, .json]
+
+    @Test func absentOrWildcardGivesTheRouteDefault() {
+        #expect(ContentNegotiation.choose(accept: nil, offered: offered) == .npy)
+        #expect(ContentNegotiation.choose(accept: "", offered: offered) == .npy)
+        #expect(ContentNegotiation.choose(accept: "*/*", offered: offered) == .npy)
+    }
+
+    @Test func explicitTypesQualitiesAndAliases() {
+        #expect(ContentNegotiation.choose(accept: "application/json", offered: offered) == .json)
+        #expect(ContentNegotiation.choose(accept: "application/json;q=0.5, application/x-npy;q=0.9", offered: offered) == .npy)
+        #expect(ContentNegotiation.choose(accept: "application/octet-stream;format=safetensors", offered: offered) == .safetensors)
+        #expect(ContentNegotiation.choose(accept: "application/octet-stream", offered: offered) == .raw)
+        #expect(ContentNegotiation.choose(accept: "application/*", offered: [.json, .png]) == .json)
+    }
+
+    @Test func nothingAcceptableIsNil() {
+        #expect(ContentNegotiation.choose(accept: "text/html", offered: offered) == nil)
+        #expect(ContentNegotiation.choose(accept: "application/json;q=0", offered: [.json]) == nil)
+        #expect(ContentNegotiation.choose(accept: "image/png", offered: offered) == nil)
+    }
+}
+
+@Suite struct TensorEncoderTests {
+    let t = OutputTensor(name: "features", shape: [2, 3], values: [0.1, -2, 3.5, .leastNonzeroMagnitude, 1e30, 0])
+
+    @Test func npyAndRawCarryTheExactValues() throws {
+        let npy = TensorEncoder.encode([t], as: .npy, info: [:])
+        let a = try NPY.decode(npy.body)
+        let values = try a.floats()
+        #expect(a.shape == [2, 3] && values == t.values)
+        let raw = TensorEncoder.encode([t], as: .raw, info: [:])
+        #expect(raw.body.count == 24 && raw.headers.contains { $0 == ("X-Tensor-Shape", "2,3") })
+    }
+
+    @Test func jsonBase64IsBitIdenticalAndArraysRoundTrip() throws {
+        let j = TensorEncoder.encode([t], as: .json, info: ["model_version": "m"])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(j.body)) as? [String: Any])
+        let b64 = try #require(obj["data"] as? String)
+        let data = try #require(Data(base64Encoded: b64))
+        #expect(data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) } == t.values)
+        #expect(obj["shape"] as? [Int] == [2, 3] && obj["model_version"] as? String == "m")
+        let arr = TensorEncoder.encode([t], as: .json, info: [:], jsonArrays: true)
+        let o2 = try #require(try JSONSerialization.jsonObject(with: Data(arr.body)) as? [String: Any])
+        #expect((o2["data"] as? [Double])?.map { Float($0) } == t.values)
+    }
+
+    @Test func safetensorsHoldsEveryTensorAndTheInfo() throws {
+        let s = OutputTensor(name: "sphere", shape: [1, 3], values: [0, 0, 1])
+        let e = TensorEncoder.encode([t, s], as: .safetensors, info: ["grid": "2,3"])
+        let f = try SafeTensorsFile(bytes: e.body)
+        let features = try f.floats("features"), sphere = try f.floats("sphere")
+        #expect(features == t.values && sphere == s.values && f.metadata["grid"] == "2,3")
+    }
+}
+
+@Suite struct InferenceQueueTests {
+    @Test func fullQueueRefusesAtOnceAndDeadlinesExpire() throws {
+        let q = InferenceQueue(maxQueue: 1)
+        let started = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) {
+            _ = try? q.run(deadline: .now + .seconds(10), isCancelled: { false }) { started.signal(); release.wait() }
+        }
+        started.wait()
+        // One may wait: it expires at its deadline.
+        DispatchQueue.global().async(group: group) {
+            #expect(throws: InferenceQueue.Rejection.deadlineExceeded) {
+                try q.run(deadline: .now + .milliseconds(1500), isCancelled: { false }) {}
+            }
+        }
+        let until = Date().addingTimeInterval(5)
+        while q.depth < 1 && Date() < until { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(q.depth == 1)
+        // The queue is full (1 running, 1 waiting): refused at once.
+        #expect(throws: InferenceQueue.Rejection.overloaded(queued: 1)) { try q.run(deadline: .now + .seconds(5), isCancelled: { false }) {} }
+        while q.depth > 0 && Date() < until { Thread.sleep(forTimeInterval: 0.01) }
+        // A client that went away is dropped before it runs.
+        #expect(throws: InferenceQueue.Rejection.cancelled) { try q.run(deadline: .now + .seconds(5), isCancelled: { true }) {} }
+        release.signal()
+        group.wait()
+        // Afterwards the queue serves again, in order.
+        let answer = try q.run(deadline: .now + .seconds(1), isCancelled: { false }) { 42 }.value
+        #expect(answer == 42)
+        q.drain()
+        #expect(throws: InferenceQueue.Rejection.draining) { try q.run(deadline: .now + .seconds(1), isCancelled: { false }) {} }
+    }
+}
+
+@Suite struct FeatureCacheTests {
+    @Test func leastRecentlyUsedIsEvictedWithinTheByteBound() {
+        let c = FeatureCache(capacityBytes: 3 * 400)
+        func key(_ i: Int) -> FeatureCache.Key { .init(sha256: "\(i)", resolution: 448, backbone: "b") }
+        for i in 0..<3 { c.put(key(i), .init(features: FloatStorage(count: 100), width: 1, height: 1)) }
+        _ = c.get(key(0))  // 0 becomes most recent
+        c.put(key(3), .init(features: FloatStorage(count: 100), width: 1, height: 1))
+        #expect(c.get(key(1)) == nil && c.get(key(0)) != nil && c.get(key(3)) != nil)
+        #expect(c.stats.bytes <= 1200 && c.stats.entries == 3)
+        // An entry larger than the whole cache is not stored.
+        c.put(key(9), .init(features: FloatStorage(count: 1000), width: 1, height: 1))
+        #expect(c.get(key(9)) == nil)
+    }
+}
+
+@Suite struct SHA256Tests {
+    @Test(arguments: [
+        ("", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+        ("abc", "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"),
+        ("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq", "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"),
+    ])
+    func nistVectors(input: String, digest: String) {
+        #expect(SHA256.hex(Array(input.utf8)) == digest)
+    }
+
+    @Test func millionAs() {
+        #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+}
