@@ -10,7 +10,7 @@ package func attentionForward(
 ) {
     let c = heads * dh
     precondition(batch > 0 && t > 0 && heads > 0 && dh > 0)
-    let queryBlock = 64
+    let queryBlock = Tuning.attentionQueryBlock
     let qBlocks = (t + queryBlock - 1) / queryBlock
     let tasks = batch * heads * qBlocks
     let qs = Shared(qkv), os = Shared(out)

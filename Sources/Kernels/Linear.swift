@@ -29,7 +29,7 @@ package func linearForward(
     let accumulate: Bool = switch epilogue { case .biasScaleAddInto, .biasAddInto: true; default: false }
     Parallel.forRanges(rows, minChunk: 32) { range in
         // Tiles of rows keep each tile's product in cache for its epilogue.
-        let tile = 128
+        let tile = Tuning.linearTile
         let scratch: UnsafeMutablePointer<Float>? = accumulate ? .allocate(capacity: min(tile, range.count) * o) : nil
         defer { scratch?.deallocate() }
         var r0 = range.lowerBound
