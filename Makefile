@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test test-parity bench bench-eval bench-http fuzz clean
+.PHONY: deps build release test test-parity bench bench-eval bench-service bench-http fuzz clean
 
 deps:
 	@scripts/install-deps
@@ -30,6 +30,11 @@ bench: release
 ## Evaluation throughput: pairs/s with a cold and a warm feature cache, and the paper's Table 5 descriptor time.
 bench-eval: release
 	scripts/bench-eval $(BENCH_EVAL_ARGS)
+
+## /v1/match service benchmark: latency against one batched backbone pass and a PyTorch client, throughput at concurrency
+## 1/4/16, resident memory after 100 vs 1,000 requests (random ViT-S/B weights, loopback; ~40 min on 2 cores).
+bench-service: release
+	scripts/bench-service $(BENCH_SERVICE_ARGS)
 
 ## HTTP/1.1 server benchmark: our /livez beside Hummingbird 2 and nginx (wrk on loopback, BENCH_DURATION default 10s).
 bench-http: deps
