@@ -24,9 +24,12 @@ package struct ServerLimits: Sendable, Hashable {
     /// After a response that closes the connection, the server stops sending (FIN) and reads and
     /// discards what the client still sends for at most this long before closing, so that the client
     /// reads the response instead of a reset.
-    package var lingeringCloseTimeout: Duration = .seconds(2)
-    /// Bytes read and discarded during a lingering close before giving up.
-    package var lingeringCloseMaxBytes: Int = 1 << 20
+    /// 5 s, nginx's lingering_timeout.
+    package var lingeringCloseTimeout: Duration = .seconds(5)
+    /// Bytes read and discarded during a lingering close before giving up. Large enough to drain a whole
+    /// upload that a proxy (nginx buffers and forwards up to its client_max_body_size) is still sending after
+    /// an early 413: closing with unread data would reset the connection and the proxy would answer 502.
+    package var lingeringCloseMaxBytes: Int = 64 << 20
     /// Open connections. An accepted connection above the limit gets an immediate 503 problem
     /// (`code: overloaded`, `Retry-After: 1`) and is closed, rather than waiting unseen in the backlog.
     package var maxConnections: Int = 1024
