@@ -127,7 +127,11 @@ def test_request_id_forwarded_and_echoed(proxied):
             break
         assert time.monotonic() < deadline, "request ids not in the server's access log"
         time.sleep(0.1)
-    assert f"rid={generated}" in (prefix / "spherecorr.access.log").read_text()
+    # nginx writes its access-log line after the response is sent: poll for it too.
+    log = prefix / "spherecorr.access.log"
+    while f"rid={generated}" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, f"rid={generated} not in nginx's access log"
+        time.sleep(0.05)
 
 
 def test_upstream_keepalive_reuses_connections(proxied):
