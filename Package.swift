@@ -28,8 +28,10 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
+        // Hand-written AVX2/FMA kernels (fused attention, activations), chosen at run time by CPU features.
+        .target(name: "CKernels"),
         // Numerics: plain functions over buffers; no model knowledge.
-        .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL"], swiftSettings: swiftSettings),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL", "CKernels"], swiftSettings: swiftSettings),
         // safetensors and .npy files, read and written.
         .target(name: "TensorFiles", swiftSettings: swiftSettings),
         // setjmp/longjmp guards so libjpeg/libpng errors return instead of exiting (Swift cannot setjmp).

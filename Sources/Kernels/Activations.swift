@@ -2,6 +2,8 @@
 // exp: Cephes-style range reduction + degree-6 polynomial (≈1 ulp). erf: Abramowitz–Stegun 7.1.26
 // (|error| < 1.5e-7), the same approximation PyTorch's vectorised CPU erf uses for exact GELU.
 
+import CKernels
+
 package typealias F8 = SIMD8<Float>
 
 @inline(__always)
@@ -42,7 +44,8 @@ package func erf8(_ x: F8) -> F8 {
 }
 
 /// Exact-erf GELU in place: x ← 0.5·x·(1 + erf(x/√2)).   x: [n]
-package func geluInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int) {
+package func geluInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int, family: KernelFamily = KernelFamily.current) {
+    if family == .avx2 && KernelFamily.avx2Supported { ck_gelu_inplace(x, n); return }
     let raw = UnsafeMutableRawPointer(x)
     var i = 0
     while i + 8 <= n {

@@ -1,10 +1,47 @@
+import CKernels
+
 // Letters: B = batch, T = tokens, C = channels = H·Dh, H = heads, Dh = head dim.
 
 /// Multi-head self-attention core: out[b, t, h·Dh + d] = Σ_s softmax_s(q·kᵀ·scale)[t, s] · v[s, d].
 /// qkv: [B, T, 3C] with q | k | v blocks of C channels, head h at channels [h·Dh, (h+1)·Dh) of each block.
-/// out: [B, T, C]. Queries are processed in blocks so the score matrix is never materialised whole
-/// (T = 3601 at 840² would be 52 MB per head); (batch, head, query block) tasks are spread over the workers.
+/// out: [B, T, C]. The fused AVX2 kernel (online softmax, CKernels/attention.c) when the CPU has it and
+/// Dh is a multiple of 16 (every DINOv2 variant: 64); the blocked two-GEMM kernel otherwise.
 package func attentionForward(
+    _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
+    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float,
+    family: KernelFamily = KernelFamily.current
+) {
+    if family == .avx2 && KernelFamily.avx2Supported && dh % 16 == 0 {
+        fusedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
+    } else {
+        blockedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
+    }
+}
+
+/// Packs K and V once per call (head-major, Kᵀ in 16-key panels), then runs (batch, head, query block)
+/// tasks over the workers. Requires AVX2+FMA and Dh % 16 == 0.
+package func fusedAttentionForward(
+    _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
+    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float
+) {
+    precondition(batch > 0 && t > 0 && heads > 0 && dh > 0 && dh % 16 == 0)
+    let packed = ck_attention_packed_count(batch, t, heads, dh)
+    let kp = UnsafeMutableRawPointer.allocate(byteCount: packed * 4, alignment: 64).bindMemory(to: Float.self, capacity: packed)
+    let vp = UnsafeMutableRawPointer.allocate(byteCount: packed * 4, alignment: 64).bindMemory(to: Float.self, capacity: packed)
+    defer { kp.deallocate(); vp.deallocate() }
+    let ks = Shared(kp), vs = Shared(vp), qs = Shared(qkv), os = Shared(out)
+    Parallel.forRanges(batch * heads) { r in
+        ck_attention_pack(ks.base, vs.base, qs.base, batch, t, heads, dh, r.lowerBound, r.upperBound)
+    }
+    let qBlocks = (t + ck_attention_query_block() - 1) / ck_attention_query_block()
+    Parallel.forRanges(batch * heads * qBlocks) { r in
+        ck_attention_tasks(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
+    }
+}
+
+/// The portable kernel, same contract. Queries are processed in blocks so the score matrix is never
+/// materialised whole (T = 3601 at 840² would be 52 MB per head); two library GEMMs per block.
+package func blockedAttentionForward(
     _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
     batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float
 ) {

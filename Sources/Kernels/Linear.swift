@@ -23,7 +23,7 @@ package func linearForward(
     precondition(rows >= 0 && i > 0 && o > 0)
     let xs = Shared(x), ws = Shared(weight), os = Shared(out)
     let bs = bias.map { Shared($0) }
-    let backend = GEMM.backend
+    let backend = GEMM.backend, family = KernelFamily.current
     let gamma: Shared<Float>? = if case let .biasScaleAddInto(g) = epilogue { Shared(g) } else { nil }
     let gelu: Bool = if case .biasGELU = epilogue { true } else { false }
     let accumulate: Bool = switch epilogue { case .biasScaleAddInto, .biasAddInto: true; default: false }
@@ -41,7 +41,7 @@ package func linearForward(
             for r in 0..<n {
                 let row = dst + r * o
                 if let bs { addInPlace(row, bs.base, count: o) }
-                if gelu { geluInPlace(row, count: o) }
+                if gelu { geluInPlace(row, count: o, family: family) }
                 if accumulate {
                     let res = os.base + (r0 + r) * o
                     if let gamma { multiplyAddInPlace(res, gamma.base, row, count: o) } else { addInPlace(res, row, count: o) }

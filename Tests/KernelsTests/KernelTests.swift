@@ -65,11 +65,14 @@ private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
         #expect(erf8(F8(repeating: 10))[0] == 1 && erf8(F8(repeating: -10))[0] == -1)
     }
 
-    @Test func geluHandlesTails() {
-        var v = randomArray(19, seed: 7, scale: 6)
-        let ref = v.map { geluReference($0) }
-        geluInPlace(&v, count: v.count)
-        #expect(zip(v, ref).allSatisfy { abs($0 - $1) < 1e-6 + 1e-5 * abs($1) })
+    @Test(arguments: [KernelFamily.portable, KernelFamily.avx2])
+    func geluHandlesTails(_ family: KernelFamily) {
+        for n in [1, 7, 8, 19, 1000] {
+            var v = randomArray(n, seed: 7, scale: 6)
+            let ref = v.map { geluReference($0) }
+            geluInPlace(&v, count: v.count, family: family)
+            #expect(zip(v, ref).allSatisfy { abs($0 - $1) < 1e-6 + 1e-5 * abs($1) }, "\(family) n=\(n)")
+        }
     }
 
     @Test func layerNormMatchesNaive() {
@@ -103,13 +106,20 @@ private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
         }
     }
 
-    @Test(arguments: [1, 63, 64, 65, 130])
-    func blockedAttentionMatchesNaive(tokens t: Int) {
-        let (b, h, dh) = (2, 3, 8)
+    /// Both kernel families against the naive formula: token counts around the 16-key panels, the 64- and
+    /// 96-query blocks and the 128-key blocks, head dims 16 and 64 (fused) and 8 (portable only).
+    @Test(arguments: [(1, 8), (63, 8), (65, 8), (130, 8), (1, 16), (5, 16), (17, 64), (97, 16), (128, 64), (129, 64), (257, 64), (300, 32)])
+    func attentionMatchesNaive(tokens t: Int, headDim dh: Int) {
+        for family in [KernelFamily.portable, KernelFamily.avx2] { attentionCase(tokens: t, headDim: dh, family: family) }
+    }
+
+    private func attentionCase(tokens t: Int, headDim dh: Int, family: KernelFamily) {
+        let (b, h) = (2, 3)
         let c = h * dh
-        let qkv = randomArray(b * t * 3 * c, seed: UInt64(t))
+        // Scaled so that softmax rows are peaked (the running max changes between key blocks).
+        let qkv = randomArray(b * t * 3 * c, seed: UInt64(t * 100 + dh), scale: 2)
         var out = [Float](repeating: 0, count: b * t * c)
-        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3)
+        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3, family: family)
         for bi in 0..<b { for hi in 0..<h { for q in 0..<t {
             let qv = { (d: Int) in Double(qkv[(bi * t + q) * 3 * c + hi * dh + d]) }
             var scores = (0..<t).map { s in (0..<dh).reduce(0.0) { $0 + qv($1) * Double(qkv[(bi * t + s) * 3 * c + c + hi * dh + $1]) } * 0.3 }
@@ -118,7 +128,7 @@ private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
             let z = scores.reduce(0, +)
             for d in 0..<dh {
                 let ref = (0..<t).reduce(0.0) { $0 + scores[$1] / z * Double(qkv[(bi * t + $1) * 3 * c + 2 * c + hi * dh + d]) }
-                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5)
+                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5 + 1e-5 * abs(ref), "\(family) t=\(t) dh=\(dh)")
             }
         } } }
     }

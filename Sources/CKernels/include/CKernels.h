@@ -1,0 +1,47 @@
+#ifndef SPHERECORR_CKERNELS_H
+#define SPHERECORR_CKERNELS_H
+
+// Hand-written AVX2/FMA kernels for the shapes where a library GEMM call is the wrong tool.
+// Every function is compiled for AVX2+FMA with a target attribute; call them only when
+// ck_cpu_has_avx2_fma() is true (the Swift side keeps a portable path for other CPUs).
+// Letters: B = batch, T = tokens, H = heads, Dh = head dim, C = H·Dh.
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when the CPU (and OS) support AVX2 and FMA.
+int ck_cpu_has_avx2_fma(void);
+
+/// Keys per block of the fused attention and the padding unit of the packed layouts.
+#define CK_ATTENTION_KEY_PANEL 16
+
+/// Floats needed by each of the two packed buffers of ck_attention_pack: B·H·Tpad·Dh, Tpad = T rounded up to 16.
+size_t ck_attention_packed_count(long batch, long tokens, long heads, long head_dim);
+
+/// Packs K and V of the (b, h) pairs in [begin, end) (index b·H + h) from qkv [B, T, 3C] (q | k | v):
+///   kp[bh][p][d][j] = K[b, 16p + j, h, d]   (Kᵀ in panels of 16 keys; zero past T)
+///   vp[bh][q][s][j] = V[b, s, h, 16q + j]    (V in panels of 16 columns; zero rows past T)
+void ck_attention_pack(float *kp, float *vp, const float *qkv,
+                       long batch, long tokens, long heads, long head_dim, long begin, long end);
+
+/// Queries per task of ck_attention_tasks.
+long ck_attention_query_block(void);
+
+/// Fused attention (online softmax, the score matrix never leaves cache) for tasks [begin, end),
+/// task = (b·H + h)·Qblocks + qblock, Qblocks = ceil(T / query_block):
+///   out[b, t, h·Dh + d] = Σ_s softmax_s(scale · q_t · k_s) · v_s[d].
+/// out: [B, T, C]; qkv: [B, T, 3C]; kp, vp from ck_attention_pack. head_dim must be a multiple of 16.
+void ck_attention_tasks(float *out, const float *qkv, const float *kp, const float *vp,
+                        long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
+
+/// x ← 0.5·x·(1 + erf(x/√2)) (erf: Abramowitz–Stegun 7.1.26, as PyTorch's vectorised CPU GELU).   x: [n]
+void ck_gelu_inplace(float *x, long n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
