@@ -9,7 +9,7 @@
 // and writes O / l at the end.
 
 #include "CKernels.h"
-#include "exp_avx2.h"
+#include "simd_avx2.h"
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,7 +18,7 @@
 #define MR 6
 #define NR CK_ATTENTION_KEY_PANEL
 #define QB 96   // queries per task (multiple of MR)
-#define KB 128  // keys per block (multiple of NR)
+#define KB 256  // keys per block (multiple of NR)
 
 int ck_cpu_has_avx2_fma(void) {
     __builtin_cpu_init();
@@ -120,7 +120,8 @@ static void tile_pv(const float *p, long ldp, const float *v, long ldv, long k, 
 
 // One score row of a key block: row[0, valid) ← exp(row − m'), row[valid, nk) ← 0; updates m and l and
 // returns the factor e^(m − m') the output row must be rescaled by.
-__attribute__((target("avx2,fma")))
+// Not inlined: inside the task loop the exp's constants would be spilled to the stack.
+__attribute__((target("avx2,fma"), noinline))
 static float softmax_block_row(float *row, long valid, long nk, float *m, float *l) {
     __m256 mx8 = _mm256_set1_ps(-INFINITY);
     long j = 0;
@@ -131,20 +132,20 @@ static float softmax_block_row(float *row, long valid, long nk, float *m, float 
     const __m256 mv = _mm256_set1_ps(mnew);
     __m256 s0 = _mm256_setzero_ps(), s1 = s0;
     j = 0;
-    for (; j + 16 <= valid; j += 16) {
-        const __m256 e0 = exp256(_mm256_sub_ps(_mm256_load_ps(row + j), mv));
-        const __m256 e1 = exp256(_mm256_sub_ps(_mm256_load_ps(row + j + 8), mv));
-        _mm256_store_ps(row + j, e0); _mm256_store_ps(row + j + 8, e1);
-        s0 = _mm256_add_ps(s0, e0); s1 = _mm256_add_ps(s1, e1);
+    // One exp per iteration: two would not fit the 16 ymm registers with the polynomial's constants.
+    for (; j + 8 <= valid; j += 8) {
+        const __m256 e = exp256_nonpositive(_mm256_sub_ps(_mm256_load_ps(row + j), mv));
+        _mm256_store_ps(row + j, e);
+        s0 = _mm256_add_ps(s0, e);
     }
-    // Past the last full 16: exp of the valid lanes, zero for the padded keys (they get no weight).
+    // Past the last full 8: exp of the valid lanes, zero for the padded keys (they get no weight).
     for (; j < nk; j += 8) {
         const long lanes = valid - j;
         __m256 e = _mm256_setzero_ps();
         if (lanes > 0) {
             const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(lanes > 8 ? 8 : lanes)), idx));
-            e = _mm256_and_ps(exp256(_mm256_sub_ps(_mm256_load_ps(row + j), mv)), keep);
+            e = _mm256_and_ps(exp256_nonpositive(_mm256_sub_ps(_mm256_load_ps(row + j), mv)), keep);
         }
         _mm256_store_ps(row + j, e);
         s0 = _mm256_add_ps(s0, e);

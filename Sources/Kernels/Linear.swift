@@ -1,3 +1,5 @@
+import CKernels
+
 // Letters: R = rows (tokens), I = input features, O = output features.
 
 /// What happens to each GEMM tile after the product, while it is still warm: the fused epilogues
@@ -13,17 +15,76 @@ package enum LinearEpilogue {
     case biasAddInto
 }
 
-/// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]), rows split over the workers.
+/// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]). The packed AVX2 kernel (CKernels/linear.c) when the
+/// CPU has it, the library GEMM with a tiled epilogue otherwise.
 package func linearForward(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    rows: Int, inFeatures i: Int, outFeatures o: Int,
+    epilogue: LinearEpilogue = .bias, family: KernelFamily = KernelFamily.current
+) {
+    precondition(rows >= 0 && i > 0 && o > 0)
+    if rows == 0 { return }
+    if family == .avx2 && KernelFamily.avx2Supported {
+        packedLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)
+    } else {
+        libraryLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)
+    }
+}
+
+/// The AVX2 path. Workers split the output features when there are enough 16-feature panels (each packs
+/// only its own slice of W, once per call), the rows otherwise (each packs all of W).
+package func packedLinearForward(
     _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
     rows: Int, inFeatures i: Int, outFeatures o: Int,
     epilogue: LinearEpilogue = .bias
 ) {
-    precondition(rows >= 0 && i > 0 && o > 0)
+    precondition(KernelFamily.avx2Supported)
+    let code: Int32
+    var gamma: UnsafePointer<Float>? = nil
+    switch epilogue {
+    case .bias: code = Int32(CK_LINEAR_BIAS)
+    case .biasGELU: code = Int32(CK_LINEAR_BIAS_GELU)
+    case .biasAddInto: code = Int32(CK_LINEAR_BIAS_ADD)
+    case let .biasScaleAddInto(g): code = Int32(CK_LINEAR_BIAS_SCALE_ADD); gamma = g
+    }
+    let xs = Shared(x), ws = Shared(weight), os = Shared(out)
+    let bs = bias.map { Shared($0) }, gs = gamma.map { Shared($0) }
+    let panels = (o + 15) / 16
+    if panels >= 4 * Parallel.workers {
+        Parallel.forRanges(panels) { r in
+            let col0 = r.lowerBound * 16, columns = min(o, r.upperBound * 16) - col0
+            let wp = packedWeightBuffer(inFeatures: i, columns: columns)
+            defer { wp.deallocate() }
+            ck_linear_pack_weight(wp, ws.base, i, col0, columns)
+            ck_linear(os.base + col0, o, xs.base, wp, bs.map { $0.base + col0 }, gs.map { $0.base + col0 }, rows, i, columns, code)
+        }
+    } else {
+        Parallel.forRanges(rows, minChunk: 6) { r in
+            let wp = packedWeightBuffer(inFeatures: i, columns: o)
+            defer { wp.deallocate() }
+            ck_linear_pack_weight(wp, ws.base, i, 0, o)
+            ck_linear(os.base + r.lowerBound * o, o, xs.base + r.lowerBound * i, wp, bs?.base, gs?.base, r.count, i, o, code)
+        }
+    }
+}
+
+private func packedWeightBuffer(inFeatures i: Int, columns: Int) -> UnsafeMutablePointer<Float> {
+    let n = ck_linear_packed_count(i, columns)
+    return UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64).bindMemory(to: Float.self, capacity: n)
+}
+
+/// The portable path: library GEMM on row tiles split over the workers, the epilogue on each tile while warm.
+package func libraryLinearForward(
+    _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
+    weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    rows: Int, inFeatures i: Int, outFeatures o: Int,
+    epilogue: LinearEpilogue = .bias
+) {
     let xs = Shared(x), ws = Shared(weight), os = Shared(out)
     let bs = bias.map { Shared($0) }
-    let backend = GEMM.backend, family = KernelFamily.current
+    let backend = GEMM.backend
     let gamma: Shared<Float>? = if case let .biasScaleAddInto(g) = epilogue { Shared(g) } else { nil }
     let gelu: Bool = if case .biasGELU = epilogue { true } else { false }
     let accumulate: Bool = switch epilogue { case .biasScaleAddInto, .biasAddInto: true; default: false }
@@ -41,7 +102,7 @@ package func linearForward(
             for r in 0..<n {
                 let row = dst + r * o
                 if let bs { addInPlace(row, bs.base, count: o) }
-                if gelu { geluInPlace(row, count: o, family: family) }
+                if gelu { geluInPlace(row, count: o, family: .portable) }
                 if accumulate {
                     let res = os.base + (r0 + r) * o
                     if let gamma { multiplyAddInPlace(res, gamma.base, row, count: o) } else { addInPlace(res, row, count: o) }

@@ -37,6 +37,27 @@ long ck_attention_query_block(void);
 void ck_attention_tasks(float *out, const float *qkv, const float *kp, const float *vp,
                         long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
 
+/// Epilogues of ck_linear, applied to each output tile in registers.
+enum {
+    CK_LINEAR_BIAS = 0,            ///< out = x·Wᵀ + b
+    CK_LINEAR_BIAS_GELU = 1,       ///< out = gelu(x·Wᵀ + b)
+    CK_LINEAR_BIAS_SCALE_ADD = 2,  ///< out += gamma ⊙ (x·Wᵀ + b)   (LayerScale and residual)
+    CK_LINEAR_BIAS_ADD = 3,        ///< out += x·Wᵀ + b
+};
+
+/// Floats of a packed weight slice of `columns` output features (rounded up to 16) × in_features.
+size_t ck_linear_packed_count(long in_features, long columns);
+
+/// Packs output features [col0, col0 + columns) of W [N, K] (PyTorch's (out, in) layout) into 16-feature
+/// panels wp[p][k][j] = W[col0 + 16p + j, k] (zero past `columns`). wp: 32-byte aligned.
+void ck_linear_pack_weight(float *wp, const float *w, long in_features, long col0, long columns);
+
+/// out[r, j] = epilogue(Σ_k x[r, k] · W[col0 + j, k] + bias[j]) for r < rows, j < columns, with wp packed
+/// from those columns. out: rows ldo apart, already offset to column col0 (and holding the residual for the
+/// add epilogues); x: [rows, K]; bias, gamma: offset to col0 (bias may be NULL).
+void ck_linear(float *out, long ldo, const float *x, const float *wp, const float *bias, const float *gamma,
+               long rows, long in_features, long columns, int epilogue);
+
 /// x ← 0.5·x·(1 + erf(x/√2)) (erf: Abramowitz–Stegun 7.1.26, as PyTorch's vectorised CPU GELU).   x: [n]
 void ck_gelu_inplace(float *x, long n);
 
