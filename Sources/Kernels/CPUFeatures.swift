@@ -6,7 +6,7 @@ import Glibc
 /// Which kernel family runs: the hand-written AVX2/FMA kernels (CKernels) when the CPU has them, the
 /// portable Swift + library-GEMM kernels otherwise. SPHERECORR_PORTABLE_KERNELS=1 forces the portable ones
 /// (tests run both; a user can rule the hand-written ones out).
-package enum KernelFamily: String, Sendable {
+package enum KernelFamily: String, Sendable, CaseIterable {
     case avx2
     case portable
 
@@ -19,6 +19,11 @@ package enum KernelFamily: String, Sendable {
     package static var current: KernelFamily {
         get { lock.withLock { _current } }
         set { lock.withLock { _current = newValue == .avx2 && !avx2Supported ? .portable : newValue } }
+    }
+
+    /// What the engine runs, for logs, /v1/info and benchmarks: "avx2" or "portable (onednn)".
+    package static var summary: String {
+        current == .avx2 ? "avx2" : "portable (\(GEMM.backend.rawValue))"
     }
 
     private static func detect() -> KernelFamily {

@@ -31,7 +31,8 @@ package enum Measure {
         return 0
     }
 
-    /// The GEMM rate (GFLOP/s) of our parallel sgemm path on a ViT-shaped product: [M, K] · [N, K]ᵀ.
+    /// The GEMM rate (GFLOP/s) of the engine's linear path (the current kernel family, all workers) on a
+    /// ViT-shaped product: [M, K] · [N, K]ᵀ.
     package static func sgemmGFLOPS(m: Int, n: Int, k: Int, repeats: Int = 5) -> Double {
         let a = FloatStorage(count: m * k), b = FloatStorage(count: n * k), c = FloatStorage(count: m * n)
         for i in 0..<(m * k) { a.pointer[i] = Float(i % 7) * 0.1 }
@@ -39,7 +40,7 @@ package enum Measure {
         var best = Double.infinity
         for _ in 0..<repeats {
             let t = now()
-            GEMM.sgemmParallel(m: m, n: n, k: k, a: a.pointer, lda: k, b: b.pointer, ldb: k, bTransposed: true, c: c.pointer, ldc: n)
+            linearForward(c.pointer, a.pointer, weight: b.pointer, bias: nil, rows: m, inFeatures: k, outFeatures: n)
             best = min(best, now() - t)
         }
         return 2 * Double(m) * Double(n) * Double(k) / best / 1e9

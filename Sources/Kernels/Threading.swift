@@ -7,13 +7,17 @@ package enum Threading {
     /// Pins the BLAS libraries to one thread each, sets our worker count (default: online cores),
     /// and chooses the GEMM backend. Returns log lines describing the choice.
     @discardableResult
-    package static func configure(workers: Int? = nil, backend: GEMMBackend? = nil) -> [String] {
+    package static func configure(workers: Int? = nil, backend: GEMMBackend? = nil, kernels: KernelFamily? = nil) -> [String] {
         GEMM.pinLibraryThreads()
         let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
         Parallel.setWorkers(workers ?? max(1, cores))
         if let backend { GEMM.backend = backend }
+        if let kernels { KernelFamily.current = kernels }
         var lines = ["threads: \(Parallel.workers) Dispatch workers own all threading; BLAS libraries pinned to 1 thread",
-                     "gemm backend: \(GEMM.backend.rawValue)"]
+                     "kernels: " + (KernelFamily.current == .avx2
+                        ? "avx2 (hand-written AVX2/FMA linear layers and fused attention)"
+                        : "portable (library GEMM \(GEMM.backend.rawValue)" + (KernelFamily.avx2Supported ? ")" : "; this CPU has no AVX2+FMA)")),
+                     "gemm backend (portable kernels): \(GEMM.backend.rawValue)"]
         let core = BLASCore.name
         let userSet = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
         lines.append("openblas core: \(core)" + (userSet.map { " (OPENBLAS_CORETYPE=\($0) set by the user)" } ?? ""))

@@ -37,6 +37,8 @@ package struct ServiceOptions: Sendable {
     package var logFormat: AccessLogFormat = .text
     package var threads: Int?
     package var gemm: GEMMBackend = .onednn
+    /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
+    package var kernels: KernelFamily? = nil
     package var demoSeed: UInt64 = 0
 
     package init() {}

@@ -189,7 +189,7 @@ package final class SphereCorrService: Sendable {
         var out: [String: Any] = [
             "service": "spherecorr", "version": serviceVersion, "ready": readiness.current.phase.rawValue,
             "limits": options.limitsDescription,
-            "engine": ["gemm_backend": GEMM.backend.rawValue, "blas_core": BLASCore.name, "threads": Parallel.workers],
+            "engine": ["kernels": KernelFamily.current.rawValue, "gemm_backend": GEMM.backend.rawValue, "blas_core": BLASCore.name, "threads": Parallel.workers],
             "last_reload_error": store.lastReloadError ?? NSNull(),
             "bundles_directory": options.bundlesDirectory ?? NSNull(),
         ]

@@ -72,8 +72,10 @@ struct SpherecorrServer: ParsableCommand {
     var logFormat: String?
     @Option(help: "Inference worker threads. Default: online cores.")
     var threads: Int?
-    @Option(help: "GEMM library: onednn or openblas. Default onednn.")
+    @Option(help: "GEMM library of the portable kernels: onednn or openblas. Default onednn.")
     var gemm: String?
+    @Option(help: "Kernels: avx2 (hand-written; the default when the CPU has AVX2+FMA) or portable (library GEMM).")
+    var kernels: String?
 
     static func main() {
         Threading.reexecWithSuitableBLASCoreIfNeeded()
@@ -127,6 +129,11 @@ struct SpherecorrServer: ParsableCommand {
             guard let x = GEMMBackend(rawValue: g) else { throw ValidationError("gemm must be onednn or openblas; got '\(g)'") }
             o.gemm = x
         }
+        if let k = env.string("KERNELS", kernels) {
+            guard let x = KernelFamily(rawValue: k) else { throw ValidationError("kernels must be avx2 or portable; got '\(k)'") }
+            if x == .avx2 && !KernelFamily.avx2Supported { throw ValidationError("kernels avx2: this CPU has no AVX2+FMA") }
+            o.kernels = x
+        }
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -138,7 +145,7 @@ struct SpherecorrServer: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
-        let lines = Threading.configure(workers: o.threads, backend: o.gemm)
+        let lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {
             throw ValidationError("cannot start: \(error)")

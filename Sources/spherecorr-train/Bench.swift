@@ -88,7 +88,7 @@ struct Bench: ParsableCommand {
             "variant": variant + (registers ? "-reg" : ""), "resolution": resolution, "batch": batch,
             "latency_s": ["min": times.first!, "median": median, "max": times.last!],
             "gflop": gflop, "gflops": gflop / median, "sgemm_gflops": sgemm,
-            "blas_core": "\(GEMM.backend.rawValue) (openblas core \(BLASCore.name))",
+            "blas_core": "kernels \(KernelFamily.summary), portable GEMM \(GEMM.backend.rawValue), openblas core \(BLASCore.name)",
             "threads": Parallel.workers, "peak_rss_bytes": Measure.peakResidentBytes(),
             "sphere_mapper_s": sphere,
         ]

@@ -24,15 +24,23 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Worker threads (default: online cores).")
     var threads: Int?
 
-    @Option(help: "GEMM library: onednn or openblas.")
+    @Option(help: "Kernels: avx2 (hand-written, default when the CPU has AVX2+FMA) or portable (library GEMM).")
+    var kernels: String?
+
+    @Option(help: "GEMM library of the portable kernels: onednn or openblas.")
     var gemm: String = "onednn"
 
     func configure(verbose: Bool) throws {
         guard let backend = GEMMBackend(rawValue: gemm) else {
             throw ValidationError("--gemm must be one of \(GEMMBackend.allCases.map(\.rawValue).joined(separator: ", ")); got '\(gemm)'")
         }
+        let family = try kernels.map { k in
+            guard let f = KernelFamily(rawValue: k) else { throw ValidationError("--kernels must be avx2 or portable; got '\(k)'") }
+            if f == .avx2 && !KernelFamily.avx2Supported { throw ValidationError("--kernels avx2: this CPU has no AVX2+FMA") }
+            return f
+        }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1; got \(t)") }
-        let lines = Threading.configure(workers: threads, backend: backend)
+        let lines = Threading.configure(workers: threads, backend: backend, kernels: family)
         if verbose { lines.forEach { logToStderr("spherecorr-train: \($0)") } }
     }
 }
