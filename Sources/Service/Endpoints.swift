@@ -142,7 +142,7 @@ struct Endpoints: Sendable {
                 },
             ]
             h.append(name: "Content-Type", value: "application/json")
-            return Response(status: .ok, headers: h, body: [UInt8](try JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])))
+            return Response(status: .ok, headers: h, body: try JSONWriter.encode(body))
         }
     }
 

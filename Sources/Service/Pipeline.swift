@@ -96,7 +96,7 @@ package final class Pipeline: Sendable {
         HTTPError(status: .unprocessableContent, code: "invalid_image", title: "Invalid image", detail: "part '\(u.part)' \(what)")
     }
 
-    private func mapImageError(_ e: ImageError, _ u: UploadedImage) -> HTTPError {
+    fileprivate func mapImageError(_ e: ImageError, _ u: UploadedImage) -> HTTPError {
         switch e {
         case .unsupportedFormat:
             return HTTPError(status: .unsupportedMediaType, code: "unsupported_media_type", title: "Unsupported image format",
@@ -115,7 +115,7 @@ package final class Pipeline: Sendable {
         }
     }
 
-    private func mapImageError(_ e: any Error, _ u: UploadedImage) -> HTTPError {
+    fileprivate func mapImageError(_ e: any Error, _ u: UploadedImage) -> HTTPError {
         if let e = e as? ImageError { return mapImageError(e, u) }
         return invalidImage(u, "cannot be decoded: \(e)")
     }
@@ -125,7 +125,8 @@ package final class Pipeline: Sendable {
     package func embed(_ uploads: [UploadedImage], resolution r: Int, snapshot: ModelSnapshot, request: Request,
                        times: inout StageTimes) throws -> [EmbeddedImage] {
         var out = [EmbeddedImage?](repeating: nil, count: uploads.count)
-        var pending: [(index: Int, key: FeatureCache.Key, image: RGBImage)] = []
+        var pending: [(index: Int, key: FeatureCache.Key)] = []
+        var slots: [(key: FeatureCache.Key, index: Int)] = []  // distinct images to embed, first upload of each
         let t0 = Measure.now()
         for (i, u) in uploads.enumerated() {
             let key = FeatureCache.Key(sha256: u.sha256, resolution: r, backbone: snapshot.backboneName)
@@ -133,22 +134,30 @@ package final class Pipeline: Sendable {
                 out[i] = EmbeddedImage(width: hit.width, height: hit.height,
                                        transform: KeypointTransform(imageWidth: hit.width, imageHeight: hit.height, resolution: r),
                                        features: hit.features, cached: true)
-            } else if let j = pending.firstIndex(where: { $0.key == key }) {
-                pending.append((i, key, pending[j].image))  // the same image twice in one request
             } else {
-                pending.append((i, key, try decode(u)))
+                pending.append((i, key))  // the same image twice in one request shares a batch slot
+                if !slots.contains(where: { $0.key == key }) { slots.append((key, i)) }
             }
         }
-        // Letterbox each distinct image once; identical uploads share a batch slot.
-        var slots: [FeatureCache.Key] = []
+        // Decode, letterbox and normalise the distinct images concurrently (two images of a match: one per core);
+        // the first failure in upload order is the one reported.
+        let prepared = PreparedImages(count: slots.count)
+        let uploadsCopy = uploads, slotIndices = slots.map(\.index)
+        DispatchQueue.concurrentPerform(iterations: slots.count) { s in
+            let u = uploadsCopy[slotIndices[s]]
+            prepared.set(s, Result {
+                let image = try self.decode(u)
+                let boxed: RGBImage
+                do { boxed = try letterbox(image, resolution: r) } catch { throw self.mapImageError(error, u) }
+                return (image.width, image.height, toNormalizedTensor(boxed))
+            })
+        }
+        var sizes: [(width: Int, height: Int)] = []
         var tensor: [Float] = []
-        for p in pending where !slots.contains(p.key) {
-            slots.append(p.key)
-            let boxed: RGBImage
-            do { boxed = try letterbox(p.image, resolution: r) } catch {
-                throw mapImageError(error, uploads[p.index])
-            }
-            tensor += toNormalizedTensor(boxed)
+        for s in 0..<slots.count {
+            let (w, h, t) = try prepared.get(s).get()
+            sizes.append((w, h))
+            tensor += t
         }
         times.decode += Measure.now() - t0
         if !slots.isEmpty {
@@ -164,15 +173,18 @@ package final class Pipeline: Sendable {
             times.backbone += result.1
             let f = result.0
             let n = f.patches, d = f.dim
-            for p in pending {
-                let slot = slots.firstIndex(of: p.key)!
+            var stored: [FloatStorage] = []
+            for (slot, s) in slots.enumerated() {
                 let storage = FloatStorage(count: n * d, zeroed: false)
                 storage.pointer.update(from: f.features.pointer + slot * n * d, count: n * d)
-                let entry = FeatureCache.Entry(features: storage, width: p.image.width, height: p.image.height)
-                cache.put(p.key, entry)
-                out[p.index] = EmbeddedImage(width: p.image.width, height: p.image.height,
-                                             transform: KeypointTransform(imageWidth: p.image.width, imageHeight: p.image.height, resolution: r),
-                                             features: storage, cached: false)
+                cache.put(s.key, FeatureCache.Entry(features: storage, width: sizes[slot].width, height: sizes[slot].height))
+                stored.append(storage)
+            }
+            for p in pending {
+                let slot = slots.firstIndex { $0.key == p.key }!
+                let (w, h) = sizes[slot]
+                out[p.index] = EmbeddedImage(width: w, height: h, transform: KeypointTransform(imageWidth: w, imageHeight: h, resolution: r),
+                                             features: stored[slot], cached: false)
             }
         }
         return out.map { $0! }
@@ -182,7 +194,20 @@ package final class Pipeline: Sendable {
     package func spheres(_ images: [EmbeddedImage], snapshot: ModelSnapshot, request: Request, times: inout StageTimes) throws -> [FloatStorage] {
         let (wait, result) = try queued(deadline: request.deadline, request: request) {
             let t = Measure.now()
-            let s = images.map { img in snapshot.bundle.mapper.sphere(features: img.features.pointer, batch: 1, tokens: img.tokens) }
+            let mapper = snapshot.bundle.mapper
+            let n = images.first?.tokens ?? 0, d = mapper.inputDim
+            guard images.count > 1, images.allSatisfy({ $0.tokens == n }) else {
+                return (images.map { mapper.sphere(features: $0.features.pointer, batch: 1, tokens: $0.tokens) }, Measure.now() - t)
+            }
+            // Same grid: one batched mapper pass (attention stays within each image).
+            let batch = FloatStorage(count: images.count * n * d, zeroed: false)
+            for (i, img) in images.enumerated() { (batch.pointer + i * n * d).update(from: img.features.pointer, count: n * d) }
+            let all = mapper.sphere(features: batch.pointer, batch: images.count, tokens: n)
+            let s = (0..<images.count).map { i in
+                let one = FloatStorage(count: n * 3, zeroed: false)
+                one.pointer.update(from: all.pointer + i * n * 3, count: n * 3)
+                return one
+            }
             return (s, Measure.now() - t)
         }
         times.queue += wait
@@ -213,3 +238,12 @@ package final class Pipeline: Sendable {
 
 /// The client went away while its work was queued: nothing is sent.
 package struct RequestCancelled: Error {}
+
+/// Per-slot results of the concurrent decode (each slot written by one worker, read after the join).
+private final class PreparedImages: @unchecked Sendable {
+    private var results: [Result<(Int, Int, [Float]), any Error>?]
+    private let lock = NSLock()
+    init(count: Int) { results = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<(Int, Int, [Float]), any Error>) { lock.lock(); results[i] = r; lock.unlock() }
+    func get(_ i: Int) -> Result<(Int, Int, [Float]), any Error> { lock.lock(); defer { lock.unlock() }; return results[i]! }
+}

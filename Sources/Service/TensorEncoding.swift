@@ -112,15 +112,15 @@ package enum TensorEncoder {
                 var entry: [String: Any] = ["shape": x.shape, "dtype": "float32"]
                 if jsonArrays {
                     entry["encoding"] = "array"
-                    entry["data"] = x.values.map { Double($0) }
+                    entry["data"] = x.values
                 } else {
                     entry["encoding"] = "base64"
                     entry["data"] = x.values.withUnsafeBytes { Data($0) }.base64EncodedString()
                 }
                 if x.name == t.name { obj.merge(entry) { _, new in new } } else { obj[x.name] = entry }
             }
-            let data = (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data("{}".utf8)
-            return EncodedBody(contentType: "application/json", headers: [shapeHeader, ("X-Tensor-Dtype", "float32")], body: [UInt8](data))
+            let data = (try? JSONWriter.encode(obj)) ?? Array("{}".utf8)
+            return EncodedBody(contentType: "application/json", headers: [shapeHeader, ("X-Tensor-Dtype", "float32")], body: data)
         }
     }
 }

@@ -123,3 +123,28 @@ import TensorFiles
         #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }
+
+@Suite struct JSONWriterTests {
+    @Test func sortedKeysEscapesAndNumbersParseBackWithFoundation() throws {
+        let value: [String: Any] = [
+            "b": [1, 2.5, -0.125, 1e-7] as [Any], "a": "quote \" backslash \\ newline \n tab \t bell \u{07} é",
+            "c": ["z": true, "y": false, "x": NSNull()] as [String: Any], "f": [Float(0.1), Float(3), Float(-2.5e-8)],
+            "i": 448, "d": 0.896_000_027_656_555_2,
+        ]
+        let bytes = try JSONWriter.encode(value)
+        let text = String(decoding: bytes, as: UTF8.self)
+        #expect(text.hasPrefix(#"{"a":"quote \" backslash \\ newline \n tab \t bell \u0007 é","b":[1,2.5,-0.125,1e-07],"#))
+        let back = try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+        #expect(back["i"] as? Int == 448)
+        // Swift's shortest round-trip form (Foundation's Linux parser is itself off in the last digit, so check the text).
+        #expect(text.contains(#""d":0.8960000276565552,"#))
+        let floats = try #require(back["f"] as? [Double]).map(Float.init)
+        #expect(floats == [0.1, 3, -2.5e-8])  // float32 values survive the round trip exactly
+        #expect((back["c"] as? [String: Any])?["z"] as? Bool == true)
+    }
+
+    @Test func nonFiniteNumbersAreRefused() {
+        #expect(throws: JSONWriter.NonFinite.self) { try JSONWriter.encode(["x": Double.nan]) }
+        #expect(throws: JSONWriter.NonFinite.self) { try JSONWriter.encode([Float.infinity]) }
+    }
+}
