@@ -1,5 +1,6 @@
 // Element-wise activations for AVX2+FMA; the portable versions are in Kernels/Activations.swift.
 #include "CKernels.h"
+#if defined(__x86_64__) || defined(__i386__)
 #include "simd_avx2.h"
 #include <math.h>
 
@@ -14,3 +15,4 @@ void ck_gelu_inplace(float *x, long n) {
         for (long j = i; j < n; j++) x[j] = tail[j - i];
     }
 }
+#endif  // x86

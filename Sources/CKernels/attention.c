@@ -9,6 +9,7 @@
 // and writes O / l at the end.
 
 #include "CKernels.h"
+#if defined(__x86_64__) || defined(__i386__)
 #include "simd_avx2.h"
 #include <immintrin.h>
 #include <math.h>
@@ -215,3 +216,4 @@ void ck_attention_tasks(float *out, const float *qkv, const float *kp, const flo
     }
     free(q); free(o); free(s);
 }
+#endif  // x86

@@ -7,6 +7,7 @@
 // panels, and the tile is finished (bias/GELU/residual) while it is still in registers.
 
 #include "CKernels.h"
+#if defined(__x86_64__) || defined(__i386__)
 #include "simd_avx2.h"
 #include <immintrin.h>
 #include <stdlib.h>
@@ -146,3 +147,4 @@ void ck_linear(float *out, long ldo, const float *x, const float *wp, const floa
     }
     free(ap);
 }
+#endif  // x86

@@ -73,7 +73,11 @@ package struct DinoOutput: Sendable {
 package struct ForwardOptions: Sendable {
     package var cls = false
     package var normed = false
-    package init(cls: Bool = false, normed: Bool = false) { self.cls = cls; self.normed = normed }
+    /// nil: the process-wide choice (`KernelFamily.current`); tests pin one to check each against the reference.
+    package var kernels: KernelFamily? = nil
+    package init(cls: Bool = false, normed: Bool = false, kernels: KernelFamily? = nil) {
+        self.cls = cls; self.normed = normed; self.kernels = kernels
+    }
 }
 
 /// The DINOv2 ViT, immutable after load (safe to share; each forward allocates its own activations).
@@ -134,13 +138,14 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         let c = config, d = c.embedDim, ps = c.patchSize, r = c.registers
         precondition(b > 0 && h % ps == 0 && w % ps == 0 && h > 0 && w > 0, "input must be a positive multiple of the patch size")
         let gh = h / ps, gw = w / ps, n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
+        let k = options.kernels ?? KernelFamily.current
 
         // Patch embedding: im2col [B·N, P] (c, ky, kx order), then x·Wᵀ + b → [B·N, D].
         let cols = FloatStorage(count: b * n * p, zeroed: false)
         im2col(cols.pointer, images, batch: b, height: h, width: w, patch: ps)
         let patches = FloatStorage(count: b * n * d, zeroed: false)
         linearForward(patches.pointer, cols.pointer, weight: patchEmbed.weight.pointer, bias: patchEmbed.bias.pointer,
-                      rows: b * n, inFeatures: p, outFeatures: d)
+                      rows: b * n, inFeatures: p, outFeatures: d, family: k)
 
         // Tokens: [CLS + pos0, registers, patches + pos] (registers get no position; SPEC §1.2).
         let pos = interpolatedPositions(gridHeight: gh, gridWidth: gw)  // [1 + N, D]
@@ -166,25 +171,25 @@ package final class DinoVisionTransformer: @unchecked Sendable {
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm1.weight.pointer, bias: blk.norm1.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
             linearForward(qkv.pointer, xn.pointer, weight: blk.qkv.weight.pointer, bias: blk.qkv.bias.pointer,
-                          rows: rows, inFeatures: d, outFeatures: 3 * d)
+                          rows: rows, inFeatures: d, outFeatures: 3 * d, family: k)
             attentionForward(attn.pointer, qkv: qkv.pointer, batch: b, tokens: t, heads: c.heads, headDim: c.headDim,
-                             scale: 1 / Float(c.headDim).squareRoot())
+                             scale: 1 / Float(c.headDim).squareRoot(), family: k)
             linearForward(x.pointer, attn.pointer, weight: blk.proj.weight.pointer, bias: blk.proj.bias.pointer,
-                          rows: rows, inFeatures: d, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls1.pointer))
+                          rows: rows, inFeatures: d, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls1.pointer), family: k)
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm2.weight.pointer, bias: blk.norm2.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
             switch c.ffn {
             case .mlp:
                 linearForward(hidden.pointer, xn.pointer, weight: blk.fc1.weight.pointer, bias: blk.fc1.bias.pointer,
-                              rows: rows, inFeatures: d, outFeatures: c.ffnHidden, epilogue: .biasGELU)
+                              rows: rows, inFeatures: d, outFeatures: c.ffnHidden, epilogue: .biasGELU, family: k)
                 linearForward(x.pointer, hidden.pointer, weight: blk.fc2.weight.pointer, bias: blk.fc2.bias.pointer,
-                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer))
+                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer), family: k)
             case .swiglu:
                 linearForward(hidden.pointer, xn.pointer, weight: blk.fc1.weight.pointer, bias: blk.fc1.bias.pointer,
-                              rows: rows, inFeatures: d, outFeatures: 2 * c.ffnHidden)
+                              rows: rows, inFeatures: d, outFeatures: 2 * c.ffnHidden, family: k)
                 swigluForward(gate!.pointer, hidden.pointer, rows: rows, hidden: c.ffnHidden)
                 linearForward(x.pointer, gate!.pointer, weight: blk.fc2.weight.pointer, bias: blk.fc2.bias.pointer,
-                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer))
+                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer), family: k)
             }
             onBlock?(i, UnsafeBufferPointer(start: x.pointer, count: rows * d))
         }

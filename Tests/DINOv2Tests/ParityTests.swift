@@ -46,8 +46,9 @@ let atol: Float = 2e-5, rtol: Float = 2e-4
 @Suite struct DinoParityTests {
     init() { Threading.configure(workers: 2) }
 
-    @Test(arguments: cases)
-    func everyIntermediateMatchesTheReference(_ c: Case) throws {
+    /// Both kernel families (hand-written AVX2 where the CPU has it, and the portable library path).
+    @Test(arguments: cases, KernelFamily.avx2Supported ? [KernelFamily.avx2, .portable] : [.portable])
+    func everyIntermediateMatchesTheReference(_ c: Case, kernels: KernelFamily) throws {
         let model = try DinoVisionTransformer.load(path: fixtureDir.appendingPathComponent("\(c.model).safetensors").path)
         let fx = try SafeTensorsFile(contentsOf: fixtureDir.appendingPathComponent("\(c.model).case\(c.index).safetensors"))
         let shape = try fx.info("input").shape  // [B, 3, H, W]
@@ -56,21 +57,22 @@ let atol: Float = 2e-5, rtol: Float = 2e-4
         let ps = model.config.patchSize
         if fx.tensors["pos_embed"] != nil {
             let pos = model.interpolatedPositions(gridHeight: h / ps, gridWidth: w / ps)
-            expectClose(UnsafeBufferPointer(pos.buffer), try fx.floats("pos_embed"), atol: 1e-6, rtol: 1e-5, "\(c) pos_embed")
+            expectClose(UnsafeBufferPointer(pos.buffer), try fx.floats("pos_embed"), atol: 1e-6, rtol: 1e-5, "\(c) \(kernels) pos_embed")
         }
         var blocks: [Int: [Float]] = [:]
         let out = input.withUnsafeBufferPointer {
-            model.forward(images: $0.baseAddress!, batch: b, height: h, width: w, options: ForwardOptions(cls: true, normed: true)) { i, x in
+            model.forward(images: $0.baseAddress!, batch: b, height: h, width: w,
+                          options: ForwardOptions(cls: true, normed: true, kernels: kernels)) { i, x in
                 blocks[i] = Array(x)
             }
         }
         for i in 0..<model.config.depth where fx.tensors["block.\(i)"] != nil {
-            expectClose(blocks[i]!, try fx.floats("block.\(i)"), atol: atol, rtol: rtol, "\(c) block.\(i)")
+            expectClose(blocks[i]!, try fx.floats("block.\(i)"), atol: atol, rtol: rtol, "\(c) \(kernels) block.\(i)")
         }
-        expectClose(UnsafeBufferPointer(out.features.buffer), try fx.floats("features"), atol: atol, rtol: rtol, "\(c) features")
-        expectClose(UnsafeBufferPointer(out.cls!.buffer), try fx.floats("cls"), atol: atol, rtol: rtol, "\(c) cls")
+        expectClose(UnsafeBufferPointer(out.features.buffer), try fx.floats("features"), atol: atol, rtol: rtol, "\(c) \(kernels) features")
+        expectClose(UnsafeBufferPointer(out.cls!.buffer), try fx.floats("cls"), atol: atol, rtol: rtol, "\(c) \(kernels) cls")
         if fx.tensors["x_norm"] != nil {
-            expectClose(UnsafeBufferPointer(out.normed!.buffer), try fx.floats("x_norm"), atol: atol, rtol: rtol, "\(c) x_norm")
+            expectClose(UnsafeBufferPointer(out.normed!.buffer), try fx.floats("x_norm"), atol: atol, rtol: rtol, "\(c) \(kernels) x_norm")
         }
         #expect(out.gridHeight == h / ps && out.gridWidth == w / ps)
     }
