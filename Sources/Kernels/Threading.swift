@@ -41,6 +41,26 @@ package enum Threading {
     }
 }
 
+/// glibc gives each thread that allocates its own malloc arena (up to 8 per core). In a server whose request
+/// threads come and go, every arena keeps its own high-water mark of freed activation buffers: measured, RSS
+/// grew from 937 MiB after 100 ViT-S matches to 1,122 MiB after 1,000; with 2 arenas it stays at ~340 MiB.
+/// Caps the arenas unless the user set MALLOC_ARENA_MAX. Returns a log line, or nil when nothing was changed.
+@discardableResult
+package func limitMallocArenas(_ count: Int32 = 2) -> String? {
+    #if canImport(Glibc)
+    guard getenv("MALLOC_ARENA_MAX") == nil else { return "malloc arenas: MALLOC_ARENA_MAX set by the user" }
+    guard glibcMallopt(-8 /* M_ARENA_MAX, malloc.h */, count) == 1 else { return nil }
+    return "malloc arenas: at most \(count) (bounded memory across request threads)"
+    #else
+    return nil
+    #endif
+}
+
+#if canImport(Glibc)
+/// glibc's mallopt (malloc.h is not part of the Glibc module).
+@_silgen_name("mallopt") private func glibcMallopt(_ param: Int32, _ value: Int32) -> Int32
+#endif
+
 /// Writes one line to standard error (fd 2) without touching the C `stderr` global.
 package func logToStderr(_ line: String) {
     let bytes = Array((line + "\n").utf8)

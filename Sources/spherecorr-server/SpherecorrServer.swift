@@ -145,7 +145,8 @@ struct SpherecorrServer: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
-        let lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
+        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
+        if let arenas = limitMallocArenas() { lines.append(arenas) }
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {
             throw ValidationError("cannot start: \(error)")
