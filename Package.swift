@@ -29,7 +29,8 @@ let package = Package(
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
 
         // Hand-written AVX2/FMA kernels (fused attention, activations), chosen at run time by CPU features.
-        .target(name: "CKernels"),
+        // -O2 in debug builds too: unoptimised, they would make every test that runs a model crawl.
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
         // Numerics: plain functions over buffers; no model knowledge.
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL", "CKernels"], swiftSettings: swiftSettings),
         // safetensors and .npy files, read and written.
