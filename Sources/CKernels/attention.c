@@ -65,15 +65,24 @@ void ck_attention_pack(float *kp, float *vp, const float *qkv,
     }
 }
 
-// c[6, 16] = a[6, K] · panel[K, 16].   a: rows lda apart; panel: [K][16]; c: rows ldc apart.
+// c[6, 16] = (accumulate ? c : 0) + a[6, K] · b[K, 16].   a: rows lda apart; b: rows ldb apart; c: rows ldc apart.
+// Q·Kᵀ: a = Q rows, b = a 16-key panel of Kᵀ. P·V: a = P rows, b = a 16-column panel of V, accumulating into O.
 __attribute__((target("avx2,fma")))
-static void tile_qk(const float *a, long lda, const float *panel, long k, float *c, long ldc) {
+static void tile(const float *a, long lda, const float *b, long ldb, long k, float *c, long ldc, int accumulate) {
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00,
            c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    if (accumulate) {
+        c00 = _mm256_load_ps(c); c01 = _mm256_load_ps(c + 8);
+        c10 = _mm256_load_ps(c + ldc); c11 = _mm256_load_ps(c + ldc + 8);
+        c20 = _mm256_load_ps(c + 2 * ldc); c21 = _mm256_load_ps(c + 2 * ldc + 8);
+        c30 = _mm256_load_ps(c + 3 * ldc); c31 = _mm256_load_ps(c + 3 * ldc + 8);
+        c40 = _mm256_load_ps(c + 4 * ldc); c41 = _mm256_load_ps(c + 4 * ldc + 8);
+        c50 = _mm256_load_ps(c + 5 * ldc); c51 = _mm256_load_ps(c + 5 * ldc + 8);
+    }
     const float *a0 = a, *a1 = a + lda, *a2 = a + 2 * lda, *a3 = a + 3 * lda, *a4 = a + 4 * lda, *a5 = a + 5 * lda;
 #pragma clang loop unroll_count(4)
     for (long d = 0; d < k; d++) {
-        const __m256 b0 = _mm256_loadu_ps(panel + d * NR), b1 = _mm256_loadu_ps(panel + d * NR + 8);
+        const __m256 b0 = _mm256_loadu_ps(b + d * ldb), b1 = _mm256_loadu_ps(b + d * ldb + 8);
         __m256 x;
         x = _mm256_broadcast_ss(a0 + d); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
         x = _mm256_broadcast_ss(a1 + d); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
@@ -81,35 +90,6 @@ static void tile_qk(const float *a, long lda, const float *panel, long k, float 
         x = _mm256_broadcast_ss(a3 + d); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
         x = _mm256_broadcast_ss(a4 + d); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
         x = _mm256_broadcast_ss(a5 + d); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
-    }
-    _mm256_store_ps(c, c00); _mm256_store_ps(c + 8, c01); c += ldc;
-    _mm256_store_ps(c, c10); _mm256_store_ps(c + 8, c11); c += ldc;
-    _mm256_store_ps(c, c20); _mm256_store_ps(c + 8, c21); c += ldc;
-    _mm256_store_ps(c, c30); _mm256_store_ps(c + 8, c31); c += ldc;
-    _mm256_store_ps(c, c40); _mm256_store_ps(c + 8, c41); c += ldc;
-    _mm256_store_ps(c, c50); _mm256_store_ps(c + 8, c51);
-}
-
-// c[6, 16] += p[6, K] · v[K, 16].   p: rows ldp apart; v: rows ldv apart; c: rows ldc apart.
-__attribute__((target("avx2,fma")))
-static void tile_pv(const float *p, long ldp, const float *v, long ldv, long k, float *c, long ldc) {
-    __m256 c00 = _mm256_load_ps(c), c01 = _mm256_load_ps(c + 8),
-           c10 = _mm256_load_ps(c + ldc), c11 = _mm256_load_ps(c + ldc + 8),
-           c20 = _mm256_load_ps(c + 2 * ldc), c21 = _mm256_load_ps(c + 2 * ldc + 8),
-           c30 = _mm256_load_ps(c + 3 * ldc), c31 = _mm256_load_ps(c + 3 * ldc + 8),
-           c40 = _mm256_load_ps(c + 4 * ldc), c41 = _mm256_load_ps(c + 4 * ldc + 8),
-           c50 = _mm256_load_ps(c + 5 * ldc), c51 = _mm256_load_ps(c + 5 * ldc + 8);
-    const float *p0 = p, *p1 = p + ldp, *p2 = p + 2 * ldp, *p3 = p + 3 * ldp, *p4 = p + 4 * ldp, *p5 = p + 5 * ldp;
-#pragma clang loop unroll_count(4)
-    for (long s = 0; s < k; s++) {
-        const __m256 b0 = _mm256_loadu_ps(v + s * ldv), b1 = _mm256_loadu_ps(v + s * ldv + 8);
-        __m256 x;
-        x = _mm256_broadcast_ss(p0 + s); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
-        x = _mm256_broadcast_ss(p1 + s); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
-        x = _mm256_broadcast_ss(p2 + s); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
-        x = _mm256_broadcast_ss(p3 + s); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
-        x = _mm256_broadcast_ss(p4 + s); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
-        x = _mm256_broadcast_ss(p5 + s); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
     }
     _mm256_store_ps(c, c00); _mm256_store_ps(c + 8, c01); c += ldc;
     _mm256_store_ps(c, c10); _mm256_store_ps(c + 8, c11); c += ldc;
@@ -135,7 +115,7 @@ static float softmax_block_row(float *row, long valid, long nk, float *m, float 
     j = 0;
     // One exp per iteration: two would not fit the 16 ymm registers with the polynomial's constants.
     for (; j + 8 <= valid; j += 8) {
-        const __m256 e = exp256_nonpositive(_mm256_sub_ps(_mm256_load_ps(row + j), mv));
+        const __m256 e = exp256_unclamped_above(_mm256_sub_ps(_mm256_load_ps(row + j), mv));
         _mm256_store_ps(row + j, e);
         s0 = _mm256_add_ps(s0, e);
     }
@@ -146,7 +126,7 @@ static float softmax_block_row(float *row, long valid, long nk, float *m, float 
         if (lanes > 0) {
             const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
             const __m256 keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32((int)(lanes > 8 ? 8 : lanes)), idx));
-            e = _mm256_and_ps(exp256_nonpositive(_mm256_sub_ps(_mm256_load_ps(row + j), mv)), keep);
+            e = _mm256_and_ps(exp256_unclamped_above(_mm256_sub_ps(_mm256_load_ps(row + j), mv)), keep);
         }
         _mm256_store_ps(row + j, e);
         s0 = _mm256_add_ps(s0, e);
@@ -191,7 +171,7 @@ void ck_attention_tasks(float *out, const float *qkv, const float *kp, const flo
             // Panel-outer: one 4 KB panel of Kᵀ stays in L1 while the query rows pass over it.
             for (long p = 0; p < nk; p += NR)
                 for (long i = 0; i < nqp; i += MR)
-                    tile_qk(q + i * dh, dh, kpb + (k0 + p) * dh, dh, s + i * KB + p, KB);
+                    tile(q + i * dh, dh, kpb + (k0 + p) * dh, NR, dh, s + i * KB + p, KB, 0);
             for (long i = 0; i < nqp; i++) {
                 float *row = s + i * KB;
                 if (i >= nq) { memset(row, 0, sizeof(float) * (size_t)nk); continue; }
@@ -205,7 +185,7 @@ void ck_attention_tasks(float *out, const float *qkv, const float *kp, const flo
             // Panel-outer: 16 columns of V for this key block (8 KB, contiguous) stay in L1.
             for (long d = 0; d < dh; d += NR)
                 for (long i = 0; i < nqp; i += MR)
-                    tile_pv(s + i * KB, KB, vpb + d * tpad + k0 * NR, NR, nk, o + i * dh + d, dh);
+                    tile(s + i * KB, KB, vpb + d * tpad + k0 * NR, NR, nk, o + i * dh + d, dh, 1);
         }
         for (long i = 0; i < nq; i++) {
             const __m256 inv = _mm256_set1_ps(1.0f / l[i]);

@@ -4,31 +4,11 @@
 #define SPHERECORR_SIMD_AVX2_H
 #include <immintrin.h>
 
+// exp for x ≤ 88.37 (softmax arguments are ≤ 0 once the max is subtracted): only the lower clamp.
 __attribute__((target("avx2,fma"), always_inline))
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.37f));
-    const __m256 magic = _mm256_set1_ps(12582912.0f);  // 1.5·2^23: adding it rounds to an integer in the low bits
-    const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic);
-    const __m256 n = _mm256_sub_ps(t, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i nb = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000));
-    const __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(nb, _mm256_set1_epi32(127)), 23));
-    return _mm256_mul_ps(p, scale);
-}
-
-// exp for x ≤ 0 (softmax after the max is subtracted): the same polynomial without the upper clamp.
-__attribute__((target("avx2,fma"), always_inline))
-static inline __m256 exp256_nonpositive(__m256 x) {
+static inline __m256 exp256_unclamped_above(__m256 x) {
     x = _mm256_max_ps(x, _mm256_set1_ps(-87.3f));
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    const __m256 magic = _mm256_set1_ps(12582912.0f);  // 1.5·2^23: adding it rounds to an integer in the low bits
     const __m256 t = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic);
     const __m256 n = _mm256_sub_ps(t, magic);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
@@ -43,6 +23,10 @@ static inline __m256 exp256_nonpositive(__m256 x) {
     const __m256i nb = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(0x4B400000 - 127));
     return _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32(nb, 23)));
 }
+
+// exp for any x.
+__attribute__((target("avx2,fma"), always_inline))
+static inline __m256 exp256(__m256 x) { return exp256_unclamped_above(_mm256_min_ps(x, _mm256_set1_ps(88.37f))); }
 
 __attribute__((target("avx2,fma"), always_inline))
 static inline float hsum256(__m256 v) {
