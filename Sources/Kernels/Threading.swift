@@ -43,7 +43,7 @@ package enum Threading {
 
 /// glibc gives each thread that allocates its own malloc arena (up to 8 per core). In a server whose request
 /// threads come and go, every arena keeps its own high-water mark of freed activation buffers: measured, RSS
-/// grew from 937 MiB after 100 ViT-S matches to 1,122 MiB after 1,000; with 2 arenas it stays at ~340 MiB.
+/// grew from 937 MiB after 100 ViT-S matches to 1,122 MiB after 1,000; with 2 arenas, from 351 to 380 MiB.
 /// Caps the arenas unless the user set MALLOC_ARENA_MAX. Returns a log line, or nil when nothing was changed.
 @discardableResult
 package func limitMallocArenas(_ count: Int32 = 2) -> String? {
