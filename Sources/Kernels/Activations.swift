@@ -45,7 +45,7 @@ package func erf8(_ x: F8) -> F8 {
 
 /// Exact-erf GELU in place: x ← 0.5·x·(1 + erf(x/√2)).   x: [n]
 package func geluInPlace(_ x: UnsafeMutablePointer<Float>, count n: Int, family: KernelFamily = KernelFamily.current) {
-    if family == .avx2 && KernelFamily.avx2Supported { ck_gelu_inplace(x, n); return }
+    if family.runsAVX2 { ck_gelu_inplace(x, n); return }
     let raw = UnsafeMutableRawPointer(x)
     var i = 0
     while i + 8 <= n {

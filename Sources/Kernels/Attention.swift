@@ -11,7 +11,7 @@ package func attentionForward(
     batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float,
     family: KernelFamily = KernelFamily.current
 ) {
-    if family == .avx2 && KernelFamily.avx2Supported && dh % 16 == 0 {
+    if family.runsAVX2 && dh % 16 == 0 {
         fusedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
     } else {
         blockedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)

@@ -1,11 +1,8 @@
 import CKernels
-#if canImport(Glibc)
-import Glibc
-#endif
+import Dispatch
 
 /// Which kernel family runs: the hand-written AVX2/FMA kernels (CKernels) when the CPU has them, the
-/// portable Swift + library-GEMM kernels otherwise. SPHERECORR_PORTABLE_KERNELS=1 forces the portable ones
-/// (tests run both; a user can rule the hand-written ones out).
+/// portable Swift + library-GEMM kernels otherwise (`--kernels`, `SPHERECORR_KERNELS` for the server).
 package enum KernelFamily: String, Sendable, CaseIterable {
     case avx2
     case portable
@@ -13,28 +10,28 @@ package enum KernelFamily: String, Sendable, CaseIterable {
     /// Whether this CPU can run the hand-written kernels (asking for `.avx2` elsewhere falls back to portable).
     package static let avx2Supported = ck_cpu_has_avx2_fma() != 0
 
-    nonisolated(unsafe) private static var _current: KernelFamily = detect()
-    private static let lock = NSLockish()
+    nonisolated(unsafe) private static var _current: KernelFamily = avx2Supported ? .avx2 : .portable
+    private static let lock = DispatchQueue(label: "spherecorr.kernels.config")
 
     package static var current: KernelFamily {
-        get { lock.withLock { _current } }
-        set { lock.withLock { _current = newValue == .avx2 && !avx2Supported ? .portable : newValue } }
+        get { lock.sync { _current } }
+        set { lock.sync { _current = newValue == .avx2 && !avx2Supported ? .portable : newValue } }
     }
+
+    /// Whether a call asked to run this family takes the hand-written path (falls back on CPUs without AVX2+FMA).
+    package var runsAVX2: Bool { self == .avx2 && Self.avx2Supported }
 
     /// What the engine runs, for logs, /v1/info and benchmarks: "avx2" or "portable (onednn)".
     package static var summary: String {
         current == .avx2 ? "avx2" : "portable (\(GEMM.backend.rawValue))"
     }
 
-    private static func detect() -> KernelFamily {
-        if let v = getenv("SPHERECORR_PORTABLE_KERNELS"), String(cString: v) == "1" { return .portable }
-        return avx2Supported ? .avx2 : .portable
+    /// A family named on the command line or in the environment; the error message names what was wrong.
+    package static func named(_ name: String) -> Result<KernelFamily, ChoiceError> {
+        guard let f = KernelFamily(rawValue: name) else { return .failure(ChoiceError(message: "must be avx2 or portable; got '\(name)'")) }
+        if f == .avx2 && !avx2Supported { return .failure(ChoiceError(message: "avx2: this CPU has no AVX2+FMA")) }
+        return .success(f)
     }
-}
 
-/// A pthread mutex (Kernels does not import Foundation).
-final class NSLockish: @unchecked Sendable {
-    private var m = pthread_mutex_t()
-    init() { pthread_mutex_init(&m, nil) }
-    func withLock<T>(_ body: () -> T) -> T { pthread_mutex_lock(&m); defer { pthread_mutex_unlock(&m) }; return body() }
+    package struct ChoiceError: Error { package var message: String }
 }

@@ -25,7 +25,7 @@ package func linearForward(
 ) {
     precondition(rows >= 0 && i > 0 && o > 0)
     if rows == 0 { return }
-    if family == .avx2 && KernelFamily.avx2Supported {
+    if family.runsAVX2 {
         packedLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)
     } else {
         libraryLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)

@@ -14,10 +14,7 @@ package enum Threading {
         if let backend { GEMM.backend = backend }
         if let kernels { KernelFamily.current = kernels }
         var lines = ["threads: \(Parallel.workers) Dispatch workers own all threading; BLAS libraries pinned to 1 thread",
-                     "kernels: " + (KernelFamily.current == .avx2
-                        ? "avx2 (hand-written AVX2/FMA linear layers and fused attention)"
-                        : "portable (library GEMM \(GEMM.backend.rawValue)" + (KernelFamily.avx2Supported ? ")" : "; this CPU has no AVX2+FMA)")),
-                     "gemm backend (portable kernels): \(GEMM.backend.rawValue)"]
+                     "kernels: \(KernelFamily.summary)" + (KernelFamily.avx2Supported ? "" : " (this CPU has no AVX2+FMA)")]
         let core = BLASCore.name
         let userSet = getenv("OPENBLAS_CORETYPE").map { String(cString: $0) }
         lines.append("openblas core: \(core)" + (userSet.map { " (OPENBLAS_CORETYPE=\($0) set by the user)" } ?? ""))

@@ -23,20 +23,8 @@ package enum JSONWriter {
         case let i as Int32: out += Array(String(i).utf8)
         case let d as Double: try writeNumber(d, into: &out)
         case let f as Float: try writeFloat(f, into: &out)
-        case let a as [Float]:
-            out.append(UInt8(ascii: "["))
-            for (i, f) in a.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                try writeFloat(f, into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-        case let a as [Any]:
-            out.append(UInt8(ascii: "["))
-            for (i, v) in a.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                try write(v, into: &out)
-            }
-            out.append(UInt8(ascii: "]"))
+        case let a as [Float]: try writeArray(a, into: &out, writeFloat)  // unboxed: feature arrays are large
+        case let a as [Any]: try writeArray(a, into: &out, write)
         case let o as [String: Any]:
             out.append(UInt8(ascii: "{"))
             for (i, k) in o.keys.sorted().enumerated() {
@@ -49,6 +37,15 @@ package enum JSONWriter {
         case is NSNull: out += Array("null".utf8)
         default: writeString(String(describing: value), into: &out)
         }
+    }
+
+    private static func writeArray<T>(_ a: [T], into out: inout [UInt8], _ element: (T, inout [UInt8]) throws -> Void) rethrows {
+        out.append(UInt8(ascii: "["))
+        for (i, v) in a.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            try element(v, &out)
+        }
+        out.append(UInt8(ascii: "]"))
     }
 
     private static func writeNumber(_ d: Double, into out: inout [UInt8]) throws {

@@ -130,9 +130,7 @@ struct SpherecorrServer: ParsableCommand {
             o.gemm = x
         }
         if let k = env.string("KERNELS", kernels) {
-            guard let x = KernelFamily(rawValue: k) else { throw ValidationError("kernels must be avx2 or portable; got '\(k)'") }
-            if x == .avx2 && !KernelFamily.avx2Supported { throw ValidationError("kernels avx2: this CPU has no AVX2+FMA") }
-            o.kernels = x
+            o.kernels = try KernelFamily.named(k).mapError { ValidationError("kernels \($0.message)") }.get()
         }
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {

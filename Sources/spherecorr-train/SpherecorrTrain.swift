@@ -35,9 +35,7 @@ struct EngineOptions: ParsableArguments {
             throw ValidationError("--gemm must be one of \(GEMMBackend.allCases.map(\.rawValue).joined(separator: ", ")); got '\(gemm)'")
         }
         let family = try kernels.map { k in
-            guard let f = KernelFamily(rawValue: k) else { throw ValidationError("--kernels must be avx2 or portable; got '\(k)'") }
-            if f == .avx2 && !KernelFamily.avx2Supported { throw ValidationError("--kernels avx2: this CPU has no AVX2+FMA") }
-            return f
+            try KernelFamily.named(k).mapError { ValidationError("--kernels \($0.message)") }.get()
         }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1; got \(t)") }
         let lines = Threading.configure(workers: threads, backend: backend, kernels: family)
