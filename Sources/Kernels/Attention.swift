@@ -26,10 +26,8 @@ package func fusedAttentionForward(
 ) {
     precondition(batch > 0 && t > 0 && heads > 0 && dh > 0 && dh % 16 == 0)
     let packed = ck_attention_packed_count(batch, t, heads, dh)
-    let kp = UnsafeMutableRawPointer.allocate(byteCount: packed * 4, alignment: 64).bindMemory(to: Float.self, capacity: packed)
-    let vp = UnsafeMutableRawPointer.allocate(byteCount: packed * 4, alignment: 64).bindMemory(to: Float.self, capacity: packed)
-    defer { kp.deallocate(); vp.deallocate() }
-    let ks = Shared(kp), vs = Shared(vp), qs = Shared(qkv), os = Shared(out)
+    let kp = FloatStorage(count: packed, zeroed: false), vp = FloatStorage(count: packed, zeroed: false)
+    let ks = Shared(kp.pointer), vs = Shared(vp.pointer), qs = Shared(qkv), os = Shared(out)
     Parallel.forRanges(batch * heads) { r in
         ck_attention_pack(ks.base, vs.base, qs.base, batch, t, heads, dh, r.lowerBound, r.upperBound)
     }
@@ -37,6 +35,7 @@ package func fusedAttentionForward(
     Parallel.forRanges(batch * heads * qBlocks) { r in
         ck_attention_tasks(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
     }
+    withExtendedLifetime((kp, vp)) {}
 }
 
 /// The portable kernel, same contract. Queries are processed in blocks so the score matrix is never

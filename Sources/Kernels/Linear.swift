@@ -55,24 +55,19 @@ package func packedLinearForward(
     if panels >= 4 * Parallel.workers {
         Parallel.forRanges(panels) { r in
             let col0 = r.lowerBound * 16, columns = min(o, r.upperBound * 16) - col0
-            let wp = packedWeightBuffer(inFeatures: i, columns: columns)
-            defer { wp.deallocate() }
-            ck_linear_pack_weight(wp, ws.base, i, col0, columns)
-            ck_linear(os.base + col0, o, xs.base, wp, bs.map { $0.base + col0 }, gs.map { $0.base + col0 }, rows, i, columns, code)
+            let wp = FloatStorage(count: ck_linear_packed_count(i, columns), zeroed: false)
+            ck_linear_pack_weight(wp.pointer, ws.base, i, col0, columns)
+            ck_linear(os.base + col0, o, xs.base, wp.pointer, bs.map { $0.base + col0 }, gs.map { $0.base + col0 }, rows, i, columns, code)
+            withExtendedLifetime(wp) {}
         }
     } else {
         Parallel.forRanges(rows, minChunk: 6) { r in
-            let wp = packedWeightBuffer(inFeatures: i, columns: o)
-            defer { wp.deallocate() }
-            ck_linear_pack_weight(wp, ws.base, i, 0, o)
-            ck_linear(os.base + r.lowerBound * o, o, xs.base + r.lowerBound * i, wp, bs?.base, gs?.base, r.count, i, o, code)
+            let wp = FloatStorage(count: ck_linear_packed_count(i, o), zeroed: false)
+            ck_linear_pack_weight(wp.pointer, ws.base, i, 0, o)
+            ck_linear(os.base + r.lowerBound * o, o, xs.base + r.lowerBound * i, wp.pointer, bs?.base, gs?.base, r.count, i, o, code)
+            withExtendedLifetime(wp) {}
         }
     }
-}
-
-private func packedWeightBuffer(inFeatures i: Int, columns: Int) -> UnsafeMutablePointer<Float> {
-    let n = ck_linear_packed_count(i, columns)
-    return UnsafeMutableRawPointer.allocate(byteCount: n * 4, alignment: 64).bindMemory(to: Float.self, capacity: n)
 }
 
 /// The portable path: library GEMM on row tiles split over the workers, the epilogue on each tile while warm.

@@ -139,34 +139,32 @@ package final class Pipeline: Sendable {
                 if !slots.contains(where: { $0.key == key }) { slots.append((key, i)) }
             }
         }
-        // Decode, letterbox and normalise the distinct images concurrently (two images of a match: one per core);
-        // the first failure in upload order is the one reported.
+        // Decode, letterbox and normalise the distinct images concurrently (two images of a match: one per core),
+        // each straight into its slot of the batch; the first failure in upload order is the one reported.
         let prepared = PreparedImages(count: slots.count)
-        let uploadsCopy = uploads, slotIndices = slots.map(\.index)
+        let plane = 3 * r * r
+        let batch = FloatStorage(count: slots.count * plane, zeroed: false)
+        let uploadsCopy = uploads, slotIndices = slots.map(\.index), input = Shared(batch.pointer)
         DispatchQueue.concurrentPerform(iterations: slots.count) { s in
             let u = uploadsCopy[slotIndices[s]]
             prepared.set(s, Result {
                 let image = try self.decode(u)
                 let boxed: RGBImage
                 do { boxed = try letterbox(image, resolution: r) } catch { throw self.mapImageError(error, u) }
-                return (image.width, image.height, toNormalizedTensor(boxed))
+                boxed.pixels.withUnsafeBufferPointer { px in
+                    normalizeToTensor(UnsafeMutableBufferPointer(start: input.base + s * plane, count: plane), px,
+                                      width: boxed.width, height: boxed.height)
+                }
+                return (image.width, image.height)
             })
         }
-        var sizes: [(width: Int, height: Int)] = []
-        var tensor: [Float] = []
-        for s in 0..<slots.count {
-            let (w, h, t) = try prepared.get(s).get()
-            sizes.append((w, h))
-            tensor += t
-        }
+        let sizes = try (0..<slots.count).map { try prepared.get($0).get() }
         times.decode += Measure.now() - t0
         if !slots.isEmpty {
             let deadline = request.deadline
             let (wait, result) = try queued(deadline: deadline, request: request) {
                 let t = Measure.now()
-                let f = tensor.withUnsafeBufferPointer {
-                    snapshot.backbone.forward(images: $0.baseAddress!, batch: slots.count, height: r, width: r)
-                }
+                let f = snapshot.backbone.forward(images: batch.pointer, batch: slots.count, height: r, width: r)
                 return (f, Measure.now() - t)
             }
             times.queue += wait
@@ -241,9 +239,9 @@ package struct RequestCancelled: Error {}
 
 /// Per-slot results of the concurrent decode (each slot written by one worker, read after the join).
 private final class PreparedImages: @unchecked Sendable {
-    private var results: [Result<(Int, Int, [Float]), any Error>?]
+    private var results: [Result<(width: Int, height: Int), any Error>?]
     private let lock = NSLock()
     init(count: Int) { results = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<(Int, Int, [Float]), any Error>) { lock.lock(); results[i] = r; lock.unlock() }
-    func get(_ i: Int) -> Result<(Int, Int, [Float]), any Error> { lock.lock(); defer { lock.unlock() }; return results[i]! }
+    func set(_ i: Int, _ r: Result<(width: Int, height: Int), any Error>) { lock.lock(); results[i] = r; lock.unlock() }
+    func get(_ i: Int) -> Result<(width: Int, height: Int), any Error> { lock.lock(); defer { lock.unlock() }; return results[i]! }
 }

@@ -144,7 +144,7 @@ struct SpherecorrServer: ParsableCommand {
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
         var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
-        if let arenas = limitMallocArenas() { lines.append(arenas) }
+        lines += configureServerMalloc()
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {
             throw ValidationError("cannot start: \(error)")
