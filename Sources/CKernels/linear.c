@@ -41,6 +41,39 @@ void ck_linear_pack_weight(float *wp, const float *w, long in_features, long col
     }
 }
 
+// dst[kc][6] ← the 6 rows (NULL: a zero row), transposed 8 columns at a time in registers. Each 8-float store
+// of a 6-float column spills 2 floats into the next column, which the next store overwrites: dst needs 2 floats
+// of slack past its end (the last micro-panel's spill lands in `ap`'s padding, earlier ones in the next panel).
+__attribute__((target("avx2,fma")))
+static void pack_rows6(float *dst, const float *const rows[MR], long kc) {
+    const __m256 zero = _mm256_setzero_ps();
+    long d = 0;
+    for (; d + 8 <= kc; d += 8) {
+        __m256 r[8];
+        for (int i = 0; i < MR; i++) r[i] = rows[i] ? _mm256_loadu_ps(rows[i] + d) : zero;
+        r[6] = zero; r[7] = zero;
+        // 8×8 transpose: t = pairs interleaved, u = quads, then the 128-bit halves.
+        const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        const __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        const __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        const __m256 u4 = _mm256_shuffle_ps(t4, zero, 0x44), u5 = _mm256_shuffle_ps(t4, zero, 0xEE);
+        const __m256 u6 = _mm256_shuffle_ps(t5, zero, 0x44), u7 = _mm256_shuffle_ps(t5, zero, 0xEE);
+        float *o = dst + d * MR;
+        _mm256_storeu_ps(o + 0 * MR, _mm256_permute2f128_ps(u0, u4, 0x20));
+        _mm256_storeu_ps(o + 1 * MR, _mm256_permute2f128_ps(u1, u5, 0x20));
+        _mm256_storeu_ps(o + 2 * MR, _mm256_permute2f128_ps(u2, u6, 0x20));
+        _mm256_storeu_ps(o + 3 * MR, _mm256_permute2f128_ps(u3, u7, 0x20));
+        _mm256_storeu_ps(o + 4 * MR, _mm256_permute2f128_ps(u0, u4, 0x31));
+        _mm256_storeu_ps(o + 5 * MR, _mm256_permute2f128_ps(u1, u5, 0x31));
+        _mm256_storeu_ps(o + 6 * MR, _mm256_permute2f128_ps(u2, u6, 0x31));
+        _mm256_storeu_ps(o + 7 * MR, _mm256_permute2f128_ps(u3, u7, 0x31));
+    }
+    for (; d < kc; d++)
+        for (int i = 0; i < MR; i++) dst[d * MR + i] = rows[i] ? rows[i][d] : 0;
+}
+
 // c[6, 16] = finish(a[kc][6] · b[kc][16]).   c: rows ldc apart; bias, gamma: 16 floats of this tile's columns.
 __attribute__((target("avx2,fma")))
 static void tile(const float *a, const float *b, long kc, float *c, long ldc, int flags, const float *bias, const float *gamma) {
@@ -97,7 +130,7 @@ __attribute__((target("avx2,fma")))
 void ck_linear(float *out, long ldo, const float *x, const float *wp, const float *bias, const float *gamma,
                long rows, long in_features, long columns, int epilogue) {
     const long k = in_features, panels = round_up(columns, NR) / NR;
-    float *ap = aligned_alloc(64, sizeof(float) * MC * KC);
+    float *ap = aligned_alloc(64, sizeof(float) * (MC * KC + 64));  // + slack for pack_rows6's spill
     float edge[MR * NR] __attribute__((aligned(32)));
     float zeros[NR] = {0}, ones[NR];
     for (int j = 0; j < NR; j++) ones[j] = 1;
@@ -108,15 +141,9 @@ void ck_linear(float *out, long ldo, const float *x, const float *wp, const floa
             const int flags = block_flags(epilogue, pc == 0, pc + kc >= k);
             // x block → micro-panels [mcp/6][kc][6] (zero rows past mc): the tile's broadcasts read sequentially.
             for (long ir = 0; ir < mcp; ir += MR) {
-                float *dst = ap + ir * kc;
-                for (long i = 0; i < MR; i++) {
-                    if (ir + i < mc) {
-                        const float *src = x + (ic + ir + i) * k + pc;
-                        for (long d = 0; d < kc; d++) dst[d * MR + i] = src[d];
-                    } else {
-                        for (long d = 0; d < kc; d++) dst[d * MR + i] = 0;
-                    }
-                }
+                const float *rows[MR];
+                for (long i = 0; i < MR; i++) rows[i] = ir + i < mc ? x + (ic + ir + i) * k + pc : NULL;
+                pack_rows6(ap + ir * kc, rows, kc);
             }
             for (long jr = 0; jr < panels; jr++) {
                 const float *b = wp + jr * k * NR + pc * NR;
