@@ -111,7 +111,7 @@ static float softmax_block_row(float *row, long valid, long nk, float *m, float 
     for (; j < valid; j++) mx = row[j] > mx ? row[j] : mx;
     const float mnew = mx > *m ? mx : *m;
     const __m256 mv = _mm256_set1_ps(mnew);
-    __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+    __m256 s0 = _mm256_setzero_ps();
     j = 0;
     // One exp per iteration: two would not fit the 16 ymm registers with the polynomial's constants.
     for (; j + 8 <= valid; j += 8) {
@@ -131,7 +131,7 @@ static float softmax_block_row(float *row, long valid, long nk, float *m, float 
         _mm256_store_ps(row + j, e);
         s0 = _mm256_add_ps(s0, e);
     }
-    const float sum = hsum256(_mm256_add_ps(s0, s1));
+    const float sum = hsum256(s0);
     const float alpha = *m == -INFINITY ? 0.0f : expf(*m - mnew);
     *l = *l * alpha + sum;
     *m = mnew;

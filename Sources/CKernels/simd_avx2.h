@@ -43,6 +43,7 @@ static inline float hmax256(__m256 v) {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+
 // erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7), the approximation PyTorch's vectorised CPU erf uses.
 __attribute__((target("avx2,fma"), always_inline))
 static inline __m256 erf256(__m256 x) {
