@@ -21,14 +21,15 @@ package func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
     rows: Int, inFeatures i: Int, outFeatures o: Int,
-    epilogue: LinearEpilogue = .bias, family: KernelFamily = KernelFamily.current
+    epilogue: LinearEpilogue = .bias, family: KernelFamily = KernelFamily.current, backend: GEMMBackend = GEMM.backend
 ) {
     precondition(rows >= 0 && i > 0 && o > 0)
     if rows == 0 { return }
     if family.runsAVX2 {
         packedLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)
     } else {
-        libraryLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)
+        libraryLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue,
+                             backend: backend)
     }
 }
 
@@ -75,11 +76,10 @@ package func libraryLinearForward(
     _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
     rows: Int, inFeatures i: Int, outFeatures o: Int,
-    epilogue: LinearEpilogue = .bias
+    epilogue: LinearEpilogue = .bias, backend: GEMMBackend = GEMM.backend
 ) {
     let xs = Shared(x), ws = Shared(weight), os = Shared(out)
     let bs = bias.map { Shared($0) }
-    let backend = GEMM.backend
     let gamma: Shared<Float>? = if case let .biasScaleAddInto(g) = epilogue { Shared(g) } else { nil }
     let gelu: Bool = if case .biasGELU = epilogue { true } else { false }
     let accumulate: Bool = switch epilogue { case .biasScaleAddInto, .biasAddInto: true; default: false }

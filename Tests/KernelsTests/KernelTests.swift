@@ -20,9 +20,8 @@ private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
     @Test(arguments: [(GEMMBackend.onednn, KernelFamily.portable), (.openblas, .portable), (.onednn, .avx2)],
           [(37, 29, 41), (13, 300, 160), (100, 600, 136), (6, 16, 16), (1, 5, 3)])
     func linearEpiloguesMatchNaive(_ config: (GEMMBackend, KernelFamily), shape: (Int, Int, Int)) {
+        // The backend is passed, never set globally: other suites run GEMMs concurrently in this process.
         let (backend, family) = config
-        GEMM.backend = backend
-        defer { GEMM.backend = .onednn }
         let (r, i, o) = shape
         let x = randomArray(r * i, seed: 1), w = randomArray(o * i, seed: 2), b = randomArray(o, seed: 3)
         let gamma = randomArray(o, seed: 4), res = randomArray(r * o, seed: 5)
@@ -33,23 +32,23 @@ private func randomArray(_ n: Int, seed: UInt64, scale: Float = 1) -> [Float] {
             naive[rr * o + oo] = s
         } }
         var out = [Float](repeating: 0, count: r * o)
-        linearForward(&out, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, family: family)
+        linearForward(&out, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, family: family, backend: backend)
         #expect(zip(out, naive).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
 
-        linearForward(&out, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasGELU, family: family)
+        linearForward(&out, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasGELU, family: family, backend: backend)
         let gelu = naive.map { 0.5 * $0 * (1 + erf($0 / 2.0.squareRoot())) }
         #expect(zip(out, gelu).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
 
         var acc = res
         gamma.withUnsafeBufferPointer { g in
             linearForward(&acc, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasScaleAddInto(gamma: g.baseAddress!),
-                          family: family)
+                          family: family, backend: backend)
         }
         let scaled = (0..<(r * o)).map { Double(res[$0]) + Double(gamma[$0 % o]) * naive[$0] }
         #expect(zip(acc, scaled).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
 
         var plain = res
-        linearForward(&plain, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasAddInto, family: family)
+        linearForward(&plain, x, weight: w, bias: b, rows: r, inFeatures: i, outFeatures: o, epilogue: .biasAddInto, family: family, backend: backend)
         let added = (0..<(r * o)).map { Double(res[$0]) + naive[$0] }
         #expect(zip(plain, added).allSatisfy { abs(Double($0) - $1) < 1e-5 + 1e-4 * abs($1) })
     }
