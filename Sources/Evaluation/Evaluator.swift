@@ -177,7 +177,6 @@ package final class Evaluator {
                                                             kap: options.metric.kap ? kap[a].scores : nil))
             }
         }
-        progress.finish()
         var weighting = CategoryWeighting.automatic(for: categories)
         if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total,
@@ -206,8 +205,6 @@ struct Progress {
         log(String(format: "[%@%@] %d/%d pairs  %.1f pairs/s  ETA %@  (%@)", String(repeating: "#", count: filled),
                    String(repeating: ".", count: width - filled), done, total, Double(done) / max(elapsed, 1e-9), format(eta), note))
     }
-
-    func finish() {}
 
     func format(_ s: Double) -> String {
         let t = Int(s.rounded())

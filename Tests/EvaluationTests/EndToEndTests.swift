@@ -31,6 +31,8 @@ let expectedReport = repo.appendingPathComponent("Tests/Fixtures/evaluation/synt
         let got = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         if ProcessInfo.processInfo.environment["SPHERECORR_WRITE_EXPECTED"] == "1" {
             try got.write(to: expectedReport)
+            Issue.record("SPHERECORR_WRITE_EXPECTED=1: rewrote \(expectedReport.path); unset it and run again to compare")
+            return
         }
         let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: expectedReport))
         let mismatches = differences(try JSONSerialization.jsonObject(with: got), expected, path: "report", tolerance: 1e-3)
