@@ -46,7 +46,7 @@ let package = Package(
         // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
         .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
-        .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
+        .target(name: "Correspondence", dependencies: ["Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
         .target(name: "Visualization", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
-        .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
         .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap"], swiftSettings: swiftSettings),
     ]

@@ -78,9 +78,7 @@ package final class Evaluator {
     var log: (String) -> Void = { logToStderr($0) }
 
     package init(options: EvaluationOptions, backbone: DinoVisionTransformer, backboneKey: String, bundle: SphereBundle?) throws {
-        guard options.resolution % 14 == 0, options.resolution >= 14 else {
-            throw EvaluationError.config("--resolution must be a positive multiple of 14; got \(options.resolution)")
-        }
+        if let why = PatchGrid.invalidReason(resolution: options.resolution) { throw EvaluationError.config("--resolution \(why)") }
         if options.alphas.contains(where: { $0 > 0 }) && bundle == nil {
             throw EvaluationError.config("alpha > 0 blends in the sphere similarity and needs --bundle")
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DINOv2
 import Foundation
+import Imaging
 import Kernels
 import SphereMap
 import TensorFiles
@@ -38,7 +39,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard DinoConfig.Variant(rawValue: variant) != nil else { throw ValidationError("--variant must be one of small, base, large, giant; got '\(variant)'") }
-        guard resolution >= 14, resolution % 14 == 0 else { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
+        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
     }
