@@ -62,7 +62,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "DINOv2", "SphereMap", "Imaging", "Correspondence", "TensorFiles", "Kernels", "HTTPServer", "HTTP1", "Visualization",
+                "DINOv2", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "HTTPServer", "HTTP1", "Visualization",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

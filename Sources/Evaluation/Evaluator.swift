@@ -177,8 +177,7 @@ package final class Evaluator {
                                                             kap: options.metric.kap ? kap[a].scores : nil))
             }
         }
-        progress.finish()
-        var weighting = CategoryWeighting.automatic(for: categories)
+        var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
         if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
@@ -207,10 +206,15 @@ struct Progress {
                    String(repeating: ".", count: width - filled), done, total, Double(done) / max(elapsed, 1e-9), format(eta), note))
     }
 
-    func finish() {}
-
     func format(_ s: Double) -> String {
         let t = Int(s.rounded())
         return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+    }
+}
+
+extension CategoryWeighting {
+    /// The reference's "Weighted" line: SPair-71k test-pair counts (SPEC §6.2, H27).
+    package static var spairTestPairCounts: CategoryWeighting {
+        .fixed(name: "spairTestPairCounts", weights: SPairCategories.testPairCountByName.mapValues(Double.init))
     }
 }

@@ -3,6 +3,9 @@
 // (|error| < 1.5e-7), the same approximation PyTorch's vectorised CPU erf uses for exact GELU.
 
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package typealias F8 = SIMD8<Float>
 
@@ -74,7 +77,3 @@ package func swigluForward(_ out: UnsafeMutablePointer<Float>, _ u: UnsafePointe
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

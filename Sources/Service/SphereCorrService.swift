@@ -7,6 +7,7 @@ import Kernels
 import Logging
 import SphereMap
 import Synchronization
+import SPair
 
 package let serviceVersion = "0.1.0"
 
@@ -89,7 +90,7 @@ package final class SphereCorrService: Sendable {
             logger.info("backbone loaded", metadata: ["backbone": "\(name)", "seconds": "\(String(format: "%.2f", Measure.now() - t0))"])
             readiness.set(.warming)
             let demoBundle = options.bundlesDirectory == nil || demo
-                ? SphereBundle.initialised(backboneDim: backbone.config.embedDim, categories: SphereCorrService.spairCategories, seed: options.demoSeed)
+                ? SphereBundle.initialised(backboneDim: backbone.config.embedDim, categories: SPairCategories.all, seed: options.demoSeed)
                 : nil
             try store.start(backbone: backbone, backboneName: name, demoBundle: demoBundle, demo: demo)
             // Warm-up at the default resolution: pages the weights in and sizes the allocator.
@@ -210,7 +211,4 @@ package final class SphereCorrService: Sendable {
 
     /// A tiny ViT for `make serve` without weights: deterministic, quick on two cores.
     package static let demoConfig = DinoConfig(embedDim: 192, depth: 4, heads: 3, ffn: .mlp, registers: 0)
-
-    package static let spairCategories = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dog",
-                                          "horse", "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor"]
 }

@@ -4,6 +4,7 @@ import Foundation
 import Kernels
 import SphereMap
 import TensorFiles
+import SPair
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,7 +47,7 @@ struct Bench: ParsableCommand {
         try engine.configure(verbose: !json)
         let config = DinoConfig.variant(DinoConfig.Variant(rawValue: variant)!, registers: registers)
         let model = DinoVisionTransformer.random(config: config, seed: 0)
-        let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: spairCategoryNames, seed: 0,
+        let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: SPairCategories.all, seed: 0,
                                               metadata: ["backbone_variant": "random " + config.displayName])
         if let path = writeWeights {
             var w = SafeTensorsWriter(metadata: ["format": "pt", "note": "random weights of \(config.displayName) shapes (spherecorr-train bench)"])
@@ -102,6 +103,3 @@ struct Bench: ParsableCommand {
         }
     }
 }
-
-let spairCategoryNames = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dog", "horse",
-                          "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor"]

@@ -63,7 +63,8 @@ import TensorFiles
             kapScores.append(CategoryScore(category: cat.name, pairs: kap.pairs, keypoints: kap.keypoints, scores: kapValues))
         }
 
-        let weighting = CategoryWeighting.automatic(for: c.categories.map(\.name))
+        let weighting = CategoryWeighting.automatic(for: c.categories.map(\.name),
+                                                    fixed: .fixed(name: "reference", weights: ["aeroplane": 690]))
         #expect(weighting == .pairCounts)
         let pckAgg = try #require(Aggregation.aggregate(pckScores, weighting: weighting))
         let kapAgg = try #require(Aggregation.aggregate(kapScores, weighting: weighting))
