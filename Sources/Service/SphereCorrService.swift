@@ -34,8 +34,10 @@ package final class SphereCorrService: Sendable {
         }
         pipeline = Pipeline(store: store, cache: FeatureCache(capacityBytes: options.featureCacheBytes),
                             queue: InferenceQueue(maxQueue: options.queueSize),
+                            budget: DecodeBudget(capacity: options.maxDecodeBytes ?? DecodeBudget.defaultCapacity(), maxWaiting: options.queueSize),
                             limits: PipelineLimits(maxImagePixels: options.maxImagePixels, maxImageBytes: options.maxImageBytes, minImageSide: 14,
-                                                   defaultResolution: options.resolution, maxResolution: options.maxResolution))
+                                                   defaultResolution: options.resolution, maxResolution: options.maxResolution,
+                                                   maxRenderSide: options.maxRenderSide))
         adminToken = options.adminToken ?? (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
     }
 
@@ -145,7 +147,7 @@ package final class SphereCorrService: Sendable {
         }
         r.get("/metrics", execution: .eventLoop) { [metrics, pipeline] _ in
             Response(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
-                     body: metrics.exposition(queue: pipeline.queue))
+                     body: metrics.exposition(queue: pipeline.queue, budget: pipeline.budget))
         }
         r.get("/v1/info", execution: .eventLoop) { [self] _ in
             .json([UInt8]((try? JSONSerialization.data(withJSONObject: info(), options: [.sortedKeys, .prettyPrinted])) ?? Data()))
@@ -153,9 +155,10 @@ package final class SphereCorrService: Sendable {
         r.get("/openapi.yaml", execution: .eventLoop) { _ in
             Response(status: .ok, headers: ["Content-Type": "application/yaml"], body: Array(openAPIDocument.utf8))
         }
-        r.post("/v1/features", maxBodyBytes: options.maxBodyBytes) { try endpoints.features($0) }
-        r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes) { try endpoints.sphereMap($0) }
-        r.post("/v1/match", maxBodyBytes: options.maxBodyBytes) { try endpoints.match($0) }
+        // The head checks (query, Accept, Content-Type) refuse a request before its body is read or 100 Continue sent.
+        r.post("/v1/features", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.featuresHead)) { try endpoints.features($0) }
+        r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.sphereMapHead)) { try endpoints.sphereMap($0) }
+        r.post("/v1/match", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.matchHead)) { try endpoints.match($0) }
         return r
     }
 
@@ -189,7 +192,7 @@ package final class SphereCorrService: Sendable {
         let s = store.snapshot
         var out: [String: Any] = [
             "service": "spherecorr", "version": serviceVersion, "ready": readiness.current.phase.rawValue,
-            "limits": options.limitsDescription,
+            "limits": options.limitsDescription.merging(["max_decode_bytes": pipeline.budget.capacity]) { $1 },
             "engine": ["kernels": KernelFamily.current.rawValue, "gemm_backend": GEMM.backend.rawValue, "blas_core": BLASCore.name, "threads": Parallel.workers],
             "last_reload_error": store.lastReloadError ?? NSNull(),
             "bundles_directory": options.bundlesDirectory ?? NSNull(),
