@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Runtime
 import Synchronization
 
 /// Admission of image decodes by memory (issue #16). Decodes run on the handler threads, before a request

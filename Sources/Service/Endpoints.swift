@@ -4,6 +4,7 @@ import HTTP1
 import HTTPServer
 import Imaging
 import Kernels
+import Runtime
 import SphereMap
 import Visualization
 

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Runtime
 import Synchronization
 
 /// One inference at a time (the backbone already uses every core), behind a bounded FIFO queue.

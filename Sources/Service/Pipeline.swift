@@ -4,6 +4,7 @@ import Foundation
 import HTTPServer
 import Imaging
 import Kernels
+import Runtime
 import SphereMap
 import TensorFiles
 

@@ -5,6 +5,7 @@ import HTTP1
 import HTTPServer
 import Kernels
 import Logging
+import Runtime
 import SphereMap
 import Synchronization
 import SPair

@@ -5,6 +5,7 @@ import Foundation
 import HTTPServer
 import Kernels
 import Logging
+import Runtime
 import Service
 import Synchronization
 
@@ -82,7 +83,7 @@ struct SpherecorrServer: ParsableCommand {
     var kernels: String?
 
     static func main() {
-        Threading.reexecWithSuitableBLASCoreIfNeeded()
+        BLASCore.reexecWithSuitableCoreIfNeeded()
         do {
             var command = try parseAsRoot()
             try command.run()

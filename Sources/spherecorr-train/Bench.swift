@@ -3,6 +3,7 @@ import DINOv2
 import Foundation
 import Imaging
 import Kernels
+import Runtime
 import SphereMap
 import TensorFiles
 import SPair

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Kernels
+import Runtime
 
 @main
 struct SpherecorrTrain: ParsableCommand {
@@ -9,7 +10,7 @@ struct SpherecorrTrain: ParsableCommand {
         subcommands: [Features.self, Sphere.self, Evaluate.self, Bench.self])
 
     static func main() {
-        Threading.reexecWithSuitableBLASCoreIfNeeded()
+        BLASCore.reexecWithSuitableCoreIfNeeded()
         do {
             var command = try parseAsRoot()
             try command.run()
