@@ -84,20 +84,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // What every test suite shares: one `expectClose` that says where and by how much.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Runtime"], swiftSettings: swiftSettings),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
-        .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagingTests", dependencies: ["TestSupport", "Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "DINOv2Tests", dependencies: ["TestSupport", "DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
-        .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "SphereMapTests", dependencies: ["TestSupport", "SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
-        .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "CorrespondenceTests", dependencies: ["TestSupport", "Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
         .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap"], swiftSettings: swiftSettings),
     ]
