@@ -20,18 +20,20 @@ from helpers import ServerProcess, request  # noqa: E402
 SIDE = 6324
 
 
-def big_png(seed: int, side: int = SIDE) -> bytes:
-    """A side×side 16-bit RGBA PNG: one random row (distinct per seed, so no cache hits), the rest zeros, streamed
-    through zlib so that the 320 MB of samples never exist in this process."""
+def big_png(seed: int, side: int = SIDE, height: int | None = None, depth: int = 16, colour: int = 6) -> bytes:
+    """A side×height PNG (default: square, 16-bit RGBA): one random row (distinct per seed, so no cache hits), the
+    rest zeros, streamed through zlib so that the samples never exist in this process."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-    row = side * 8
+    height = height or side
+    row = side * {0: 1, 2: 3, 4: 2, 6: 4}[colour] * depth // 8
     rnd = random.Random(seed)
-    first = b"\x00" + bytes(rnd.getrandbits(8) for _ in range(4096)) + bytes(row - 4096)
+    n = min(row, 4096)
+    first = b"\x00" + bytes(rnd.getrandbits(8) for _ in range(n)) + bytes(row - n)
     zero = bytes(row + 1)
     c = zlib.compressobj(6)
-    parts = [c.compress(first)] + [c.compress(zero) for _ in range(side - 1)] + [c.flush()]
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 16, 6, 0, 0, 0))
+    parts = [c.compress(first)] + [c.compress(zero) for _ in range(height - 1)] + [c.flush()]
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, height, depth, colour, 0, 0, 0))
             + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
 
 
