@@ -45,6 +45,9 @@ let package = Package(
         .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
         .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
+        // RandomResizedCrop, backbone features of augmented views and the view cache.
+        .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
@@ -93,6 +96,8 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrainingDataTests", dependencies: ["TrainingData", "SPair", "Imaging", "TensorFiles", "DINOv2", "Kernels"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
         .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap"], swiftSettings: swiftSettings),
