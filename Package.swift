@@ -48,6 +48,8 @@ let package = Package(
         // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
         // RandomResizedCrop, backbone features of augmented views and the view cache.
         .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2"], swiftSettings: swiftSettings),
+        // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
+        .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
@@ -95,6 +97,8 @@ let package = Package(
                     swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "SphereMap", "TensorFiles", "Kernels"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingDataTests", dependencies: ["TrainingData", "SPair", "Imaging", "TensorFiles", "DINOv2", "Kernels"],
                     swiftSettings: swiftSettings),

@@ -4,7 +4,8 @@ import Glibc
 
 /// SplitMix64: small, fast, reproducible across platforms.
 package struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    /// The whole generator state: `SplitMix64(seed: state)` continues this stream exactly (trainer resume).
+    package private(set) var state: UInt64
     package init(seed: UInt64) { state = seed }
     package mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
