@@ -50,6 +50,9 @@ let package = Package(
         .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2"], swiftSettings: swiftSettings),
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
         .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
+        // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
+        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2",
+                                                    "SphereMap", "TensorFiles", "Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
@@ -81,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap", "Evaluation", "SPair",
+                "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData", "TrainingRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
