@@ -48,8 +48,14 @@ let package = Package(
         .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
         .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
+        // RandomResizedCrop, backbone features of augmented views and the view cache.
+        .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2"], swiftSettings: swiftSettings),
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
         .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
+        // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
+        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2",
+                                                    "SphereMap", "TensorFiles", "Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
@@ -81,7 +87,8 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair",
+                "DINOv2", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData",
+                "TrainingRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -104,6 +111,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SphereMap", "TensorFiles", "Kernels"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
+        .testTarget(name: "TrainingDataTests", dependencies: ["TrainingData", "SPair", "Imaging", "TensorFiles", "DINOv2", "Kernels"],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "CorrespondenceTests", dependencies: ["TestSupport", "Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
         .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap"], swiftSettings: swiftSettings),

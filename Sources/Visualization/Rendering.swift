@@ -139,3 +139,39 @@ extension Rendering {
         t.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
     }
 }
+
+extension Rendering {
+    /// A line chart as a picture (no text: the caller names the series and colours elsewhere): one line per series
+    /// over x = 1…n, y scaled to [0, max] of all finite values, light grid at quarters. Colours in `lineColours` order.
+    package static func lineChart(series: [[Double]], width: Int = 640, height: Int = 360) -> RGBImage {
+        var img = RGBImage(width: width, height: height, pixels: [UInt8](repeating: 255, count: width * height * 3))
+        let left = 40, right = 20, top = 20, bottom = 30
+        let pw = width - left - right, ph = height - top - bottom
+        let n = series.map(\.count).max() ?? 0
+        let top1 = series.flatMap { $0 }.filter(\.isFinite).max() ?? 1
+        let ymax = top1 > 0 ? top1 : 1
+        for q in 0...4 {
+            let y = top + ph - ph * q / 4
+            line(&img, (left, y), (left + pw, y), q == 0 ? (0, 0, 0) : (220, 220, 220))
+        }
+        line(&img, (left, top), (left, top + ph), (0, 0, 0))
+        func point(_ i: Int, _ v: Double) -> (Int, Int) {
+            let x = left + (n > 1 ? pw * i / (n - 1) : pw / 2)
+            return (x, top + ph - Int((Double(ph) * max(0, min(1, v / ymax))).rounded()))
+        }
+        for (s, values) in series.enumerated() {
+            let c = lineColours[s % lineColours.count]
+            var prev: (Int, Int)?
+            for (i, v) in values.enumerated() {
+                guard v.isFinite else { prev = nil; continue }
+                let p = point(i, v)
+                if let q = prev { line(&img, q, p, c) } else { dot(&img, p, c) }
+                prev = p
+            }
+        }
+        return img
+    }
+
+    /// Series colours of `lineChart`: blue, orange, green, red, purple, brown.
+    package static let lineColours: [(UInt8, UInt8, UInt8)] = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
+}

@@ -110,8 +110,12 @@ struct Evaluate: ParsableCommand {
         }
     }
 
-    /// The backbone's identity for the feature cache: variant, file and its size and modification time.
-    func backboneKey(_ model: DinoVisionTransformer) -> String {
+    func backboneKey(_ model: DinoVisionTransformer) -> String { ImageInput.backboneKey(model, path: backbone) }
+}
+
+extension ImageInput {
+    /// The backbone's identity for the feature and view caches: variant, file and its size and modification time.
+    static func backboneKey(_ model: DinoVisionTransformer, path backbone: String) -> String {
         var parts = [model.config.displayName, URL(fileURLWithPath: backbone).standardizedFileURL.path]
         for p in [backbone, backbone + "/model.safetensors"] {
             if let a = try? FileManager.default.attributesOfItem(atPath: p), (a[.type] as? FileAttributeType) == .typeRegular {
