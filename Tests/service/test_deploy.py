@@ -357,6 +357,8 @@ def test_train_job_runs_fit_with_contract_flags_and_resume():
     # Retries are new attempts of the same command: each continues from the checkpoint in --out.
     assert pod["restartPolicy"] in ("Never", "OnFailure")
     assert job["spec"]["backoffLimit"] >= 1
+    # SIGTERM makes fit save its state at the next batch boundary: the pod must live that long.
+    assert pod.get("terminationGracePeriodSeconds", 30) >= 120
     assert job["spec"].get("parallelism", 1) == 1 and job["spec"].get("completions", 1) == 1
     # --threads matches the CPU the container may use.
     assert float(flag_value(argv, "--threads")) <= float(c["resources"]["limits"]["cpu"])
