@@ -54,7 +54,7 @@ let package = Package(
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
         .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
         // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
-        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2",
+        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2", "Runtime",
                                                     "SphereMap", "TensorFiles", "Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels", "Imaging"], swiftSettings: swiftSettings),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kernels
+import Runtime
 import SPair
 import Training
 import TrainingData
