@@ -297,6 +297,19 @@ def flag_value(argv: list[str], name: str) -> str:
     return argv[i + 1]
 
 
+def trainer_invocation(entry: list[str], args: list[str]) -> tuple[str, list[str], str | None]:
+    """(binary, argv after the binary, state file whose presence adds --resume) of a container that runs the trainer,
+    directly or through the `sh -c 'if [ -e STATE ]; then set -- "$@" --resume; fi; exec BINARY "$@"' NAME` wrapper."""
+    entry = [e.replace("$$", "$") for e in entry]  # compose escapes $ as $$
+    if entry[:2] == ["/bin/sh", "-c"]:
+        script = entry[2]
+        exec_ = re.search(r'exec\s+(\S+)\s+"\$@"\s*$', script)
+        assert exec_, f"the wrapper must end with exec BINARY \"$@\": {script}"
+        cond = re.search(r'if \[ -e (\S+) \]; then set -- "\$@" --resume; fi;', script)
+        return exec_.group(1), list(entry[4:]) + list(args), cond.group(1) if cond else None
+    return entry[0], list(entry[1:]) + list(args), None
+
+
 def train_job():
     (job,) = documents("Job")
     pod = job["spec"]["template"]["spec"]
@@ -326,20 +339,51 @@ def test_contract_fit_flags_match_this_copy():
     assert contract_fit_flags() == FIT_FLAGS
 
 
+def resumes(argv: list[str], state: str | None) -> bool:
+    """Every attempt after the first continues the run: --resume always, or added when fit's state file exists."""
+    out = flag_value(argv, "--out").rstrip("/")
+    return "--resume" in argv or state == f"{out}/resume.state"
+
+
 def test_train_job_runs_fit_with_contract_flags_and_resume():
     job, pod, c = train_job()
-    argv = c["command"] + c["args"]
-    assert argv[0].endswith("/spherecorr-train") and argv[1] == "fit", argv
+    binary, argv, state = trainer_invocation(c["command"], c.get("args", []))
+    assert binary.endswith("/spherecorr-train") and argv[0] == "fit", (binary, argv)
     used = flags(argv)
     assert set(used) <= contract_fit_flags(), set(used) - contract_fit_flags()
     assert len(used) == len(set(used)), used
-    assert {"--data", "--backbone", "--out", "--resume"} <= set(used)
+    assert {"--data", "--backbone", "--out"} <= set(used)
+    assert resumes(argv, state), "retries must continue the run with --resume"
     # Retries are new attempts of the same command: each continues from the checkpoint in --out.
     assert pod["restartPolicy"] in ("Never", "OnFailure")
     assert job["spec"]["backoffLimit"] >= 1
+    # SIGTERM makes fit save its state at the next batch boundary: the pod must live that long.
+    assert pod.get("terminationGracePeriodSeconds", 30) >= 120
     assert job["spec"].get("parallelism", 1) == 1 and job["spec"].get("completions", 1) == 1
     # --threads matches the CPU the container may use.
     assert float(flag_value(argv, "--threads")) <= float(c["resources"]["limits"]["cpu"])
+
+
+def test_resume_wrapper_adds_resume_only_when_a_run_exists(tmp_path):
+    if shutil.which("sh") is None:
+        pytest.skip("needs sh")
+    _, _, c = train_job()
+    script = c["command"][2]
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
+    assert compose["services"]["train"]["entrypoint"][2].replace("$$", "$") == script, "compose and the Job share one wrapper"
+    _, argv, state = trainer_invocation(c["command"], c["args"])
+    local_state = tmp_path / "resume.state"
+    probe = script.replace(state, str(local_state)).replace("exec ", "exec echo ")
+
+    def run():
+        return subprocess.run(["sh", "-c", probe, "spherecorr-train", *argv], capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    first = run()
+    local_state.write_bytes(b"")
+    again = run()
+    assert "--resume" not in first and first[1:] == argv
+    assert again[1:] == argv + ["--resume"]
 
 
 def test_train_job_publishes_into_the_claim_the_server_reads():
@@ -347,7 +391,7 @@ def test_train_job_publishes_into_the_claim_the_server_reads():
     dep_pod = documents("Deployment")[0]["spec"]["template"]["spec"]
     served_claim, served_ro = claim_at(dep_pod, dep_c, env_of(dep_c)["SPHERECORR_BUNDLES"])
     _, pod, c = train_job()
-    argv = c["command"] + c["args"]
+    _, argv, _ = trainer_invocation(c["command"], c["args"])
     written_claim, written_ro = claim_at(pod, c, flag_value(argv, "--out"))
     assert written_claim == served_claim
     assert served_ro and not written_ro
@@ -396,7 +440,7 @@ def test_every_claim_mounted_is_defined():
                           "/app/spherecorr-train in the image (issue #11)", strict=False)
 def test_image_contains_the_trainer_the_job_runs():
     _, _, c = train_job()
-    binary = Path(c["command"][0]).name
+    binary = Path(trainer_invocation(c["command"], c["args"])[0]).name
     build = stages()[0]
     runs = " ".join(rest for word, rest in build["steps"] if word == "RUN")
     assert re.search(rf"cp\s+\S*{re.escape(binary)}\S*\s+/staging", runs), runs
@@ -407,10 +451,11 @@ def test_compose_train_service_writes_the_servers_bundles():
     server, train = compose["services"]["spherecorr"], compose["services"]["train"]
     assert train.get("profiles"), "the trainer must not start with a plain `up`"
     assert train["image"] == server["image"]
-    argv = list(train["entrypoint"]) + list(train["command"])
-    assert argv[0].endswith("/spherecorr-train") and argv[1] == "fit"
+    binary, argv, state = trainer_invocation(train["entrypoint"], train["command"])
+    assert binary.endswith("/spherecorr-train") and argv[0] == "fit"
     used = flags(argv)
-    assert set(used) <= contract_fit_flags() and {"--data", "--backbone", "--out", "--resume"} <= set(used)
+    assert set(used) <= contract_fit_flags() and {"--data", "--backbone", "--out"} <= set(used)
+    assert resumes(argv, state)
 
     def host_path(svc, container_path):
         (v,) = [v for v in svc["volumes"] if v.split(":")[1] == container_path]
