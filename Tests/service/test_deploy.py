@@ -436,8 +436,6 @@ def test_every_claim_mounted_is_defined():
     assert "ReadWriteMany" in defined[bundles]["spec"]["accessModes"]
 
 
-@pytest.mark.xfail(reason="the Dockerfile ships only spherecorr-server; the trainer Job and compose service need "
-                          "/app/spherecorr-train in the image (issue #11)", strict=False)
 def test_image_contains_the_trainer_the_job_runs():
     _, _, c = train_job()
     binary = Path(trainer_invocation(c["command"], c["args"])[0]).name
