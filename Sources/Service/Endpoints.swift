@@ -41,7 +41,8 @@ struct Endpoints: Sendable {
         }
     }
 
-    // MARK: Checks on the head (also run as the routes' head checks: refused before 100 Continue)
+    // MARK: Checks on the head (also run as the routes' head checks: refused before 100 Continue). The order is the
+    // handlers': query, Accept, Content-Type, then readiness.
 
     var featuresQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck] }
     var sphereMapQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck, "box": Endpoints.boxCheck] }
@@ -69,6 +70,7 @@ struct Endpoints: Sendable {
         try Inputs.checkQuery(Endpoints.query(head), spec: featuresQuery)
         let format = try negotiate(head, offered: [.npy, .safetensors, .raw, .json])
         _ = try Inputs.contentType(head, rawAllowed: true)
+        _ = try snapshot()
         return format
     }
 
@@ -80,6 +82,7 @@ struct Endpoints: Sendable {
             throw Inputs.invalid("/box", "'box' applies to Accept: image/png only")
         }
         _ = try Inputs.contentType(head, rawAllowed: true)
+        _ = try snapshot()
         return format
     }
 
@@ -87,6 +90,7 @@ struct Endpoints: Sendable {
         try Inputs.checkQuery(Endpoints.query(head), spec: matchQuery)
         let format = try negotiate(head, offered: [.json, .png])
         _ = try Inputs.contentType(head, rawAllowed: false)
+        _ = try snapshot()
         return format
     }
 

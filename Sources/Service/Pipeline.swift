@@ -1,6 +1,7 @@
 import Correspondence
 import DINOv2
 import Foundation
+import HTTP1
 import HTTPServer
 import Imaging
 import Kernels
@@ -77,7 +78,7 @@ package final class Pipeline: Sendable {
         guard let query else { return limits.defaultResolution }
         guard let r = Int(query), r >= 14, r % 14 == 0, r <= limits.maxResolution else {
             throw HTTPError(status: .unprocessableContent, code: "invalid_parameter", title: "Invalid parameter",
-                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query)'",
+                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
                             extensions: ["pointer": .string("/resolution")])
         }
         return r
