@@ -50,7 +50,7 @@ package struct HTTPError: Error, Hashable, Sendable, CustomStringConvertible {
 
     package static func methodNotAllowed(_ method: HTTPMethod, allow: [String]) -> HTTPError {
         HTTPError(status: .methodNotAllowed, code: "method_not_allowed",
-                  detail: "\(method.rawValue) is not allowed here; allowed: \(allow.joined(separator: ", "))",
+                  detail: "\(method.rawValue.truncatedForEcho) is not allowed here; allowed: \(allow.joined(separator: ", "))",
                   headers: HTTPHeaders([("Allow", allow.joined(separator: ", "))]))
     }
 

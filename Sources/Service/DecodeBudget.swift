@@ -8,8 +8,8 @@ import Synchronization
 /// 430 MB to decode. Each decode declares its cost (from the image header, before any pixel exists) and starts
 /// only while the bytes in flight stay within `capacity`.
 ///
-/// Like `InferenceQueue`: first come, first served (a large decode is not starved by small ones); at most
-/// `maxWaiting` requests wait, beyond that `overloaded`; a request whose deadline passes while waiting gets
+/// Like `InferenceQueue`: first come, first served (a large decode is not starved by small ones); requests wait in
+/// the places of the `WaitingRoom` they share with it (`--queue-size`), beyond that `overloaded`; a request whose deadline passes while waiting gets
 /// `deadlineExceeded`; one whose client went away is dropped. One cost above the whole capacity can never start:
 /// `tooLarge`, at once.
 package final class DecodeBudget: Sendable {
@@ -31,14 +31,18 @@ package final class DecodeBudget: Sendable {
     }
 
     package let capacity: Int
-    package let maxWaiting: Int
+    private let room: WaitingRoom
     private let state = Mutex(State())
     private let condition = NSCondition()
 
-    package init(capacity: Int, maxWaiting: Int) {
+    /// `room`: the waiting places, shared with the inference queue (`--queue-size` bounds both waits together).
+    package init(capacity: Int, room: WaitingRoom) {
         self.capacity = max(1, capacity)
-        self.maxWaiting = max(0, maxWaiting)
+        self.room = room
     }
+
+    /// Places for waiting requests (shared with the inference queue).
+    package var maxWaiting: Int { room.capacity }
 
     /// Bytes of decodes admitted and not yet released.
     package var inFlight: Int { state.withLock { $0.inFlight } }
@@ -66,9 +70,9 @@ package final class DecodeBudget: Sendable {
                 s.serving += 1
                 return .success(nil)
             }
-            if s.waiting >= maxWaiting {
+            guard room.enter() else {
                 s.refused["overloaded", default: 0] += 1
-                return .failure(.overloaded(waiting: s.waiting))
+                return .failure(.overloaded(waiting: room.occupied))
             }
             let t = s.nextTicket
             s.nextTicket += 1
@@ -76,6 +80,7 @@ package final class DecodeBudget: Sendable {
             return .success(t)
         }
         guard let ticket = try admitted.get() else { return 0 }
+        defer { room.leave() }
         condition.lock()
         defer { condition.unlock() }
         while true {

@@ -42,7 +42,8 @@ struct Endpoints: Sendable {
         }
     }
 
-    // MARK: Checks on the head (also run as the routes' head checks: refused before 100 Continue)
+    // MARK: Checks on the head (also run as the routes' head checks: refused before 100 Continue). The order is the
+    // handlers': query, Accept, Content-Type, then readiness.
 
     var featuresQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck] }
     var sphereMapQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck, "box": Endpoints.boxCheck] }
@@ -70,6 +71,7 @@ struct Endpoints: Sendable {
         try Inputs.checkQuery(Endpoints.query(head), spec: featuresQuery)
         let format = try negotiate(head, offered: [.npy, .safetensors, .raw, .json])
         _ = try Inputs.contentType(head, rawAllowed: true)
+        _ = try snapshot()
         return format
     }
 
@@ -81,6 +83,7 @@ struct Endpoints: Sendable {
             throw Inputs.invalid("/box", "'box' applies to Accept: image/png only")
         }
         _ = try Inputs.contentType(head, rawAllowed: true)
+        _ = try snapshot()
         return format
     }
 
@@ -88,6 +91,7 @@ struct Endpoints: Sendable {
         try Inputs.checkQuery(Endpoints.query(head), spec: matchQuery)
         let format = try negotiate(head, offered: [.json, .png])
         _ = try Inputs.contentType(head, rawAllowed: false)
+        _ = try snapshot()
         return format
     }
 

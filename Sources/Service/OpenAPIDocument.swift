@@ -19,9 +19,9 @@ info:
 
     Decodes are admitted by memory: each image's decode cost (width × height × channels × bytes per sample, the
     8-bit RGB result and the resizing buffers) is read from its header, and decodes run only while the bytes in
-    flight stay within `max_decode_bytes` (default: a quarter of the machine's memory). Over it a request waits in
-    the bounded queue until its deadline (503 `deadline_exceeded`), or is refused at once when the queue is full
-    (503 `overloaded`); one image costing more than the whole budget is 413 `image_too_large` with
+    flight stay within `max_decode_bytes` (default: a quarter of the machine's memory). Over it a request waits
+    until its deadline (503 `deadline_exceeded`), or is refused at once when `inference_queue_size` requests are
+    already waiting, for the budget or for inference (503 `overloaded`); one image costing more than the whole budget is 413 `image_too_large` with
     `"limit": "max_decode_bytes"`. PNG pictures are drawn from the same decode, at most `max_render_side_px`
     (default 2048) on their longest side, aspect kept.
 

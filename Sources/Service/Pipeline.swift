@@ -1,6 +1,7 @@
 import Correspondence
 import DINOv2
 import Foundation
+import HTTP1
 import HTTPServer
 import Imaging
 import Kernels
@@ -78,7 +79,7 @@ package final class Pipeline: Sendable {
         guard let query else { return limits.defaultResolution }
         guard let r = Int(query), r >= 14, r % 14 == 0, r <= limits.maxResolution else {
             throw HTTPError(status: .unprocessableContent, code: "invalid_parameter", title: "Invalid parameter",
-                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query)'",
+                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
                             extensions: ["pointer": .string("/resolution")])
         }
         return r
@@ -268,7 +269,7 @@ package final class Pipeline: Sendable {
         do {
             waited = try budget.acquire(need, deadline: request.deadline, isCancelled: { !request.isClientConnected })
         } catch {
-            throw budgetError(error, upload: uploads[jobs[largest].upload], layout: layouts[largest], cost: need)
+            throw budgetError(error, upload: uploads[jobs[largest].upload], layout: layouts[largest], alone: costs[largest].total)
         }
         // The bytes of the drawing copies actually made stay held by them; everything else is returned here.
         let prepared = PreparedImages(count: jobs.count)
@@ -315,12 +316,18 @@ package final class Pipeline: Sendable {
         return (sizes, held, waited)
     }
 
-    private func budgetError(_ e: DecodeBudget.Rejection, upload u: UploadedImage, layout l: ImageLayout, cost: Int) -> any Error {
+    /// `alone`: what the largest image costs by itself; above the budget it is the image that can never be decoded,
+    /// otherwise it is the request's images together (drawing copies included).
+    private func budgetError(_ e: DecodeBudget.Rejection, upload u: UploadedImage, layout l: ImageLayout, alone: Int) -> any Error {
         switch e {
         case let .tooLarge(bytes, capacity):
+            let what = alone > capacity
+                ? "decoding part '\(u.part)' (\(l.width)×\(l.height), \(l.channels) channels of \(l.bitDepth) bits) needs \(alone) bytes"
+                : "decoding this request's images, one at a time, with their drawing copies needs \(bytes) bytes"
             return HTTPError(status: .contentTooLarge, code: "image_too_large", title: "Image too large to decode",
-                             detail: "decoding part '\(u.part)' (\(l.width)×\(l.height), \(l.channels) channels of \(l.bitDepth) bits) needs \(bytes) bytes; the decode budget (max_decode_bytes) is \(capacity) bytes",
-                             extensions: ["limit": .string("max_decode_bytes"), "limit_bytes": .int(capacity), "decode_bytes": .int(bytes)])
+                             detail: what + "; the decode budget (max_decode_bytes) is \(capacity) bytes",
+                             extensions: ["limit": .string("max_decode_bytes"), "limit_bytes": .int(capacity),
+                                          "decode_bytes": .int(alone > capacity ? alone : bytes)])
         case .overloaded:
             return HTTPError.serviceUnavailable(code: "overloaded",
                                                 detail: "the image decode budget is in use and its queue is full (\(budget.maxWaiting) requests waiting); retry later",

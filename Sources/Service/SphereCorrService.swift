@@ -33,9 +33,11 @@ package final class SphereCorrService: Sendable {
         store = ModelStore(bundlesDirectory: options.bundlesDirectory, logger: logger) { event, snap in
             metrics.recordReload(event, snapshot: snap)
         }
+        // One bound for every wait of a request: for the decode budget and for the inference executor.
+        let room = WaitingRoom(capacity: options.queueSize)
         pipeline = Pipeline(store: store, cache: FeatureCache(capacityBytes: options.featureCacheBytes),
-                            queue: InferenceQueue(maxQueue: options.queueSize),
-                            budget: DecodeBudget(capacity: options.maxDecodeBytes ?? DecodeBudget.defaultCapacity(), maxWaiting: options.queueSize),
+                            queue: InferenceQueue(maxQueue: options.queueSize, room: room),
+                            budget: DecodeBudget(capacity: options.maxDecodeBytes ?? DecodeBudget.defaultCapacity(), room: room),
                             limits: PipelineLimits(maxImagePixels: options.maxImagePixels, maxImageBytes: options.maxImageBytes, minImageSide: 14,
                                                    defaultResolution: options.resolution, maxResolution: options.maxResolution,
                                                    maxRenderSide: options.maxRenderSide))

@@ -43,7 +43,7 @@ struct SpherecorrServer: ParsableCommand {
     var maxImageBytes: Int?
     @Option(help: "Most points in one /v1/match request. Default 10000.")
     var maxPoints: Int?
-    @Option(help: "Requests that may wait for the inference executor; beyond it 503 overloaded. Default 16.")
+    @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default 16.")
     var queueSize: Int?
     @Option(help: "Memory budget of image decodes in flight, in bytes, priced from each image's header; over it requests wait in the queue (503 overloaded when it is full), an image larger than it is 413. Default: a quarter of the machine's (or cgroup's) memory.")
     var maxDecodeBytes: Int?

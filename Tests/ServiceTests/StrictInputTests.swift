@@ -170,7 +170,7 @@ import Testing
     let far = ContinuousClock.now + .seconds(60)
 
     @Test func admitsWithinCapacityAndRefusesWhatCanNeverFit() throws {
-        let b = DecodeBudget(capacity: 100, maxWaiting: 4)
+        let b = DecodeBudget(capacity: 100, room: WaitingRoom(capacity: 4))
         try b.acquire(60, deadline: far, isCancelled: { false })
         try b.acquire(40, deadline: far, isCancelled: { false })
         #expect(b.inFlight == 100)
@@ -180,7 +180,7 @@ import Testing
     }
 
     @Test func waitsUntilReleasedOrTheDeadline() throws {
-        let b = DecodeBudget(capacity: 100, maxWaiting: 4)
+        let b = DecodeBudget(capacity: 100, room: WaitingRoom(capacity: 4))
         try b.acquire(80, deadline: far, isCancelled: { false })
         #expect(throws: DecodeBudget.Rejection.deadlineExceeded) {
             try b.acquire(30, deadline: .now + .milliseconds(100), isCancelled: { false })
@@ -194,7 +194,7 @@ import Testing
     }
 
     @Test func refusesAtOnceWhenTheQueueIsFull() throws {
-        let b = DecodeBudget(capacity: 100, maxWaiting: 0)
+        let b = DecodeBudget(capacity: 100, room: WaitingRoom(capacity: 0))
         try b.acquire(100, deadline: far, isCancelled: { false })
         #expect(throws: DecodeBudget.Rejection.overloaded(waiting: 0)) { try b.acquire(1, deadline: far, isCancelled: { false }) }
         #expect(b.refused["overloaded"] == 1)
@@ -204,7 +204,7 @@ import Testing
 
     @Test func firstComeFirstServed() throws {
         // A large request at the head is not overtaken by small ones that would fit.
-        let b = DecodeBudget(capacity: 100, maxWaiting: 4)
+        let b = DecodeBudget(capacity: 100, room: WaitingRoom(capacity: 4))
         try b.acquire(50, deadline: far, isCancelled: { false })
         let order = OrderLog()
         let group = DispatchGroup()
@@ -217,6 +217,27 @@ import Testing
         #expect(group.wait(timeout: .now() + 5) == .success)
         #expect(order.entries == ["large", "small"])
         #expect(b.inFlight == 0)
+    }
+
+    @Test func oneWaitingRoomBoundsBothQueues() throws {
+        // --queue-size places, shared: a request waiting for the budget takes the place an inference would wait in.
+        let room = WaitingRoom(capacity: 1)
+        let b = DecodeBudget(capacity: 100, room: room)
+        let q = InferenceQueue(maxQueue: 1, room: room)
+        try b.acquire(100, deadline: far, isCancelled: { false })
+        let group = DispatchGroup()
+        DispatchQueue.global().async(group: group) { _ = try? b.acquire(50, deadline: .now + .seconds(5), isCancelled: { false }); b.release(50) }
+        Thread.sleep(forTimeInterval: 0.1)
+        #expect(room.occupied == 1 && b.waiting == 1)
+        // The executor is busy and the only place is taken: the inference queue refuses at once.
+        let started = DispatchSemaphore(value: 0), finish = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async(group: group) { _ = try? q.run(deadline: .now + .seconds(5), isCancelled: { false }) { started.signal(); finish.wait() } }
+        started.wait()
+        #expect(throws: InferenceQueue.Rejection.overloaded(queued: 0)) { _ = try q.run(deadline: .now + .seconds(5), isCancelled: { false }) {} }
+        finish.signal()
+        b.release(100)
+        #expect(group.wait(timeout: .now() + 5) == .success)
+        #expect(room.occupied == 0 && b.inFlight == 0)
     }
 
     @Test func defaultCapacityIsAQuarterOfMemory() {
