@@ -79,6 +79,7 @@ let package = Package(
             name: "spherecorr-train",
             dependencies: [
                 "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap", "Evaluation", "SPair",
+                "Training",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
