@@ -78,3 +78,42 @@ package func swigluForward(_ out: UnsafeMutablePointer<Float>, _ u: UnsafePointe
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// Backward of exact GELU: d[j] ← d[j] · gelu'(x[j]), gelu'(x) = Φ(x) + x·φ(x) = 0.5·(1 + erf(x/√2)) + x·e^(−x²/2)/√(2π).
+/// x is the pre-activation the forward received.   d, x: [n]
+package func geluBackwardInPlace(_ d: UnsafeMutablePointer<Float>, preActivation x: UnsafePointer<Float>, count n: Int) {
+    let ds = Shared(d), xs = Shared(x)
+    Parallel.forRanges(n, minChunk: 1 << 14) { r in
+        let draw = UnsafeMutableRawPointer(ds.base), xraw = UnsafeRawPointer(xs.base)
+        var i = r.lowerBound
+        while i + 8 <= r.upperBound {
+            let v = xraw.loadUnaligned(fromByteOffset: i * 4, as: F8.self)
+            let g = geluDerivative8(v)
+            draw.storeBytes(of: draw.loadUnaligned(fromByteOffset: i * 4, as: F8.self) * g, toByteOffset: i * 4, as: F8.self)
+            i += 8
+        }
+        if i < r.upperBound {
+            var t = F8(repeating: 0)
+            for j in i..<r.upperBound { t[j - i] = xs.base[j] }
+            let g = geluDerivative8(t)
+            for j in i..<r.upperBound { ds.base[j] *= g[j - i] }
+        }
+    }
+}
+
+@inline(__always)
+func geluDerivative8(_ v: F8) -> F8 {
+    let cdf = 0.5 * (1 + erf8(v * 0.707_106_781_186_547_5))
+    let pdf = exp8(-0.5 * v * v) * 0.398_942_280_401_432_7
+    return cdf + v * pdf
+}
+
+/// Out-of-place exact GELU (the forward of `geluInPlace` into another buffer, keeping the pre-activation for
+/// the backward).   out, x: [n]
+package func geluForward(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, count n: Int) {
+    let os = Shared(out), xs = Shared(x)
+    Parallel.forRanges(n, minChunk: 1 << 14) { r in
+        (os.base + r.lowerBound).update(from: xs.base + r.lowerBound, count: r.count)
+        geluInPlace(os.base + r.lowerBound, count: r.count)
+    }
+}

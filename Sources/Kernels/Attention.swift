@@ -78,3 +78,59 @@ package func blockedAttentionForward(
         }
     }
 }
+
+/// Backward of `attentionForward`. The probabilities are recomputed per block of queries (never stored whole: at
+/// B = 64, N = 1024, 6 heads they would be 1.6 GB); with P = softmax(scale·Q·Kᵀ), O = P·V, Dᵢ = Σ_d dOᵢ·Oᵢ:
+///   dV = Pᵀ·dO,   dS = P ⊙ (dO·Vᵀ − D),   dQ = scale·dS·K,   dK = scale·dSᵀ·Q.
+/// One task per (image, head), so each task owns its rows and columns of dqkv (written, not accumulated).
+///   qkv, dqkv: [B, T, 3C] (q | k | v); out, dOut: [B, T, C]
+package func attentionBackward(
+    dqkv: UnsafeMutablePointer<Float>, dOut: UnsafePointer<Float>, qkv: UnsafePointer<Float>, out: UnsafePointer<Float>,
+    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float
+) {
+    let c = heads * dh
+    precondition(batch > 0 && t > 0 && heads > 0 && dh > 0)
+    let queryBlock = min(t, Tuning.attentionQueryBlock)
+    let qs = Shared(qkv), dqs = Shared(dqkv), dos = Shared(dOut), os = Shared(out)
+    let backend = GEMM.backend
+    Parallel.forRanges(batch * heads) { range in
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * t)
+        let ds = UnsafeMutablePointer<Float>.allocate(capacity: queryBlock * t)
+        defer { p.deallocate(); ds.deallocate() }
+        for task in range {
+            let h = task % heads, b = task / heads
+            let base = qs.base + b * t * 3 * c, dbase = dqs.base + b * t * 3 * c
+            let k = base + c + h * dh, v = base + 2 * c + h * dh
+            let dk = dbase + c + h * dh, dv = dbase + 2 * c + h * dh
+            for s in 0..<t {
+                (dk + s * 3 * c).update(repeating: 0, count: dh)
+                (dv + s * 3 * c).update(repeating: 0, count: dh)
+            }
+            var q0 = 0
+            while q0 < t {
+                let nq = min(queryBlock, t - q0)
+                let q = base + q0 * 3 * c + h * dh, dq = dbase + q0 * 3 * c + h * dh
+                let o = os.base + (b * t + q0) * c + h * dh, dout = dos.base + (b * t + q0) * c + h * dh
+                // P[nq, T] = softmax(scale · Q·Kᵀ)
+                GEMM.sgemm(m: nq, n: t, k: dh, a: q, lda: 3 * c, b: k, ldb: 3 * c, bTransposed: true, c: p, ldc: t, alpha: scale, backend: backend)
+                for r in 0..<nq { softmaxInPlace(p + r * t, count: t) }
+                // dP[nq, T] = dO·Vᵀ, then dS = P ⊙ (dP − D)
+                GEMM.sgemm(m: nq, n: t, k: dh, a: dout, lda: c, b: v, ldb: 3 * c, bTransposed: true, c: ds, ldc: t, backend: backend)
+                for r in 0..<nq {
+                    var d: Float = 0
+                    for j in 0..<dh { d += dout[r * c + j] * o[r * c + j] }
+                    let pr = p + r * t, dr = ds + r * t
+                    for j in 0..<t { dr[j] = pr[j] * (dr[j] - d) }
+                }
+                // dQ[nq, Dh] = scale · dS·K
+                GEMM.sgemm(m: nq, n: dh, k: t, a: ds, lda: t, b: k, ldb: 3 * c, bTransposed: false, c: dq, ldc: 3 * c, alpha: scale, backend: backend)
+                // dK[T, Dh] += scale · dSᵀ·Q;  dV[T, Dh] += Pᵀ·dO
+                GEMM.sgemm(m: t, n: dh, k: nq, a: ds, lda: t, b: q, ldb: 3 * c, bTransposed: false, c: dk, ldc: 3 * c,
+                           alpha: scale, beta: 1, aTransposed: true, backend: backend)
+                GEMM.sgemm(m: t, n: dh, k: nq, a: p, lda: t, b: dout, ldb: c, bTransposed: false, c: dv, ldc: 3 * c,
+                           beta: 1, aTransposed: true, backend: backend)
+                q0 += nq
+            }
+        }
+    }
+}

@@ -66,3 +66,50 @@ private func centredSquares(_ p: UnsafePointer<Float>, _ n: Int, _ mean: Float) 
     while i < n { let d = p[i] - mean; s += d * d; i += 1 }
     return s
 }
+
+/// Backward of `layerNormForward`. x is the forward's input; mean and rstd are recomputed with the forward's
+/// own reductions. With x̂ = (x − μ)·rstd and g = dy ⊙ weight:
+///   dx += rstd · (g − mean(g) − x̂ · mean(g ⊙ x̂)),   dWeight += Σ_r dy ⊙ x̂,   dBias += Σ_r dy.
+/// dx accumulates (a residual stream's gradient is already there). Rows split over the workers for dx; columns
+/// for dWeight/dBias, each summed over rows in order (deterministic for any worker count).
+///   dx, dy, x: [R, C]; weight, dWeight, dBias: [C]
+package func layerNormBackward(
+    dx: UnsafeMutablePointer<Float>, dWeight: UnsafeMutablePointer<Float>, dBias: UnsafeMutablePointer<Float>,
+    dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    rows: Int, cols c: Int, eps: Float
+) {
+    precondition(rows >= 0 && c > 0)
+    if rows == 0 { return }
+    let stats = UnsafeMutablePointer<Float>.allocate(capacity: 2 * rows)  // mean, rstd per row
+    defer { stats.deallocate() }
+    let xs = Shared(x), dys = Shared(dy), dxs = Shared(dx), ws = Shared(weight), ss = Shared(stats)
+    Parallel.forRanges(rows, minChunk: 64) { range in
+        for r in range {
+            let row = UnsafePointer(xs.base + r * c), g = dys.base + r * c, out = dxs.base + r * c
+            let mean = sum(row, c) / Float(c)
+            let rstd = 1 / (centredSquares(row, c, mean) / Float(c) + eps).squareRoot()
+            ss.base[2 * r] = mean; ss.base[2 * r + 1] = rstd
+            var a: Float = 0, b: Float = 0
+            for j in 0..<c {
+                let gj = g[j] * ws.base[j]
+                a += gj; b += gj * (row[j] - mean) * rstd
+            }
+            a /= Float(c); b /= Float(c)
+            for j in 0..<c {
+                let xh = (row[j] - mean) * rstd
+                out[j] += rstd * (g[j] * ws.base[j] - a - xh * b)
+            }
+        }
+    }
+    let dws = Shared(dWeight), dbs = Shared(dBias)
+    Parallel.forRanges(c, minChunk: 64) { range in
+        for r in 0..<rows {
+            let row = xs.base + r * c, g = dys.base + r * c
+            let mean = ss.base[2 * r], rstd = ss.base[2 * r + 1]
+            for j in range {
+                dws.base[j] += g[j] * (row[j] - mean) * rstd
+                dbs.base[j] += g[j]
+            }
+        }
+    }
+}

@@ -134,3 +134,58 @@ package func multiplyAddInPlace(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePoi
     }
     while j < n { y[j] += a[j] * b[j]; j += 1 }
 }
+
+// MARK: backward (SPEC §4; DESIGN-ANCHORS §2.5: each backward beside its forward)
+
+/// Backward of `linearForward` with the `.bias` epilogue, y[R, O] = x[R, I]·W[O, I]ᵀ + b[O]:
+///   dW[O, I] += dyᵀ·x,   db[O] += Σ_r dy[r, :],   dx[R, I] = dy·W (or += when `accumulateInput`).
+/// Any of dx, dWeight, dBias may be nil. Deterministic for a fixed worker count (each output element is summed
+/// by one worker in a fixed order). The GEMMs go to the library backend (oneDNN by default), split over workers.
+package func linearBackward(
+    dx: UnsafeMutablePointer<Float>?, accumulateInput: Bool = false,
+    dWeight: UnsafeMutablePointer<Float>?, dBias: UnsafeMutablePointer<Float>?,
+    dy: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+    rows: Int, inFeatures i: Int, outFeatures o: Int
+) {
+    precondition(rows >= 0 && i > 0 && o > 0)
+    if rows == 0 { return }
+    let backend = GEMM.backend
+    let dys = Shared(dy), xs = Shared(x)
+    if let dWeight {
+        // dW[O, I] += dyᵀ[O, R] · x[R, I]: split the larger of O and I over the workers.
+        let dws = Shared(dWeight)
+        if o >= i {
+            Parallel.forRanges(o, minChunk: 16) { r in
+                GEMM.sgemm(m: r.count, n: i, k: rows, a: dys.base + r.lowerBound, lda: o, b: xs.base, ldb: i, bTransposed: false,
+                           c: dws.base + r.lowerBound * i, ldc: i, beta: 1, aTransposed: true, backend: backend)
+            }
+        } else {
+            Parallel.forRanges(i, minChunk: 16) { r in
+                GEMM.sgemm(m: o, n: r.count, k: rows, a: dys.base, lda: o, b: xs.base + r.lowerBound, ldb: i, bTransposed: false,
+                           c: dws.base + r.lowerBound, ldc: i, beta: 1, aTransposed: true, backend: backend)
+            }
+        }
+    }
+    if let dBias { columnSumsAdd(dBias, dy, rows: rows, cols: o) }
+    if let dx {
+        // dx[R, I] = dy[R, O] · W[O, I]
+        let dxs = Shared(dx), ws = Shared(weight)
+        let beta: Float = accumulateInput ? 1 : 0
+        Parallel.forRanges(rows, minChunk: 32) { r in
+            GEMM.sgemm(m: r.count, n: i, k: o, a: dys.base + r.lowerBound * o, lda: o, b: ws.base, ldb: i, bTransposed: false,
+                       c: dxs.base + r.lowerBound * i, ldc: i, beta: beta, backend: backend)
+        }
+    }
+}
+
+/// out[c] += Σ_r x[r, c], columns split over the workers, rows summed in order (deterministic for any worker count).
+///   x: [R, C]; out: [C]
+package func columnSumsAdd(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, rows: Int, cols c: Int) {
+    let xs = Shared(x), os = Shared(out)
+    Parallel.forRanges(c, minChunk: 64) { range in
+        for r in 0..<rows {
+            let row = xs.base + r * c
+            for j in range { os.base[j] += row[j] }
+        }
+    }
+}

@@ -90,3 +90,24 @@ package func normalizeRows(_ x: UnsafeMutablePointer<Float>, rows: Int, cols: In
         for j in 0..<cols { v[j] *= inv }
     }
 }
+
+/// Backward of `normalizeRows` (F.normalize): with n = ‖x‖ and y = x/n, dx = (dy − y·(y·dy))/n; where n ≤ eps
+/// the forward divided by the constant eps, so dx = dy/eps (PyTorch's clamp_min passes no gradient to n).
+///   dx, dy, x: [rows, cols]; x is the forward's input. dx is overwritten.
+package func normalizeRowsBackward(_ dx: UnsafeMutablePointer<Float>, dy: UnsafePointer<Float>, x: UnsafePointer<Float>,
+                                   rows: Int, cols: Int, eps: Float) {
+    for r in 0..<rows {
+        let v = x + r * cols, g = dy + r * cols, out = dx + r * cols
+        var s: Float = 0
+        for j in 0..<cols { s += v[j] * v[j] }
+        let n = s.squareRoot()
+        if n <= eps {
+            for j in 0..<cols { out[j] = g[j] / eps }
+            continue
+        }
+        let inv = 1 / n
+        var yg: Float = 0
+        for j in 0..<cols { yg += v[j] * inv * g[j] }
+        for j in 0..<cols { out[j] = (g[j] - v[j] * inv * yg) * inv }
+    }
+}
