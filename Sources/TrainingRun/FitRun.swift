@@ -102,6 +102,13 @@ private let stopSignal = Atomic<Int32>(0)
 
 /// SIGINT/SIGTERM ask the loop to stop at the next batch boundary (state saved); a second one exits at once.
 private func installStopHandlers() {
+    // A parent may start us with these signals blocked (the mask is inherited across exec): unblock them, or they
+    // would stay pending and the run would never stop.
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    sigaddset(&mask, SIGINT)
+    sigaddset(&mask, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &mask, nil)
     for s in [SIGINT, SIGTERM] {
         signal(s) { sig in
             if stopSignal.exchange(sig, ordering: .relaxed) != 0 { _exit(128 + sig) }
