@@ -118,13 +118,16 @@ package struct ViewCache: Sendable {
 
     /// Embeds and writes every image's views that are not stored yet. `progress(done, total, embedded)` after each
     /// image. Returns how many images were embedded (the rest were already there).
+    /// `stop` is asked before each image: when it says so the build ends (throwing `ViewCacheStopped`), leaving only
+    /// complete shards behind, and the next build continues from there.
     @discardableResult
     package func build(_ set: TrainingSet, fingerprints: [String], embedder: ViewEmbedder,
-                       progress: ((Int, Int, Int) -> Void)? = nil) throws -> Int {
+                       stop: (() -> Bool)? = nil, progress: ((Int, Int, Int) -> Void)? = nil) throws -> Int {
         precondition(fingerprints.count == set.images.count)
         let tokens = embedder.tokens, width = embedder.width
         var embedded = 0
         for i in set.images.indices {
+            if let stop, stop() { throw ViewCacheStopped(done: i, total: set.images.count) }
             let fp = fingerprints[i]
             if shard(fingerprint: fp, tokens: tokens, width: width) == nil {
                 let img = try set.load(i)
@@ -159,4 +162,11 @@ package struct ViewCache: Sendable {
         }
         return embedded
     }
+}
+
+/// A view cache build ended early on request; the shards written so far are complete and reused.
+package struct ViewCacheStopped: Error, CustomStringConvertible {
+    package var done: Int
+    package var total: Int
+    package var description: String { "view cache build stopped after \(done) of \(total) images" }
 }

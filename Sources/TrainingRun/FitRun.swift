@@ -84,7 +84,9 @@ package struct FitInterrupted: Error, CustomStringConvertible {
 /// A problem that stops `fit`, naming the file.
 package struct FitError: Error, CustomStringConvertible {
     package var description: String
-    package init(_ d: String) { description = d }
+    /// Set when a signal ended the run (the command exits with 128 + signal).
+    package var signal: Int32?
+    package init(_ d: String, signal: Int32? = nil) { description = d; self.signal = signal }
 }
 
 /// What a finished run produced.
@@ -101,6 +103,13 @@ private let stopSignal = Atomic<Int32>(0)
 
 /// SIGINT/SIGTERM ask the loop to stop at the next batch boundary (state saved); a second one exits at once.
 private func installStopHandlers() {
+    // A parent may start us with these signals blocked (the mask is inherited across exec): unblock them, or they
+    // would stay pending and the run would never stop.
+    var mask = sigset_t()
+    sigemptyset(&mask)
+    sigaddset(&mask, SIGINT)
+    sigaddset(&mask, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &mask, nil)
     for s in [SIGINT, SIGTERM] {
         signal(s) { sig in
             if stopSignal.exchange(sig, ordering: .relaxed) != 0 { _exit(128 + sig) }
@@ -212,6 +221,10 @@ package final class FitRun {
 
     func stopRequested() -> Int32? {
         if let n = o.stopAfterSteps, stepsThisRun >= n { return SIGTERM }
+        return signalReceived()
+    }
+
+    func signalReceived() -> Int32? {
         let s = stopSignal.load(ordering: .relaxed)
         return s == 0 ? nil : s
     }
@@ -363,10 +376,12 @@ package final class FitRun {
         var lastDone = 0
         let embedded: Int
         do {
-            embedded = try c.build(set, fingerprints: fingerprints, embedder: embedder) { done, total, _ in
+            embedded = try c.build(set, fingerprints: fingerprints, embedder: embedder, stop: { self.signalReceived() != nil }) { done, total, _ in
                 bar.update(batch: done, images: done - lastDone, sums: nil, title: "view cache (\(self.o.views) views per image) \(done)/\(total)")
                 lastDone = done
             }
+        } catch let e as ViewCacheStopped {
+            throw FitError("interrupted: \(e) (every finished image is kept; the same command continues the build)", signal: signalReceived() ?? SIGTERM)
         } catch { throw FitError(dataMessage(error)) }
         let dt = Measure.now() - t0
         log(String(format: "view cache %@: %d of %d images embedded now (%d views each, %.1f s, %.2f images/s), the rest reused",
@@ -509,7 +524,18 @@ struct ProgressBar {
 
     mutating func update(batch: Int, images n: Int, sums: FitPosition?, title: String? = nil) {
         images += n
-        guard enabled && tty else { return }
+        guard enabled else { return }
+        if !tty {
+            // Plain lines: one at each tenth of a long loop (a full SPair epoch can take hours).
+            guard total >= 20, batch * 10 / total > (batch - 1) * 10 / total, batch < total else { return }
+            let elapsed = Measure.now() - start
+            var s = (title ?? "epoch \(epoch + 1)/\(epochs) batch \(batch)/\(total)")
+            s += String(format: ": %.1f %@/s, ETA %@", Double(images) / max(elapsed, 1e-9), unit,
+                        format(elapsed / Double(batch) * Double(total - batch)))
+            if let p = sums, p.batch > 0 { s += String(format: ", loss %.4f", p.record(epoch: 0).loss) }
+            log(s)
+            return
+        }
         let now = Measure.now()
         guard now - last > 0.5 || batch == total else { return }
         last = now

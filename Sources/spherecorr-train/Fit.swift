@@ -124,6 +124,9 @@ struct Fit: ParsableCommand {
         } catch let e as FitInterrupted {
             logToStderr("spherecorr-train fit: \(e)")
             Foundation.exit(128 + e.signal)
+        } catch let e as FitError where e.signal != nil {
+            logToStderr("spherecorr-train fit: \(e)")
+            Foundation.exit(128 + e.signal!)
         } catch { throw CommandFailure("\(error)") }
         if !quiet {
             print("done: \(summary.epochs) epochs, \(summary.bundles.count) bundles published in \(out)" +
