@@ -209,9 +209,9 @@ import Testing
         let order = OrderLog()
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) { _ = try? b.acquire(90, deadline: far, isCancelled: { false }); order.add("large"); b.release(90) }
-        Thread.sleep(forTimeInterval: 0.1)
+        #expect(waitUntil { b.waiting == 1 })  // the large one is queued before the small one arrives
         DispatchQueue.global().async(group: group) { _ = try? b.acquire(10, deadline: far, isCancelled: { false }); order.add("small"); b.release(10) }
-        Thread.sleep(forTimeInterval: 0.2)
+        #expect(waitUntil { b.waiting == 2 })
         #expect(order.entries.isEmpty)  // the small one fits now but waits its turn
         b.release(50)
         #expect(group.wait(timeout: .now() + 5) == .success)
@@ -227,8 +227,7 @@ import Testing
         try b.acquire(100, deadline: far, isCancelled: { false })
         let group = DispatchGroup()
         DispatchQueue.global().async(group: group) { _ = try? b.acquire(50, deadline: .now + .seconds(5), isCancelled: { false }); b.release(50) }
-        Thread.sleep(forTimeInterval: 0.1)
-        #expect(room.occupied == 1 && b.waiting == 1)
+        #expect(waitUntil { room.occupied == 1 && b.waiting == 1 })
         // The executor is busy and the only place is taken: the inference queue refuses at once.
         let started = DispatchSemaphore(value: 0), finish = DispatchSemaphore(value: 0)
         DispatchQueue.global().async(group: group) { _ = try? q.run(deadline: .now + .seconds(5), isCancelled: { false }) { started.signal(); finish.wait() } }
@@ -251,4 +250,15 @@ private final class OrderLog: @unchecked Sendable {
     private let lock = NSLock()
     func add(_ s: String) { lock.lock(); list.append(s); lock.unlock() }
     var entries: [String] { lock.lock(); defer { lock.unlock() }; return list }
+}
+
+/// Polls `condition` until it holds or `timeout` passes: the state a test waits for is decided by the code under
+/// test, not by a fixed sleep that a loaded machine can outlast.
+private func waitUntil(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
+    let end = Date().addingTimeInterval(timeout)
+    while !condition() {
+        if Date() > end { return false }
+        Thread.sleep(forTimeInterval: 0.005)
+    }
+    return true
 }
