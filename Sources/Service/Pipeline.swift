@@ -7,6 +7,7 @@ import Imaging
 import Kernels
 import SphereMap
 import TensorFiles
+import Visualization
 
 /// An uploaded image, checked from its header before any pixel is decoded.
 package struct UploadedImage: Sendable {
@@ -127,7 +128,7 @@ package final class Pipeline: Sendable {
 
     /// Bytes one image costs at its peak: the decode itself (`ImageLayout.decodeBytes`), the letterbox (LANCZOS
     /// intermediate of at most long side × R RGB, the resized and padded R² RGB images, the R² float tensor)
-    /// when it is embedded, and the drawing-size copy with its LANCZOS intermediate when it is drawn.
+    /// when it is embedded, and the drawing-size copy (with its row of accumulators) when it is drawn.
     static func decodeCost(_ l: ImageLayout, resolution r: Int, embed: Bool, thumbnail: (width: Int, height: Int)?) -> (total: Int, kept: Int) {
         let long = max(l.width, l.height)
         var total = l.decodeBytes
@@ -135,7 +136,7 @@ package final class Pipeline: Sendable {
         var kept = 0
         if let t = thumbnail {
             kept = t.width * t.height * 3
-            total += long * max(t.width, t.height) * 3 + kept
+            total += kept + (l.width + t.width * 3) * MemoryLayout<Int>.stride
         }
         return (total, kept)
     }
@@ -291,7 +292,7 @@ package final class Pipeline: Sendable {
                 }
                 let held = job.thumbnail.map { t in
                     let bytes = t.width * t.height * 3
-                    let small = (t.width, t.height) == (image.width, image.height) ? image : lanczosResize(image, width: t.width, height: t.height)
+                    let small = Rendering.downscale(image, width: t.width, height: t.height)
                     return HeldImage(small, budget: self.budget, bytes: bytes)
                 }
                 return (image.width, image.height, held)
