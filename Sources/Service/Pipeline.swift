@@ -8,6 +8,7 @@ import Kernels
 import Runtime
 import SphereMap
 import TensorFiles
+import Visualization
 
 /// An uploaded image, checked from its header before any pixel is decoded.
 package struct UploadedImage: Sendable {
@@ -77,7 +78,9 @@ package final class Pipeline: Sendable {
     /// `?resolution=R`: a multiple of 14 up to the configured maximum.
     package func resolution(_ query: String?) throws -> Int {
         guard let query else { return limits.defaultResolution }
-        guard let r = Int(query), r >= 14, r % 14 == 0, r <= limits.maxResolution else {
+        // Decimal digits only: Int("+28") would read a sign.
+        guard query.utf8.count <= 6, query.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+              let r = Int(query), r >= 14, r % 14 == 0, r <= limits.maxResolution else {
             throw HTTPError(status: .unprocessableContent, code: "invalid_parameter", title: "Invalid parameter",
                             detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
                             extensions: ["pointer": .string("/resolution")])
@@ -126,7 +129,7 @@ package final class Pipeline: Sendable {
 
     /// Bytes one image costs at its peak: the decode itself (`ImageLayout.decodeBytes`), the letterbox (LANCZOS
     /// intermediate of at most long side × R RGB, the resized and padded R² RGB images, the R² float tensor)
-    /// when it is embedded, and the drawing-size copy with its LANCZOS intermediate when it is drawn.
+    /// when it is embedded, and the drawing-size copy (with its row of accumulators) when it is drawn.
     static func decodeCost(_ l: ImageLayout, resolution r: Int, embed: Bool, thumbnail: (width: Int, height: Int)?) -> (total: Int, kept: Int) {
         let long = max(l.width, l.height)
         var total = l.decodeBytes
@@ -134,7 +137,7 @@ package final class Pipeline: Sendable {
         var kept = 0
         if let t = thumbnail {
             kept = t.width * t.height * 3
-            total += long * max(t.width, t.height) * 3 + kept
+            total += kept + (l.width + t.width * 3) * MemoryLayout<Int>.stride
         }
         return (total, kept)
     }
@@ -290,7 +293,7 @@ package final class Pipeline: Sendable {
                 }
                 let held = job.thumbnail.map { t in
                     let bytes = t.width * t.height * 3
-                    let small = (t.width, t.height) == (image.width, image.height) ? image : lanczosResize(image, width: t.width, height: t.height)
+                    let small = Rendering.downscale(image, width: t.width, height: t.height)
                     return HeldImage(small, budget: self.budget, bytes: bytes)
                 }
                 return (image.width, image.height, held)

@@ -2,7 +2,9 @@ import Foundation
 import HTTP1
 import HTTPServer
 import Testing
+import Imaging
 @testable import Service
+import Visualization
 
 /// Issue #16 item 6: JSON parts are RFC 8259 UTF-8 and nothing else, and limits hold while reading.
 @Suite struct StrictJSONTests {
@@ -261,4 +263,28 @@ private func waitUntil(timeout: Double = 10, _ condition: () -> Bool) -> Bool {
         Thread.sleep(forTimeInterval: 0.005)
     }
     return true
+}
+
+/// Drawings are made from the decoded pixels at a bounded size (issue #16): the reduction averages blocks.
+@Suite struct DrawingTests {
+    @Test func downscaleAveragesTheBlockEachPixelCovers() {
+        // 5×2 → 2×1: columns {0,1,2} and {3,4}, both rows.
+        let px: [UInt8] = (0..<10).flatMap { i -> [UInt8] in [UInt8(i * 10), 7, 255] }
+        let img = RGBImage(width: 5, height: 2, pixels: px)
+        let d = Rendering.downscale(img, width: 2, height: 1)
+        #expect(d.width == 2 && d.height == 1)
+        // Left block: values 0,10,20 (row 0) and 50,60,70 (row 1) → 35; right: 30,40,80,90 → 60.
+        #expect(d.pixels == [35, 7, 255, 60, 7, 255])
+        #expect(Rendering.downscale(img, width: 5, height: 2) == img)
+        let flat = RGBImage(width: 97, height: 61, pixels: [UInt8](repeating: 200, count: 97 * 61 * 3))
+        #expect(Rendering.downscale(flat, width: 13, height: 7).pixels.allSatisfy { $0 == 200 })
+    }
+
+    @Test func sphereMapDrawnAtScaleKeepsTheAspect() {
+        let t = KeypointTransform(imageWidth: 3000, imageHeight: 1000, resolution: 28)
+        let sphere = [Float](repeating: 0.5, count: 2 * 2 * 3)
+        let img = sphere.withUnsafeBufferPointer { Rendering.sphereMap(sphere: $0.baseAddress!, transform: t, box: nil, scale: 2048.0 / 3000) }
+        #expect(img.width == 2048 && img.height == 683)
+        #expect(img.pixels[0] == 191)  // (0.5 + 1) / 2 · 255
+    }
 }

@@ -128,6 +128,9 @@ def test_json_parts_are_strict_rfc8259_utf8(server, img_a, img_b, name, data, wo
 @pytest.mark.parametrize("path,query,words", [
     ("/v1/features", "encoding=bogus", "'base64' or 'array'"),
     ("/v1/features", "resolution=+28", "multiple of 14"),
+    ("/v1/features", "resolution=%2B28", "multiple of 14"),
+    ("/v1/features", "resolution=28.0", "multiple of 14"),
+    ("/v1/features", "resolution=", "multiple of 14"),
     ("/v1/sphere-map", "box=0,0,1,1,", "x1,y1,x2,y2"),
     ("/v1/sphere-map", "box=0,0,1", "x1,y1,x2,y2"),
     ("/v1/sphere-map", "box=0,%200,1,1", "x1,y1,x2,y2"),
