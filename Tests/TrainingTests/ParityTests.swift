@@ -133,3 +133,16 @@ let lossNames = ["total", "rec", "rd", "o", "vp"]
         }
     }
 }
+
+@Suite struct GridCoordinateTests {
+    /// The triplet losses' image coordinates are torch.linspace(0, 1, side) bit for bit (exact ties decide the
+    /// positive of a distance triplet, H20).
+    @Test func linspaceIsTorchsBitForBit() throws {
+        let fx = try StepFixture()
+        for s in 2...64 {
+            let want = try fx.file.floats("linspace.\(s)")
+            let got = linspace01(s)
+            #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "linspace(0, 1, \(s))")
+        }
+    }
+}
