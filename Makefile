@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test test-parity bench bench-eval bench-service bench-http bench-train fuzz clean
+.PHONY: deps build release test bench bench-eval bench-service bench-http bench-train fuzz clean
 
 deps:
 	@scripts/install-deps

@@ -99,6 +99,10 @@ package struct TrainingSample: Sendable, Equatable {
     /// `Segmentation/<category>/<stem>.png` (the dataset's masks; the reference's Mask R-CNN
     /// `Re_segmentation` masks are not part of SPair, see SPEC H24).
     package var maskPath: String
+    /// `src_imsize` of the pair JSON (the decoded image must have it).
+    package var imageSize: ImageSize
+    /// `PairAnnotation/<split>/<pair>.json`, named in errors about the sample.
+    package var pairFile: String
 }
 
 /// A segmentation mask: 1 where the object is (any non-zero value, SPEC H24), else 0.
@@ -108,6 +112,42 @@ package struct ObjectMask: Sendable, Equatable {
     /// `[height, width]`, 0 or 1.
     package var values: [UInt8]
     package var objectPixelCount: Int { values.reduce(0) { $0 + Int($1) } }
+
+    /// Which pixels of a mask image are object.
+    package enum Rule: Sendable, Equatable {
+        /// Any non-zero value (SPair `Segmentation/`, SPEC H24: the VOC class id on the object).
+        case anyNonZero
+        /// Pillow `convert('L')` above a value: `to_tensor(L) > 0.5` is `L > 127` (the reference's
+        /// Mask R-CNN masks, and Freiburg Cars' `instance_masks/`, SPEC §2.2).
+        case luminanceAbove(UInt8)
+    }
+
+    package init(width: Int, height: Int, values: [UInt8]) { self.width = width; self.height = height; self.values = values }
+
+    /// Decodes a mask image (PNG or JPEG; `file` names it in errors) to RGB as Pillow's
+    /// `convert('RGB')` would, and applies `rule`. For a grey ('L') file a channel is the value
+    /// itself; for a palette file `anyNonZero` means a non-black palette entry (VOC palettes map
+    /// only index 0 to black).
+    package init(bytes: [UInt8], file: String, rule: Rule = .anyNonZero) throws(SPairError) {
+        let image: RGBImage
+        do { image = try decodeImage(bytes) } catch {
+            throw SPairError(.invalidImage, file: file, "cannot be decoded: \(error)")
+        }
+        var values = [UInt8](repeating: 0, count: image.width * image.height)
+        image.pixels.withUnsafeBufferPointer { p in
+            switch rule {
+            case .anyNonZero:
+                for i in 0..<values.count where p[3 * i] | p[3 * i + 1] | p[3 * i + 2] != 0 { values[i] = 1 }
+            case let .luminanceAbove(t):
+                // Pillow's RGB → L: (R·19595 + G·38470 + B·7471 + 0x8000) >> 16.
+                for i in 0..<values.count {
+                    let l = (UInt32(p[3 * i]) * 19595 + UInt32(p[3 * i + 1]) * 38470 + UInt32(p[3 * i + 2]) * 7471 + 0x8000) >> 16
+                    if l > UInt32(t) { values[i] = 1 }
+                }
+            }
+        }
+        self.init(width: image.width, height: image.height, values: values)
+    }
 }
 
 /// An SPair-71k-format dataset at `root` (the folder holding ImageAnnotation, PairAnnotation, ...).
@@ -316,20 +356,39 @@ package struct SPairDataset: Sendable {
     }
 
     /// One training item: category from the pair JSON, `azimuth_id` from the source image
-    /// annotation, the image present.
+    /// annotation, the image and its Segmentation mask present, the source box and keypoints
+    /// inside `src_imsize` (VOC boxes are 1-based inclusive, so x2 may equal the width). The
+    /// reference reads the same files (it never looks at the boxes or keypoints in training, but
+    /// values outside the image mean the annotation does not describe it).
     package func trainingSample(_ name: PairName, split: SPairSplit = .trn) throws(SPairError) -> TrainingSample {
         let file = pairPath(name, split: split)
         let a = try PairAnnotation(json: readJSON(file), file: file)
+        guard a.category == name.category else {
+            throw SPairError(.inconsistent, file: file, field: "category", "is \"\(a.category)\" but the file name says \"\(name.category)\"")
+        }
         guard a.sourceImageName.hasSuffix(".jpg") else {
             throw SPairError(.invalidField, file: file, field: "src_imname", "must name a .jpg file, found \"\(a.sourceImageName)\"")
+        }
+        let size = a.sourceImageSize
+        let b = a.sourceBox
+        guard b.x1 >= 0, b.y1 >= 0, b.x2 <= size.width, b.y2 <= size.height else {
+            throw SPairError(.invalidField, file: file, field: "src_bndbox",
+                             "[\(b.x1), \(b.y1), \(b.x2), \(b.y2)] is outside the \(size.width)×\(size.height) image ('src_imsize')")
+        }
+        for (i, p) in a.sourceKeypoints.enumerated()
+        where !(p.x >= 0 && p.y >= 0 && p.x <= Double(size.width) && p.y <= Double(size.height)) {
+            throw SPairError(.invalidField, file: file, field: "src_kps",
+                             "point \(i) (\(p.x), \(p.y)) is outside the \(size.width)×\(size.height) image ('src_imsize')")
         }
         let stem = String(a.sourceImageName.dropLast(4))
         let src = try imageAnnotation(category: a.category, stem: stem)
         let image = imagePath(category: a.category, imageName: a.sourceImageName)
         guard isRegularFile(image) else { throw SPairError(.missingFile, file: image, "is missing (source image of pair \(name))") }
+        let mask = segmentationPath(category: a.category, stem: stem)
+        guard isRegularFile(mask) else { throw SPairError(.missingFile, file: mask, "is missing (mask of the source image of pair \(name))") }
         return TrainingSample(pair: name, category: a.category, categoryIndex: SPairCategories.index(of: a.category),
-                              sourceStem: stem, azimuthID: src.azimuthID, imagePath: image,
-                              maskPath: segmentationPath(category: a.category, stem: stem))
+                              sourceStem: stem, azimuthID: src.azimuthID, imagePath: image, maskPath: mask,
+                              imageSize: size, pairFile: file)
     }
 
     /// `trainingPairNames` loaded into samples, invalid ones reported.
@@ -354,17 +413,8 @@ package struct SPairDataset: Sendable {
     }
 
     /// Any mask PNG (or JPEG) at a relative path, read as `segmentationMask` does.
-    package func mask(at path: String) throws(SPairError) -> ObjectMask {
-        let bytes = try read(path, limit: 256 << 20)
-        let image: RGBImage
-        do { image = try decodeImage(bytes) } catch {
-            throw SPairError(.invalidImage, file: path, "cannot be decoded: \(error)")
-        }
-        var values = [UInt8](repeating: 0, count: image.width * image.height)
-        image.pixels.withUnsafeBufferPointer { p in
-            for i in 0..<values.count where p[3 * i] | p[3 * i + 1] | p[3 * i + 2] != 0 { values[i] = 1 }
-        }
-        return ObjectMask(width: image.width, height: image.height, values: values)
+    package func mask(at path: String, rule: ObjectMask.Rule = .anyNonZero) throws(SPairError) -> ObjectMask {
+        try ObjectMask(bytes: read(path, limit: 256 << 20), file: path, rule: rule)
     }
 
     // MARK: File access

@@ -23,6 +23,8 @@ package struct SPairError: Error, Sendable, Equatable, CustomStringConvertible {
         case mirroredPair
         /// An image or mask could not be decoded.
         case invalidImage
+        /// A training mask has no object pixel (it would give no training signal).
+        case emptyMask
     }
 
     package var kind: Kind

@@ -195,6 +195,20 @@ package struct SafeTensorsWriter {
         entries.append((name, shape, Array(UnsafeRawBufferPointer(floats)), .f32))
     }
 
+    /// Stores a tensor as F16 or BF16 (rounded to nearest even) to halve the bytes.
+    package mutating func add(_ name: String, shape: [Int], floats: UnsafeBufferPointer<Float>, as dtype: SafeTensorsDType) {
+        precondition(shape.reduce(1, *) == floats.count, "\(name): shape \(shape) does not hold \(floats.count) values")
+        switch dtype {
+        case .f32: add(name, shape: shape, floats: floats)
+        case .f16, .bf16:
+            var bits = [UInt16](repeating: 0, count: floats.count)
+            if dtype == .f16 { for i in 0..<floats.count { bits[i] = floatToHalf(floats[i]).littleEndian } }
+            else { for i in 0..<floats.count { bits[i] = floatToBFloat16(floats[i]).littleEndian } }
+            entries.append((name, shape, bits.withUnsafeBytes { Array($0) }, dtype))
+        default: preconditionFailure("\(dtype) is not a float format this writer stores")
+        }
+    }
+
     package func encoded() -> [UInt8] {
         var header = "{"
         var offset = 0

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Kernels
+import Runtime
+import SPair
 import Training
 
 /// `spherecorr-train bench-train`: times one full optimiser step of the trainer (features given: f_S forward, the four
@@ -50,11 +52,11 @@ struct BenchTrain: ParsableCommand {
         let fgTokens = Int(foreground * Double(tokens))
         var mask = [Float](repeating: 0, count: batch * tokens)
         for b in 0..<batch { for t in 0..<fgTokens { mask[b * tokens + t] = 1 } }
-        let trainingBatch = TrainingBatch(features: features, mask: mask, categories: (0..<batch).map { $0 % spairCategoryNames.count },
+        let trainingBatch = TrainingBatch(features: features, mask: mask, categories: (0..<batch).map { $0 % SPairCategories.all.count },
                                           viewpoints: (0..<batch).map { $0 % 8 }, batch: batch, gridHeight: side, gridWidth: side,
                                           width: width)
         features = []
-        let trainer = SphereTrainer(width: width, categories: spairCategoryNames, seed: 0)
+        let trainer = SphereTrainer(width: width, categories: SPairCategories.all, seed: 0)
         var times: [Double] = []
         var last = StepLosses(total: 0, rec: 0, rd: 0, o: 0, vp: 0)
         for i in 0...`repeat` {
