@@ -90,7 +90,8 @@ package func attentionBackward(
 ) {
     let c = heads * dh
     precondition(batch > 0 && t > 0 && heads > 0 && dh > 0)
-    let queryBlock = min(t, Tuning.attentionQueryBlock)
+    // Larger blocks than the forward's: the five GEMMs per block then have 256 rows (P and dS: 2 × 1 MB at T = 1024).
+    let queryBlock = min(t, 256)
     let qs = Shared(qkv), dqs = Shared(dqkv), dos = Shared(dOut), os = Shared(out)
     let backend = GEMM.backend
     Parallel.forRanges(batch * heads) { range in

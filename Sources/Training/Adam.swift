@@ -2,7 +2,8 @@ import Kernels
 
 /// Adam as torch.optim.Adam with its defaults (SPEC §4.1): β = (0.9, 0.999), eps 1e-8, no weight decay, no AMSGrad.
 /// One flat loop over every trainable value: the shared CABlock is one set of tensors, so it is updated once.
-/// Order of operations as PyTorch's foreach implementation (torch/optim/adam.py, `_multi_tensor_adam`):
+/// Order of operations as torch/optim/adam.py (`_single_tensor_adam`, what CPU tensors get; `_multi_tensor_adam`
+/// does the same operations per tensor list):
 ///   m ← m + (1−β1)·(g − m)            (lerp)
 ///   v ← β2·v + (1−β2)·g²
 ///   p ← p − (lr / (1−β1ᵗ)) · m / (√v / √(1−β2ᵗ) + eps)

@@ -48,12 +48,16 @@ func viewpointLoss(sphere: UnsafePointer<Float>, viewpoints: [Int], bins: Int, b
     return Float(loss / Double(b * b))
 }
 
-/// `torch.linspace(0, 1, steps)` in float, as ATen computes it (the second half counted back from the end).
+/// `torch.linspace(0, 1, steps)` bit for bit: step = 1/(steps − 1) in float; entry i is step·i for i < steps/2 and
+/// 1 − step·(steps − 1 − i) after, each product and difference taken in double and rounded once to float. Verified
+/// against PyTorch 2.15's CPU kernel for every size 2…199 (tools/parity/make_train_fixtures.py records 2…64 and
+/// TrainingTests compare them bit for bit); computing the products in float differs by one ulp at some entries
+/// (from 10 steps on), which would break exact image-distance ties of the distance loss differently (H20).
 func linspace01(_ steps: Int) -> [Float] {
     if steps == 1 { return [0] }
-    let step = Float(1) / Float(steps - 1)
+    let step = Double(Float(1) / Float(steps - 1))
     let half = steps / 2
-    return (0..<steps).map { i in i < half ? Float(i) * step : 1 - step * Float(steps - i - 1) }
+    return (0..<steps).map { i in i < half ? Float(step * Double(i)) : Float(1 - step * Double(steps - i - 1)) }
 }
 
 /// The triplets of one loss for one batch: token indices (row-major within the image, offset by image·N).

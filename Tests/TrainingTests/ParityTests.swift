@@ -125,11 +125,28 @@ let lossNames = ["total", "rec", "rd", "o", "vp"]
             for (i, name) in lossNames.enumerated() {
                 #expect(abs(got[i] - want[i]) <= 1e-2 * max(0.1, abs(want[i])), "step \(k) loss \(name): \(got[i]) vs reference \(want[i])")
             }
+            print("free-running step \(k): losses \(got) vs reference \(want)")
         }
+        var worst: Float = 0
         for s in t.parameters.slots {
             var e: Float = 0
             for (x, y) in zip(t.parameters.buffer(s.name), try fx.file.floats("param5." + s.name)) { e = max(e, abs(x - y)) }
+            worst = max(worst, e)
             #expect(e <= 5e-3, "after 5 steps \(s.name) differs by \(e)")
+        }
+        print("free-running 5 steps: max parameter difference \(worst)")
+    }
+}
+
+@Suite struct GridCoordinateTests {
+    /// The triplet losses' image coordinates are torch.linspace(0, 1, side) bit for bit (exact ties decide the
+    /// positive of a distance triplet, H20).
+    @Test func linspaceIsTorchsBitForBit() throws {
+        let fx = try StepFixture()
+        for s in 2...64 {
+            let want = try fx.file.floats("linspace.\(s)")
+            let got = linspace01(s)
+            #expect(got.map(\.bitPattern) == want.map(\.bitPattern), "linspace(0, 1, \(s))")
         }
     }
 }

@@ -20,7 +20,7 @@ Writes --out/step.safetensors (float32; index tensors stored as float):
   losses [5, 5]: per step (total, rec, rd, o, vp)
   sph [3,64,3] (step 1), param0.<name> (initial), grad<k>.<name> (the gradient of step k, at param<k-1>),
   param<k>.<name> after step k = 1…5, f32error<k>.<name> [1] = max|g_f32 − g_f64| / max|g_f64| of PyTorch itself
-  (the same step run in float64).
+  (the same step run in float64); linspace.<s> = torch.linspace(0, 1, s) for s = 2…64.
 Adam amplifies float noise in near-zero gradients (its first step is ≈ lr·sign(g) once |g| ≫ eps), so a
 free-running 5-step comparison is chaotic at the 1e-3 level; recording each step's gradient lets the Swift tests
 check each step teacher-forced (gradients at the reference's parameters; Adam fed the reference's gradients).
@@ -197,6 +197,10 @@ def main():
     ref.random.choices = real_choices
     assert all(len(d) == 3 * TRIPLETS for d in draws)
     out["draws"] = np.array(draws, dtype=np.float32)
+    # The image coordinates of both triplet losses come from torch.linspace(0, 1, side); its float rounding decides
+    # exact distance ties (H20), so the Swift grid is checked against it bit for bit.
+    for s in range(2, 65):
+        out[f"linspace.{s}"] = torch.linspace(0, 1, s).numpy()
     out["losses"] = np.array(losses, dtype=np.float32)
     assert not any(np.isnan(v).any() for v in out.values())
     os.makedirs(a.out, exist_ok=True)
