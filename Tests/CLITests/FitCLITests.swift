@@ -109,6 +109,23 @@ import Testing
         #expect(try self.journal(b) == self.journal(a))
     }
 
+    /// --eval-data: PCK@0.1 of the evaluation module after each published bundle, in train.jsonl.
+    @Test func evalDataLogsPCK() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("o")
+        let r = try run("spherecorr-train", fitArgs(out: out, cache: dir.appendingPathComponent("cache"),
+                                                    ["--epochs", "1", "--views", "1", "--eval-data", Self.synth, "--eval-resolution", "56",
+                                                     "--weights", "vp=0", "--quiet"]))
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = try String(contentsOf: out.appendingPathComponent("train.jsonl"), encoding: .utf8)
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let pck = try #require(o["pck"] as? Double), weighted = try #require(o["pck_weighted"] as? Double)
+        #expect((0...1).contains(pck) && (0...1).contains(weighted) && pck > 0)
+        let bundle = try SphereBundle.load(path: out.appendingPathComponent("sphere-e000001.safetensors").path)
+        #expect(bundle.metadata["train.weights"]?.contains("vp=0.0") == true)
+    }
+
     @Test func badDataAndBackboneAreNamed() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
