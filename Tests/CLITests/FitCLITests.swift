@@ -73,8 +73,10 @@ import Testing
         #expect(again.status != 0 && again.stderr.contains("--resume"))
     }
 
-    /// SIGTERM from outside (the process gets it while training), then --resume: the bundle of an uninterrupted run.
-    @Test func sigtermThenResumeGivesTheSameBundle() throws {
+    /// SIGTERM (stops at the next batch, state saved) or SIGKILL (the last epoch-end state is all there is) from
+    /// outside while training, then --resume: the bundle and log of an uninterrupted run.
+    @Test(arguments: [SIGTERM, SIGKILL])
+    func signalThenResumeGivesTheSameBundle(_ sig: Int32) throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let cache = dir.appendingPathComponent("cache")
@@ -96,12 +98,14 @@ import Testing
         let journal = b.appendingPathComponent("train.jsonl")
         let deadline = Date().addingTimeInterval(300)
         while !FileManager.default.fileExists(atPath: journal.path) && p.isRunning && Date() < deadline { usleep(20_000) }
-        kill(p.processIdentifier, SIGTERM)
+        kill(p.processIdentifier, sig)
         p.waitUntilExit()
         if p.terminationStatus == 0 {
-            print("the run finished before SIGTERM arrived; resume is then a no-op")
+            print("the run finished before signal \(sig) arrived; resume is then a no-op")
+        } else if sig == SIGTERM {
+            #expect(p.terminationStatus == 143 && p.terminationReason == .exit, "exit \(p.terminationStatus)")
         } else {
-            #expect(p.terminationStatus == 143, "exit \(p.terminationStatus)")
+            #expect(p.terminationStatus == SIGKILL && p.terminationReason == .uncaughtSignal)
         }
         let r2 = try run("spherecorr-train", fitArgs(out: b, cache: cache, extra + ["--resume"]))
         #expect(r2.status == 0, "\(r2.stderr)")
