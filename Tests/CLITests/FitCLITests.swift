@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import SphereMap
 import TensorFiles
 import Testing
@@ -128,6 +129,42 @@ import Testing
         #expect((0...1).contains(pck) && (0...1).contains(weighted) && pck > 0)
         let bundle = try SphereBundle.load(path: out.appendingPathComponent("sphere-e000001.safetensors").path)
         #expect(bundle.metadata["train.weights"]?.contains("vp=0.0") == true)
+    }
+
+    /// --fcars: Freiburg Cars layout (images/, annotations/, instance_masks/), one condition, azimuth bins.
+    @Test func freiburgCars() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fm = FileManager.default
+        let root = dir.appendingPathComponent("fcars")
+        let jpegs = try fm.contentsOfDirectory(atPath: Self.synth + "/JPEGImages/car").sorted().prefix(6)
+        try fm.createDirectory(at: root.appendingPathComponent("annotations"), withIntermediateDirectories: true)
+        var annot = ""
+        for d in ["images/car_003", "instance_masks/car_003"] { try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true) }
+        for (i, j) in jpegs.enumerated() {
+            try Data(contentsOf: URL(fileURLWithPath: Self.synth + "/JPEGImages/car/" + j)).write(to: root.appendingPathComponent("images/car_003/" + j))
+            // The Segmentation PNG (0 / 7) is not an L > 127 mask: brighten it as a Mask R-CNN mask would be stored.
+            let png = try Data(contentsOf: URL(fileURLWithPath: Self.synth + "/Segmentation/car/" + j.dropLast(4) + ".png"))
+            try png.write(to: root.appendingPathComponent("instance_masks/car_003/" + j))
+            annot += "car_003/\(j) 1 1 10 10 \(i * 60)\n"
+        }
+        try Data(annot.utf8).write(to: root.appendingPathComponent("annotations/3_annot.txt"))
+        let args = ["fit", "--fcars", root.path, "--backbone", Self.backbone, "--resolution", "56", "--batch-size", "4", "--epochs", "1",
+                    "--vp-bins", "4", "--threads", "2", "--quiet"]
+        // Those masks are dark (values 0/7): every one is empty under the reference's L > 0.5 rule, and says so.
+        let r = try run("spherecorr-train", args + ["--out", dir.appendingPathComponent("o1").path])
+        #expect(r.status != 0 && r.stderr.contains("instance_masks/car_003/") && r.stderr.contains("no object pixel"), "\(r.stderr)")
+        // Stored as a Mask R-CNN mask would be (object 255): trains, one condition.
+        for j in jpegs {
+            let u = root.appendingPathComponent("instance_masks/car_003/" + j)
+            var img = try decodeImage(contentsOf: u)
+            for i in img.pixels.indices where img.pixels[i] != 0 { img.pixels[i] = 255 }
+            try Data(encodePNG(img)).write(to: u)
+        }
+        let ok = try run("spherecorr-train", args + ["--out", dir.appendingPathComponent("o2").path])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let b = try SphereBundle.load(path: dir.appendingPathComponent("o2/sphere-e000001.safetensors").path)
+        #expect(b.categories == ["car"])
     }
 
     @Test func badDataAndBackboneAreNamed() throws {
