@@ -1,4 +1,4 @@
-# spherecorr-server image: `docker build -t spherecorr .` then
+# SphereCorr image (spherecorr-server, and spherecorr-train for Jobs): `docker build -t spherecorr .` then
 #   docker run -p 8080:8080 -v "$PWD/bundles:/bundles:ro" -v "$PWD/weights:/weights:ro" \
 #     spherecorr --backbone /weights/dinov2-base
 # Without --backbone it serves the built-in demo model (random weights; /v1/info and X-Model-Version say so).
@@ -18,11 +18,16 @@ WORKDIR /src
 COPY Package.* ./
 RUN swift package resolve
 COPY . .
+# Both executables: the same image runs the server (the entrypoint) and the trainer or evaluator as a Job
+# (deploy/kubernetes/train-job.yaml: command /app/spherecorr-train).
 RUN swift build -c release --static-swift-stdlib --product spherecorr-server \
+ && swift build -c release --static-swift-stdlib --product spherecorr-train \
  && mkdir -p /staging \
- && cp "$(swift build -c release --static-swift-stdlib --show-bin-path)/spherecorr-server" /staging/ \
+ && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
+ && cp "$bin/spherecorr-server" /staging/ \
+ && cp "$bin/spherecorr-train" /staging/ \
  && cp /usr/libexec/swift/linux/swift-backtrace-static /staging/ \
- && strip /staging/spherecorr-server
+ && strip /staging/spherecorr-server /staging/spherecorr-train
 
 # ---------------------------------------------------------------- runtime stage
 FROM ${RUNTIME_IMAGE} AS runtime

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test test-parity bench bench-eval bench-service bench-http fuzz clean
+.PHONY: deps build release test bench bench-eval bench-service bench-http bench-train fuzz clean
 
 deps:
 	@scripts/install-deps
@@ -35,6 +35,11 @@ bench-eval: release
 ## 1/4/16, resident memory after 100 vs 1,000 requests (random ViT-S/B weights, loopback; ~40 min on 2 cores).
 bench-service: release
 	scripts/bench-service $(BENCH_SERVICE_ARGS)
+
+## Training-step benchmark: one optimiser step (losses, backward, Adam) at batch 8 and 64, foreground 0.5, beside the
+## same step of the paper's code in PyTorch fp32, alternating rounds; prints the step-time and peak-memory ratios.
+bench-train: release
+	scripts/bench-train $(BENCH_TRAIN_ARGS)
 
 ## HTTP/1.1 server benchmark: our /livez beside Hummingbird 2 and nginx (wrk on loopback, BENCH_DURATION default 10s).
 bench-http: deps

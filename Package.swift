@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way: C shims → Kernels/TensorFiles/Imaging → DINOv2 → executables.
+// Dependencies point one way: C shims → Runtime → Kernels/TensorFiles/Imaging → DINOv2 → executables.
 // HTTP1 knows nothing of the model.
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -31,14 +31,17 @@ let package = Package(
         // Hand-written AVX2/FMA kernels (fused attention, activations), chosen at run time by CPU features.
         // -O2 in debug builds too: unoptimised, they would make every test that runs a model crawl.
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        // The process, not the numerics: stderr logging, /proc readers, timing, the malloc arena cap, OpenBLAS core
+        // detection and the re-exec that fixes it.
+        .target(name: "Runtime", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         // Numerics: plain functions over buffers; no model knowledge.
-        .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL", "CKernels"], swiftSettings: swiftSettings),
+        .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL", "CKernels", "Runtime"], swiftSettings: swiftSettings),
         // safetensors and .npy files, read and written.
         .target(name: "TensorFiles", swiftSettings: swiftSettings),
         // setjmp/longjmp guards so libjpeg/libpng errors return instead of exiting (Swift cannot setjmp).
         .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"]),
         // Image decoding (Pillow-exact) and the resamplers of SPEC §2.
-        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG", "CImageShims", "Kernels"], swiftSettings: swiftSettings),
+        .target(name: "Imaging", dependencies: ["CJPEG", "CPNG", "CImageShims"], swiftSettings: swiftSettings),
         // The DINOv2 vision transformer: config, weights by checkpoint name, forward pass.
         .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // The spherical mapper f_S and prototypes S_Z (SPEC §3), sphere bundles.
@@ -51,15 +54,15 @@ let package = Package(
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
         .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
         // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
-        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2",
+        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2", "Runtime",
                                                     "SphereMap", "TensorFiles", "Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
-        .target(name: "Correspondence", dependencies: ["Kernels"], swiftSettings: swiftSettings),
+        .target(name: "Correspondence", dependencies: ["Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
         .target(name: "Visualization", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
         .target(name: "Evaluation", dependencies: ["SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
-                                                   "Kernels", "Visualization"], swiftSettings: swiftSettings),
+                                                   "Kernels", "Runtime", "Visualization"], swiftSettings: swiftSettings),
         // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
         // Sockets, connections, router, problem+json, graceful shutdown. Knows nothing of the model.
@@ -70,7 +73,7 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "DINOv2", "SphereMap", "Imaging", "Correspondence", "TensorFiles", "Kernels", "HTTPServer", "HTTP1", "Visualization",
+                "DINOv2", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "Runtime", "HTTPServer", "HTTP1", "Visualization",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -79,33 +82,38 @@ let package = Package(
 
         .executableTarget(
             name: "spherecorr-server",
-            dependencies: ["Service", "Kernels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Service", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData", "TrainingRun",
+                "DINOv2", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData",
+                "TrainingRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
 
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels"], swiftSettings: swiftSettings),
+        // What every test suite shares: one `expectClose` that says where and by how much.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: swiftSettings),
+        .testTarget(name: "TestSupportTests", dependencies: ["TestSupport"], swiftSettings: swiftSettings),
+        .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: swiftSettings),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Runtime"], swiftSettings: swiftSettings),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
-        .testTarget(name: "ImagingTests", dependencies: ["Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
-        .testTarget(name: "DINOv2Tests", dependencies: ["DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "ImagingTests", dependencies: ["TestSupport", "Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "DINOv2Tests", dependencies: ["TestSupport", "DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
-        .testTarget(name: "SphereMapTests", dependencies: ["SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
+        .testTarget(name: "SphereMapTests", dependencies: ["TestSupport", "SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SphereMap", "TensorFiles", "Kernels"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingDataTests", dependencies: ["TrainingData", "SPair", "Imaging", "TensorFiles", "DINOv2", "Kernels"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "CorrespondenceTests", dependencies: ["Correspondence", "TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "CorrespondenceTests", dependencies: ["TestSupport", "Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
         .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap", "Imaging"], swiftSettings: swiftSettings),
     ]

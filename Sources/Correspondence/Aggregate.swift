@@ -12,27 +12,29 @@
 // Categories without a score (no keypoint evaluated, nothing emitted) are left out of both
 // means; the reference would print NaN there.
 
-/// The 18 SPair-71k categories in the reference's order and their test-pair counts (the
-/// reference's `weights_spair`, which sum to 12 234).
-package let spairTestCategoryPairCounts: [(category: String, pairs: Int)] = [
-    ("aeroplane", 690), ("bicycle", 650), ("bird", 702), ("boat", 702), ("bottle", 870), ("bus", 644),
-    ("car", 564), ("cat", 600), ("chair", 646), ("cow", 640), ("dog", 600), ("horse", 600),
-    ("motorbike", 702), ("person", 650), ("pottedplant", 862), ("sheep", 664), ("train", 756), ("tvmonitor", 692),
-]
-
-/// How categories are weighted in the "weighted" aggregate.
-package enum CategoryWeighting: String, Sendable, Equatable {
-    /// The reference's fixed SPair test-pair counts (only for the 18 SPair categories).
-    case spairTestPairCounts
+/// How categories are weighted in the "weighted" aggregate. The fixed weights are a parameter: the SPair
+/// module owns the reference's list (`SPairCategories.testPairCounts`).
+package enum CategoryWeighting: Sendable, Equatable {
+    /// Fixed weights by category, under a name the report prints (the reference's SPair test-pair counts).
+    case fixed(name: String, weights: [String: Double])
     /// Pairs evaluated per category.
     case pairCounts
     /// Every category 1 (the reference with `--SAMPLE n`).
     case uniform
 
-    /// `spairTestPairCounts` when the categories are exactly the 18 SPair ones, else `pairCounts`.
-    package static func automatic(for categories: [String]) -> CategoryWeighting {
-        Set(categories) == Set(spairTestCategoryPairCounts.map(\.category)) && categories.count == spairTestCategoryPairCounts.count
-            ? .spairTestPairCounts : .pairCounts
+    /// The name reports print.
+    package var name: String {
+        switch self {
+        case let .fixed(name, _): name
+        case .pairCounts: "pairCounts"
+        case .uniform: "uniform"
+        }
+    }
+
+    /// `fixed` when the categories are exactly its keys, else `pairCounts`.
+    package static func automatic(for categories: [String], fixed: CategoryWeighting) -> CategoryWeighting {
+        guard case let .fixed(_, weights) = fixed else { return fixed }
+        return Set(categories) == Set(weights.keys) && categories.count == weights.count ? fixed : .pairCounts
     }
 }
 
@@ -65,7 +67,7 @@ package enum Aggregation {
         switch weighting {
         case .uniform: 1
         case .pairCounts: Double(score.pairs)
-        case .spairTestPairCounts: spairTestCategoryPairCounts.first { $0.category == score.category }.map { Double($0.pairs) }
+        case let .fixed(_, weights): weights[score.category]
         }
     }
 

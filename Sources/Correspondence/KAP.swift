@@ -20,6 +20,8 @@
 // is constant normalises to 0 (the reference gets 0/0 = NaN and scikit-learn then raises); a row
 // whose negative set is empty emits only its positive (torch raises on an empty `max()`).
 
+import Imaging
+
 /// The reference's KAP α values (the same as PCK's).
 package let defaultKAPAlphas: [Float] = [0.1, 0.05, 0.01]
 

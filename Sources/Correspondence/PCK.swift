@@ -10,6 +10,8 @@
 // Inputs are keypoint matrices `[n, 3]` (x, y, vis) already in the R×R letterbox frame, as the
 // SPair module produces them, and thr_p = target bbox max side × R / max(W_t, H_t).
 
+import Imaging
+
 /// The reference's α values for SPair-71k.
 package let defaultPCKAlphas: [Float] = [0.1, 0.05, 0.01]
 

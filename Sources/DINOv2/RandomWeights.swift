@@ -1,4 +1,7 @@
 import Kernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Deterministic random weights of a config's real shapes, built in memory (benchmarks, the demo model).
 /// Scales keep activations O(1) through any depth: N(0, 0.02) matrices, LayerScale 0.1, unit LayerNorms.
@@ -26,7 +29,3 @@ extension DinoVisionTransformer {
         return try! DinoVisionTransformer(config: config, reader: reader, source: source ?? "random(seed: \(seed))")
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

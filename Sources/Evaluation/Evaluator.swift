@@ -3,6 +3,7 @@ import DINOv2
 import Foundation
 import Imaging
 import Kernels
+import Runtime
 import SPair
 import SphereMap
 
@@ -78,9 +79,7 @@ package final class Evaluator {
     var log: (String) -> Void = { logToStderr($0) }
 
     package init(options: EvaluationOptions, backbone: DinoVisionTransformer, backboneKey: String, bundle: SphereBundle?) throws {
-        guard options.resolution % 14 == 0, options.resolution >= 14 else {
-            throw EvaluationError.config("--resolution must be a positive multiple of 14; got \(options.resolution)")
-        }
+        if let why = PatchGrid.invalidReason(resolution: options.resolution) { throw EvaluationError.config("--resolution \(why)") }
         if options.alphas.contains(where: { $0 > 0 }) && bundle == nil {
             throw EvaluationError.config("alpha > 0 blends in the sphere similarity and needs --bundle")
         }
@@ -177,8 +176,7 @@ package final class Evaluator {
                                                             kap: options.metric.kap ? kap[a].scores : nil))
             }
         }
-        progress.finish()
-        var weighting = CategoryWeighting.automatic(for: categories)
+        var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
         if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
@@ -207,10 +205,15 @@ struct Progress {
                    String(repeating: ".", count: width - filled), done, total, Double(done) / max(elapsed, 1e-9), format(eta), note))
     }
 
-    func finish() {}
-
     func format(_ s: Double) -> String {
         let t = Int(s.rounded())
         return t >= 3600 ? String(format: "%dh%02dm", t / 3600, t % 3600 / 60) : String(format: "%dm%02ds", t / 60, t % 60)
+    }
+}
+
+extension CategoryWeighting {
+    /// The reference's "Weighted" line: SPair-71k test-pair counts (SPEC §6.2, H27).
+    package static var spairTestPairCounts: CategoryWeighting {
+        .fixed(name: "spairTestPairCounts", weights: SPairCategories.testPairCountByName.mapValues(Double.init))
     }
 }

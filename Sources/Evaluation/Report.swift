@@ -6,7 +6,7 @@ import Foundation
 package enum Report {
     package static func json(_ r: EvaluationResult, config: [String: Any]) -> [String: Any] {
         var cfg = config
-        cfg["weighting"] = r.weighting.rawValue
+        cfg["weighting"] = r.weighting.name
         cfg["pairs_evaluated"] = r.pairsEvaluated
         cfg["pairs_skipped"] = r.skipped.count
         func table(_ run: AlphaRun, _ pick: (CategoryResult) -> [Double]?) -> [String: Any] {
@@ -60,7 +60,7 @@ package enum Report {
         var out = "# \(title)\n\n"
         out += "Backbone: \(r.backbone); bundle: \(r.bundle ?? "none"); \(r.pairsEvaluated) pairs"
         out += r.skipped.isEmpty ? "" : ", \(r.skipped.count) invalid pairs skipped"
-        out += "; weighted average: \(r.weighting.rawValue).\n\n"
+        out += "; weighted average: \(r.weighting.name).\n\n"
         let cats = r.runs.first?.categories.map(\.category) ?? []
         func method(_ a: Double) -> String {
             a == 0 ? "DINOv2 (α = 0)" : (a == 1 ? "sphere only (α = 1)" : "DINOv2 + sphere (α = \(trim(a)))")

@@ -45,14 +45,37 @@ package struct MediaType: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses a Content-Type value; nil if it is malformed.
     package init?(parsing value: String) {
+        guard case .success(let m) = MediaType.parse(value) else { return nil }
+        self = m
+    }
+
+    /// Parses a Content-Type value, or says what is wrong with it (without echoing it: the reason is
+    /// safe to put in a problem body whatever the client sent).
+    package static func parse(_ value: String) -> Result<MediaType, MediaTypeError> {
         var scanner = ParameterScanner(Array(value.utf8))
         scanner.skipOWS()
-        guard let type = scanner.token(), scanner.consume(UInt8(ascii: "/")), let subtype = scanner.token() else {
-            return nil
+        if scanner.atEnd { return .failure(MediaTypeError("it is empty")) }
+        guard let type = scanner.token() else {
+            return .failure(MediaTypeError("it does not start with a type token (expected type/subtype)"))
         }
-        guard let parameters = scanner.parameters() else { return nil }
-        self.init(type: type.lowercased(), subtype: subtype.lowercased(), parameters: parameters)
+        guard scanner.consume(UInt8(ascii: "/")) else {
+            return .failure(MediaTypeError("'/' and a subtype must follow the type (expected type/subtype)"))
+        }
+        guard let subtype = scanner.token() else {
+            return .failure(MediaTypeError("the subtype after '/' is missing or not a token"))
+        }
+        switch scanner.parametersOrReason() {
+        case .failure(let e): return .failure(e)
+        case .success(let parameters):
+            return .success(MediaType(type: type.lowercased(), subtype: subtype.lowercased(), parameters: parameters))
+        }
     }
+}
+
+/// Why a media type did not parse: a short phrase completing "the Content-Type is malformed: …".
+package struct MediaTypeError: Error, Hashable, Sendable {
+    package var reason: String
+    package init(_ reason: String) { self.reason = reason }
 }
 
 private func quoteIfNeeded(_ s: String) -> String {
@@ -113,26 +136,44 @@ struct ParameterScanner {
 
     /// The parameter list up to the end; nil if malformed or if a name repeats.
     mutating func parameters() -> [(name: String, value: String)]? {
+        try? parametersOrReason().get()
+    }
+
+    /// The parameter list up to the end, or what is wrong with it.
+    mutating func parametersOrReason() -> Result<[(name: String, value: String)], MediaTypeError> {
         var out: [(name: String, value: String)] = []
         while true {
             skipOWS()
-            if atEnd { return out }
-            guard consume(UInt8(ascii: ";")) else { return nil }
+            if atEnd { return .success(out) }
+            guard consume(UInt8(ascii: ";")) else {
+                return .failure(MediaTypeError("expected ';' before a parameter at byte \(index + 1)"))
+            }
             skipOWS()
-            if atEnd { return out }
+            if atEnd { return .success(out) }
             // Empty parameters ("a/b;;c=d") are allowed by the grammar.
             if index < bytes.count, bytes[index] == UInt8(ascii: ";") { continue }
-            guard let name = token(), consume(UInt8(ascii: "=")) else { return nil }
-            let value: String
-            if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
-                guard let q = quotedString() else { return nil }
-                value = q
-            } else {
-                guard let t = token() else { return nil }
-                value = t
+            guard let name = token() else {
+                return .failure(MediaTypeError("a parameter name is missing or not a token at byte \(index + 1)"))
             }
             let lower = name.lowercased()
-            if out.contains(where: { $0.name == lower }) { return nil }
+            guard consume(UInt8(ascii: "=")) else {
+                return .failure(MediaTypeError("parameter '\(lower.truncatedForEcho)' has no '=value'"))
+            }
+            let value: String
+            if index < bytes.count, bytes[index] == UInt8(ascii: "\"") {
+                guard let q = quotedString() else {
+                    return .failure(MediaTypeError("the quoted value of parameter '\(lower.truncatedForEcho)' is malformed or unterminated"))
+                }
+                value = q
+            } else {
+                guard let t = token() else {
+                    return .failure(MediaTypeError("parameter '\(lower.truncatedForEcho)' has an empty or non-token value (quote it)"))
+                }
+                value = t
+            }
+            if out.contains(where: { $0.name == lower }) {
+                return .failure(MediaTypeError("parameter '\(lower.truncatedForEcho)' is given twice"))
+            }
             out.append((lower, value))
         }
     }

@@ -27,6 +27,9 @@ package struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
         case missingHost = "missing_host"
         case duplicateHost = "duplicate_host"
         case invalidHost = "invalid_host"
+        // 400: a field that allows one value given twice (RFC 9110 §5.3: Authorization, Content-Type,
+        // Expect); a proxy in front may have acted on the other one.
+        case duplicateField = "duplicate_field"
         // 400: chunked body (RFC 9112 §7.1)
         case badChunkSize = "bad_chunk_size"
         case badChunkExtension = "bad_chunk_extension"

@@ -73,6 +73,8 @@ package struct RequestParser: Sendable {
     private var connectionUpgrade = false
     private var sawUpgrade = false
     private var sawExpect = false
+    private var sawAuthorization = false
+    private var sawContentType = false
     private var expectsOnlyContinue = true
     private var inTrailers = false
     private var trailerBytes = 0
@@ -809,8 +811,18 @@ package struct RequestParser: Sendable {
             }
         } else if equalsLowercase(nameBytes, "upgrade") {
             sawUpgrade = true
+        } else if equalsLowercase(nameBytes, "authorization") {
+            // RFC 9110 §11.6.2: one credentials value; two could authorize with one and log the other.
+            if sawAuthorization { return fail(.duplicateField, "more than one Authorization") }
+            sawAuthorization = true
+        } else if equalsLowercase(nameBytes, "content-type") {
+            // RFC 9110 §8.3: a singleton; "first wins" here and "last wins" in a proxy read different bodies.
+            if sawContentType { return fail(.duplicateField, "more than one Content-Type") }
+            sawContentType = true
         } else if equalsLowercase(nameBytes, "expect") {
-            // RFC 9110 §10.1.1: Expect = #expectation; only 100-continue is defined.
+            // RFC 9110 §10.1.1: Expect = #expectation; only 100-continue is defined. Sent in one field line:
+            // a repeated line is refused so that no two readers disagree about whether to send 100.
+            if sawExpect { return fail(.duplicateField, "more than one Expect") }
             sawExpect = true
             var any = false
             for element in value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
@@ -929,6 +941,8 @@ package struct RequestParser: Sendable {
         connectionUpgrade = false
         sawUpgrade = false
         sawExpect = false
+        sawAuthorization = false
+        sawContentType = false
         expectsOnlyContinue = true
         inTrailers = false
         trailerBytes = 0

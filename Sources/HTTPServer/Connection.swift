@@ -284,6 +284,8 @@ final class Connection {
             answerEarly(.response(response, route: nil), hasClose: false)
         case .reject(let problem):
             path = Router.normalize(head.path)
+            // A route's own head check refused it: count the answer under that route.
+            route = path.flatMap { core.router.route(head.method, $0) }
             switch problem.status.code {
             case 413: core.observer?.requestRejected(.bodyTooLarge, status: 413, peer: peer)
             case 417: core.observer?.requestRejected(.expectationFailed, status: 417, peer: peer)

@@ -50,7 +50,7 @@ package struct HTTPError: Error, Hashable, Sendable, CustomStringConvertible {
 
     package static func methodNotAllowed(_ method: HTTPMethod, allow: [String]) -> HTTPError {
         HTTPError(status: .methodNotAllowed, code: "method_not_allowed",
-                  detail: "\(method.rawValue) is not allowed here; allowed: \(allow.joined(separator: ", "))",
+                  detail: "\(method.rawValue.truncatedForEcho) is not allowed here; allowed: \(allow.joined(separator: ", "))",
                   headers: HTTPHeaders([("Allow", allow.joined(separator: ", "))]))
     }
 
@@ -105,17 +105,17 @@ enum ProblemRenderer {
         json.member("type", typeBase + error.code)
         json.member("title", error.title)
         json.member("status", error.status.code)
-        json.member("detail", error.detail)
+        json.member("detail", Echo.truncate(error.detail, limit: Echo.maxDetailScalars))
         if let instance { json.member("instance", instance + "#" + requestID) }
         json.member("code", error.code)
         json.member("request_id", requestID)
         for key in error.extensions.keys.sorted() {
             switch error.extensions[key]! {
-            case .string(let s): json.member(key, s)
+            case .string(let s): json.member(key, Echo.truncate(s, limit: Echo.maxDetailScalars))
             case .int(let i): json.member(key, i)
             case .double(let d): json.member(key, d)
             case .bool(let b): json.member(key, b)
-            case .strings(let list): json.member(key, list)
+            case .strings(let list): json.member(key, list.prefix(64).map { Echo.truncate($0) })
             }
         }
         json.endObject()

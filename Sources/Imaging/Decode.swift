@@ -71,6 +71,55 @@ package func decodeImage(_ bytes: [UInt8], limits: DecodeLimits = DecodeLimits()
     try asImageError { try bytes.withUnsafeBytes { raw throws(ImageError) in try decodeImage(raw, limits: limits) } }
 }
 
+/// What decoding an image will hold in memory, read from its header alone (no pixel is decoded): the frame
+/// header of a JPEG (up to the first scan), the IHDR of a PNG.
+package struct ImageLayout: Sendable, Equatable {
+    package var format: ImageFormat
+    package var width: Int
+    package var height: Int
+    /// Samples per pixel as the decoder delivers them (PNG: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA, 1 palette;
+    /// JPEG: 1, 3 or 4 components).
+    package var channels: Int
+    /// Bits per sample (PNG: 1–16; JPEG: 8).
+    package var bitDepth: Int
+    /// A progressive JPEG: libjpeg keeps every DCT coefficient of the image until the last scan.
+    package var progressive: Bool
+
+    /// An upper bound of the bytes `decodeImage` holds at its peak: the samples as the library delivers them
+    /// (`decodePNG` / `decodeJPEG` `raw`, 16-bit samples at two bytes), the 8-bit RGB result, libjpeg's
+    /// whole-image coefficient buffer for a progressive JPEG (64 int16 per 8×8 block and component), and 1 MiB for
+    /// the libraries' own state (zlib window, row pointers, Huffman tables).
+    package var decodeBytes: Int {
+        let pixels = width * height
+        let samples = pixels * channels * (bitDepth > 8 ? 2 : 1)
+        var total = samples + pixels * 3 + height * MemoryLayout<UnsafeRawPointer>.stride + (1 << 20)
+        if format == .jpeg && progressive {
+            total += ((width + 7) / 8) * ((height + 7) / 8) * 64 * 2 * channels
+        }
+        return total
+    }
+}
+
+/// The layout of an image from its header, without decoding (see `ImageLayout`).
+package func probeImageLayout(_ bytes: UnsafeRawBufferPointer) throws(ImageError) -> ImageLayout {
+    switch try sniffFormat(bytes) {
+    case .jpeg:
+        let f = try JPEGMarkers.frameHeader(bytes)
+        return ImageLayout(format: .jpeg, width: f.header.width, height: f.header.height, channels: f.components, bitDepth: 8,
+                           progressive: f.progressive)
+    case .png:
+        let i = try PNGChunks.info(bytes)
+        let channels = [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][i.colorType] ?? 4
+        return ImageLayout(format: .png, width: i.header.width, height: i.header.height, channels: channels, bitDepth: i.bitDepth,
+                           progressive: false)
+    }
+}
+
+/// `probeImageLayout` over an array.
+package func probeImageLayout(_ bytes: [UInt8]) throws(ImageError) -> ImageLayout {
+    try asImageError { try bytes.withUnsafeBytes { raw throws(ImageError) in try probeImageLayout(raw) } }
+}
+
 /// `probeImage` over an array.
 package func probeImage(_ bytes: [UInt8]) throws(ImageError) -> ImageHeader {
     try asImageError { try bytes.withUnsafeBytes { raw throws(ImageError) in try probeImage(raw) } }
@@ -135,6 +184,7 @@ enum JPEGMarkers {
     struct Frame {
         var header: ImageHeader
         var components: Int
+        var progressive = false
     }
 
     private struct Component {
@@ -256,7 +306,8 @@ enum JPEGMarkers {
         // libjpeg-turbo upsamples by integral factors only ("Fractional sampling not implemented").
         let maxH = components.map(\.h).max()!, maxV = components.map(\.v).max()!
         guard components.allSatisfy({ maxH % $0.h == 0 && maxV % $0.v == 0 }) else { throw .unsupported("fractional chroma sampling") }
-        return (Frame(header: ImageHeader(format: .jpeg, width: width, height: height), components: count), components)
+        return (Frame(header: ImageHeader(format: .jpeg, width: width, height: height), components: count,
+                      progressive: [0xC2, 0xC6, 0xCA, 0xCE].contains(marker)), components)
     }
 
     /// Parses a DHT segment as libjpeg's get_dht does (fatal: bad index, more than 256 symbols,
@@ -415,6 +466,9 @@ enum PNGChunks {
         var colorType: Int
         var interlaced: Bool
     }
+
+    /// IHDR (signature already checked), without walking further.
+    static func info(_ b: UnsafeRawBufferPointer) throws(ImageError) -> Info { try ihdr(b) }
 
     /// The size from IHDR (signature already checked), without walking further.
     static func header(_ b: UnsafeRawBufferPointer) throws(ImageError) -> ImageHeader {

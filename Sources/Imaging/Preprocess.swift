@@ -10,9 +10,6 @@
 package let imageNetMean: (Float, Float, Float) = (Float(0.485 as Double), Float(0.456 as Double), Float(0.406 as Double))
 package let imageNetStd: (Float, Float, Float) = (Float(0.229 as Double), Float(0.224 as Double), Float(0.225 as Double))
 
-/// DINOv2 patch size.
-package let patchSize = 14
-
 /// Python `int(np.around(numerator / denominator))` for non-negative integers: the quotient is
 /// correctly rounded to Double (as Python's int/int true division), then rounded half to even.
 @inline(__always)
@@ -101,7 +98,7 @@ package struct KeypointTransform: Sendable, Equatable {
     package let offsetY: Int
 
     package init(imageWidth: Int, imageHeight: Int, resolution: Int) {
-        precondition(imageWidth > 0 && imageHeight > 0 && resolution > 0)
+        precondition(imageWidth > 0 && imageHeight > 0 && PatchGrid(resolution: resolution) != nil)
         self.resolution = resolution
         self.imageWidth = imageWidth
         self.imageHeight = imageHeight
@@ -118,8 +115,10 @@ package struct KeypointTransform: Sendable, Equatable {
         }
     }
 
+    /// The letterbox's patch grid (R a multiple of 14).
+    package var grid: PatchGrid { PatchGrid(side: gridSize) }
     /// Patches per side, G = R/14.
-    package var gridSize: Int { resolution / patchSize }
+    package var gridSize: Int { resolution / PatchGrid.patchSize }
 
     /// Original pixel coordinates → letterbox frame (`preprocess_kps_pad`): x·scale + offsetX,
     /// y·scale + offsetY in float32. Invisible keypoints become (0, 0) (`kps *= vis`).
@@ -138,15 +137,10 @@ package struct KeypointTransform: Sendable, Equatable {
     /// trunc(float32(G/R)·coord) in float32 (hazard H26), as numpy computes it. Coordinates are
     /// expected inside [0, R); the result is not clamped, as in the reference.
     package func patch(x: Float, y: Float) -> (column: Int, row: Int, index: Int) {
-        let factor = Float(Double(gridSize) / Double(resolution))
-        let column = Int(factor * x), row = Int(factor * y)  // astype(int32): truncation toward zero
-        return (column, row, gridSize * row + column)
+        let g = grid
+        return (g.cell(x), g.cell(y), g.rawIndex(x: x, y: y))
     }
 
-    /// Centre of a patch in the letterbox frame: (14·column + 6.5, 14·row + 6.5), the PCK
-    /// back-projection `(p − 1)·14 + 14 + 14//2 − 0.5`.
-    package func patchCentre(index: Int) -> (x: Float, y: Float) {
-        let g = gridSize
-        return (Float(patchSize * (index % g)) + 6.5, Float(patchSize * (index / g)) + 6.5)
-    }
+    /// Centre of a patch in the letterbox frame (`PatchGrid.centre`).
+    package func patchCentre(index: Int) -> (x: Float, y: Float) { grid.centre(of: index) }
 }

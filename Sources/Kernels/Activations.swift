@@ -3,6 +3,9 @@
 // (|error| < 1.5e-7), the same approximation PyTorch's vectorised CPU erf uses for exact GELU.
 
 import CKernels
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package typealias F8 = SIMD8<Float>
 
@@ -74,10 +77,6 @@ package func swigluForward(_ out: UnsafeMutablePointer<Float>, _ u: UnsafePointe
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Backward of exact GELU: d[j] ← d[j] · gelu'(x[j]), gelu'(x) = Φ(x) + x·φ(x) = 0.5·(1 + erf(x/√2)) + x·e^(−x²/2)/√(2π).
 /// x is the pre-activation the forward received.   d, x: [n]

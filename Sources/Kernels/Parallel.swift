@@ -9,7 +9,7 @@ package struct Shared<T>: @unchecked Sendable {
 }
 
 /// The single threading owner of the engine: our Dispatch workers. BLAS libraries are pinned to one
-/// thread (see `GEMM.configure`), and each worker calls them on its own slab of rows.
+/// thread (`GEMM.pinLibraryThreads`), and each worker calls them on its own slab of rows.
 package enum Parallel {
     nonisolated(unsafe) private static var _workers = 1
     private static let lock = DispatchQueue(label: "spherecorr.parallel.config")

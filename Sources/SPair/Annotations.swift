@@ -41,6 +41,8 @@ package enum SPairCategories {
         "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor",
     ]
     package static let testPairCounts = [690, 650, 702, 702, 870, 644, 564, 600, 646, 640, 600, 600, 702, 650, 862, 664, 756, 692]
+    /// `testPairCounts` by category name (the reference's `weights_spair`, summing to 12 234).
+    package static var testPairCountByName: [String: Int] { Dictionary(uniqueKeysWithValues: zip(all, testPairCounts)) }
 
     /// Condition index of the sphere mapper (`cat_dict`), nil for a category outside the 18.
     package static func index(of category: String) -> Int? { all.firstIndex(of: category) }

@@ -4,6 +4,7 @@ import HTTP1
 import HTTPServer
 import Imaging
 import Kernels
+import Runtime
 import SphereMap
 import Visualization
 
@@ -41,12 +42,71 @@ struct Endpoints: Sendable {
         }
     }
 
+    // MARK: Checks on the head (also run as the routes' head checks: refused before 100 Continue). The order is the
+    // handlers': query, Accept, Content-Type, then readiness.
+
+    var featuresQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck] }
+    var sphereMapQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck, "box": Endpoints.boxCheck] }
+    var matchQuery: Inputs.QuerySpec { ["resolution": resolutionCheck] }
+
+    var resolutionCheck: @Sendable (String) -> String? {
+        { [pipeline] v in (try? pipeline.resolution(v)) == nil
+            ? "resolution must be a multiple of 14 between 14 and \(pipeline.limits.maxResolution); got '\(v.truncatedForEcho)'" : nil }
+    }
+
+    static let encodingCheck: @Sendable (String) -> String? = { v in
+        ["base64", "array"].contains(v) ? nil : "encoding must be 'base64' or 'array'; got '\(v.truncatedForEcho)'"
+    }
+
+    /// x1,y1,x2,y2: four decimal integers, nothing else (the range is checked against the image later).
+    static let boxCheck: @Sendable (String) -> String? = { v in
+        let fields = v.split(separator: ",", omittingEmptySubsequences: false)
+        let ok = fields.count == 4 && fields.allSatisfy { !$0.isEmpty && $0.count <= 9 && $0.utf8.allSatisfy { (0x30...0x39).contains($0) } }
+        return ok ? nil : "box must be x1,y1,x2,y2: four non-negative integers separated by commas; got '\(v.truncatedForEcho)'"
+    }
+
+    static func query(_ head: RequestHead) -> [QueryItem] { head.query.map(QueryItem.parse) ?? [] }
+
+    func featuresHead(_ head: RequestHead) throws -> TensorFormat {
+        try Inputs.checkQuery(Endpoints.query(head), spec: featuresQuery)
+        let format = try negotiate(head, offered: [.npy, .safetensors, .raw, .json])
+        _ = try Inputs.contentType(head, rawAllowed: true)
+        _ = try snapshot()
+        return format
+    }
+
+    func sphereMapHead(_ head: RequestHead) throws -> TensorFormat {
+        let query = Endpoints.query(head)
+        try Inputs.checkQuery(query, spec: sphereMapQuery)
+        let format = try negotiate(head, offered: [.json, .npy, .safetensors, .raw, .png])
+        if format != .png, query.contains(where: { $0.name == "box" }) {
+            throw Inputs.invalid("/box", "'box' applies to Accept: image/png only")
+        }
+        _ = try Inputs.contentType(head, rawAllowed: true)
+        _ = try snapshot()
+        return format
+    }
+
+    func matchHead(_ head: RequestHead) throws -> TensorFormat {
+        try Inputs.checkQuery(Endpoints.query(head), spec: matchQuery)
+        let format = try negotiate(head, offered: [.json, .png])
+        _ = try Inputs.contentType(head, rawAllowed: false)
+        _ = try snapshot()
+        return format
+    }
+
+    /// A head check for the router from one of the above.
+    static func headCheck(_ check: @escaping @Sendable (RequestHead) throws -> TensorFormat) -> HeadCheck {
+        { head in
+            do { _ = try check(head); return nil } catch let e as HTTPError { return e } catch { return .internalError() }
+        }
+    }
+
     // MARK: /v1/features
 
     func features(_ request: Request) throws -> Response {
         try counted {
-            try Inputs.checkQuery(request, allowed: ["resolution", "encoding"])
-            let format = try negotiate(request, offered: [.npy, .safetensors, .raw, .json])
+            let format = try featuresHead(request.head)
             let (upload, _) = try singleImage(request)
             let r = try pipeline.resolution(request.query("resolution"))
             let snap = try snapshot()
@@ -64,8 +124,7 @@ struct Endpoints: Sendable {
 
     func sphereMap(_ request: Request) throws -> Response {
         try counted {
-            try Inputs.checkQuery(request, allowed: ["resolution", "encoding", "box"])
-            let format = try negotiate(request, offered: [.json, .npy, .safetensors, .raw, .png])
+            let format = try sphereMapHead(request.head)
             let (upload, _) = try singleImage(request)
             let r = try pipeline.resolution(request.query("resolution"))
             let snap = try snapshot()
@@ -76,12 +135,13 @@ struct Endpoints: Sendable {
             metrics.recordCache(pipeline.cache, hits: img.cached ? 1 : 0, misses: img.cached ? 0 : 1)
             if format == .png {
                 let box = try parseBox(request.query("box"), width: img.width, height: img.height)
-                let png = encodePNG(Rendering.sphereMap(sphere: sphere.pointer, transform: img.transform, box: box))
+                // Drawn from the patch grid alone (no pixels needed), at most --max-render-side on its long side.
+                let scale = pipeline.renderScale(width: img.width, height: img.height)
+                let png = encodePNG(Rendering.sphereMap(sphere: sphere.pointer, transform: img.transform, box: box, scale: scale))
                 var h = commonHeaders(snap, img, times)
                 h.append(name: "Content-Type", value: "image/png")
                 return Response(status: .ok, headers: h, body: png)
             }
-            if request.query("box") != nil { throw Inputs.invalid("/box", "'box' applies to Accept: image/png only") }
             let tensor = OutputTensor(name: "sphere", shape: [img.grid, img.grid, 3], values: sphere.array)
             return encoded([tensor], format: format, request: request, snapshot: snap, image: img, times: times)
         }
@@ -91,34 +151,39 @@ struct Endpoints: Sendable {
 
     func match(_ request: Request) throws -> Response {
         try counted {
-            try Inputs.checkQuery(request, allowed: ["resolution"])
-            let format = try negotiate(request, offered: [.json, .png])
+            let format = try matchHead(request.head)
             guard let parts = try Inputs.parts(request, limits: multipartLimits, rawAllowed: false) else {
                 throw HTTPError(status: .unsupportedMediaType, code: "unsupported_media_type", detail: "send multipart/form-data with parts 'source' and 'target'")
             }
             try Inputs.rejectUnknownParts(parts, allowed: ["source", "target", "points", "params"])
             let src = try Inputs.requiredPart(parts, "source"), trg = try Inputs.requiredPart(parts, "target")
-            let params = try Inputs.params(parts.first { $0.name == "params" },
+            let params = try Inputs.params(try Inputs.optionalPart(parts, "params"),
                                            allowed: ["alpha", "min_score", "max_matches", "restrict_to_image"])
             let alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
             let minScore = try Inputs.double(params, "min_score", default: 0.5, range: -1...1)
             let maxMatches = try Inputs.int(params, "max_matches", default: 1000, range: 1...100_000)
             let restrict = try Inputs.bool(params, "restrict_to_image", default: true)
-            let points = try parts.first { $0.name == "points" }.map { try Inputs.points($0, maxPoints: maxPoints) }
+            let points = try Inputs.optionalPart(parts, "points").map { try Inputs.points($0, maxPoints: maxPoints) }
             let r = try pipeline.resolution(request.query("resolution"))
             let snap = try snapshot()
             var times = StageTimes()
             let uploads = [Pipeline.upload(part: "source", bytes: src.body), Pipeline.upload(part: "target", bytes: trg.body)]
-            if let points {
+            let headers = uploads.map { try? probeImage($0.bytes) }
+            if let points, let header = headers[0] {
                 // Check the points against the source size before any inference.
-                let header = try? probeImage(src.body)
-                if let header {
-                    for (i, p) in points.enumerated() where !(p.0 >= 0 && p.1 >= 0 && p.0 < Double(header.width) && p.1 < Double(header.height)) {
-                        throw Inputs.invalid("/points/\(i)", "points[\(i)] = [\(p.0), \(p.1)] is outside the source image (\(header.width)×\(header.height); x in [0, \(header.width)), y in [0, \(header.height)))")
-                    }
+                for (i, p) in points.enumerated() where !(p.0 >= 0 && p.1 >= 0 && p.0 < Double(header.width) && p.1 < Double(header.height)) {
+                    throw Inputs.invalid("/points/\(i)", "points[\(i)] = [\(p.0), \(p.1)] is outside the source image (\(header.width)×\(header.height); x in [0, \(header.width)), y in [0, \(header.height)))")
                 }
             }
-            let images = try pipeline.embed(uploads, resolution: r, snapshot: snap, request: request, times: &times)
+            // A picture is drawn from pixels decoded in the same pass as the features, both images at one scale that
+            // keeps the side-by-side canvas within --max-render-side.
+            var thumbnails: [(width: Int, height: Int)?] = []
+            var scale = 1.0
+            if format == .png, let s = headers[0], let t = headers[1] {
+                scale = pipeline.renderScale(width: s.width + t.width, height: max(s.height, t.height))
+                thumbnails = [s, t].map { h in (max(1, Int((Double(h.width) * scale).rounded())), max(1, Int((Double(h.height) * scale).rounded()))) }
+            }
+            var images = try pipeline.embed(uploads, resolution: r, snapshot: snap, request: request, times: &times, thumbnails: thumbnails)
             let misses = images.filter { !$0.cached }.count
             metrics.recordCache(pipeline.cache, hits: 2 - misses, misses: misses)
             let spheres: [FloatStorage]? = alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
@@ -128,9 +193,12 @@ struct Endpoints: Sendable {
             times.match = Measure.now() - t0
             metrics.recordStages(times, images: misses)
             var h = commonHeaders(snap, nil, times)
-            if format == .png {
-                let s = try pipeline.decode(uploads[0]), t = try pipeline.decode(uploads[1])
-                let png = encodePNG(Rendering.matches(source: s, target: t, matches: matches.map { ($0.sx, $0.sy, $0.tx, $0.ty, $0.score) }))
+            if format == .png, let s = images[0].thumbnail, let t = images[1].thumbnail {
+                let png = encodePNG(Rendering.matches(source: s.image, target: t.image, matches: matches.map { ($0.sx, $0.sy, $0.tx, $0.ty, $0.score) },
+                                                      scale: scale))
+                // The drawing copies go back to the decode budget now, not when the response has been sent.
+                images[0].thumbnail = nil
+                images[1].thumbnail = nil
                 h.append(name: "Content-Type", value: "image/png")
                 return Response(status: .ok, headers: h, body: png)
             }
@@ -148,10 +216,10 @@ struct Endpoints: Sendable {
 
     // MARK: helpers
 
-    func negotiate(_ request: Request, offered: [TensorFormat]) throws -> TensorFormat {
-        guard let f = ContentNegotiation.choose(accept: request.headers["Accept"], offered: offered) else {
+    func negotiate(_ head: RequestHead, offered: [TensorFormat]) throws -> TensorFormat {
+        guard let f = ContentNegotiation.choose(accept: head.headers["Accept"], offered: offered) else {
             throw HTTPError(status: .notAcceptable, code: "not_acceptable", title: "Not acceptable",
-                            detail: "Accept '\(request.headers["Accept"] ?? "")' matches none of \(offered.map(\.rawValue).joined(separator: ", "))")
+                            detail: "Accept '\((head.headers["Accept"] ?? "").truncatedForEcho)' matches none of \(offered.map(\.rawValue).joined(separator: ", "))")
         }
         return f
     }

@@ -1,6 +1,32 @@
 import Foundation
 import Kernels
+import Runtime
 import Synchronization
+
+/// The bound of `--queue-size`, shared by everything a request can wait for: the decode budget and the inference
+/// executor. Waiting requests hold their bodies (up to `--max-body-bytes` each), so one bound covers both waits.
+package final class WaitingRoom: Sendable {
+    package let capacity: Int
+    private let count = Atomic<Int>(0)
+
+    package init(capacity: Int) { self.capacity = max(0, capacity) }
+
+    /// Requests waiting now, in either queue.
+    package var occupied: Int { count.load(ordering: .relaxed) }
+
+    /// Takes a place, or false when all `capacity` places are taken.
+    package func enter() -> Bool {
+        var current = count.load(ordering: .relaxed)
+        while current < capacity {
+            let (exchanged, original) = count.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    package func leave() { count.subtract(1, ordering: .acquiringAndReleasing) }
+}
 
 /// One inference at a time (the backbone already uses every core), behind a bounded FIFO queue.
 /// A request that cannot queue is refused at once (503 overloaded); one that waits past its deadline
@@ -26,8 +52,13 @@ package final class InferenceQueue: Sendable {
     private let state = Mutex(State())
     private let condition = NSCondition()
     package let maxQueue: Int
+    private let room: WaitingRoom
 
-    package init(maxQueue: Int) { self.maxQueue = max(0, maxQueue) }
+    /// `room`: the places shared with other queues (default: `maxQueue` places of this queue's own).
+    package init(maxQueue: Int, room: WaitingRoom? = nil) {
+        self.maxQueue = max(0, maxQueue)
+        self.room = room ?? WaitingRoom(capacity: maxQueue)
+    }
 
     package var depth: Int { state.withLock { $0.waiting } }
     package var inflight: Int { state.withLock { $0.running ? 1 : 0 } }
@@ -42,17 +73,20 @@ package final class InferenceQueue: Sendable {
     package func run<T>(deadline: ContinuousClock.Instant, isCancelled: @escaping () -> Bool,
                         _ work: () throws -> T) throws -> (wait: Double, value: T) {
         let t0 = Measure.now()
-        let admitted: Result<Int, Rejection> = state.withLock { s in
+        let admitted: Result<(ticket: Int, entered: Bool), Rejection> = state.withLock { s in
             if s.draining { return .failure(.draining) }
+            // Only a request that has to wait takes a place in the waiting room.
+            var entered = false
             if s.running || s.waiting > 0 {
-                if s.waiting >= maxQueue { return .failure(.overloaded(queued: s.waiting)) }
+                guard room.enter() else { return .failure(.overloaded(queued: s.waiting)) }
+                entered = true
             }
             let t = s.nextTicket
             s.nextTicket += 1
             s.waiting += 1
-            return .success(t)
+            return .success((t, entered))
         }
-        let ticket = try admitted.get()
+        let (ticket, entered) = try admitted.get()
         condition.lock()
         while true {
             let ready = state.withLock { s -> Bool in
@@ -67,6 +101,7 @@ package final class InferenceQueue: Sendable {
                     s.waiting -= 1
                     if s.serving == ticket { s.serving += 1 } else { s.abandoned.insert(ticket) }
                 }
+                if entered { room.leave() }
                 condition.broadcast()
                 condition.unlock()
                 throw stop
@@ -79,6 +114,7 @@ package final class InferenceQueue: Sendable {
             s.running = true
             s.waitEWMA = 0.8 * s.waitEWMA + 0.2 * waited
         }
+        if entered { room.leave() }
         condition.unlock()
         defer {
             state.withLock { s in s.running = false; s.serving += 1 }

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import Kernels
 import Logging
+import Runtime
 import SphereMap
 import TensorFiles
 import Synchronization

@@ -16,6 +16,21 @@ info:
     Limits (defaults; the live values are in `GET /v1/info`): request body 32 MiB, 16 MiB per image, 40 000 000
     pixels per image (checked from the header before decoding), 14-pixel minimum side, 10 000 points, 8 multipart
     parts; JPEG and PNG only (recognised by their magic bytes).
+
+    Decodes are admitted by memory: each image's decode cost (width × height × channels × bytes per sample, the
+    8-bit RGB result and the resizing buffers) is read from its header, and decodes run only while the bytes in
+    flight stay within `max_decode_bytes` (default: a quarter of the machine's memory). Over it a request waits
+    until its deadline (503 `deadline_exceeded`), or is refused at once when `inference_queue_size` requests are
+    already waiting, for the budget or for inference (503 `overloaded`); one image costing more than the whole budget is 413 `image_too_large` with
+    `"limit": "max_decode_bytes"`. PNG pictures are drawn from the same decode, at most `max_render_side_px`
+    (default 2048) on their longest side, aspect kept.
+
+    Input is read strictly: JSON parts are RFC 8259 UTF-8 (no byte order mark, no UTF-16/32, no trailing commas,
+    unique keys); a part (`source`, `target`, `points`, `params`, `image`) or a query parameter given twice is 422;
+    every query value must be in its documented set or syntax; a repeated `Authorization`, `Content-Type`,
+    `Content-Length`, `Host` or `Expect` header is 400. A request refused from its head (query, `Accept`,
+    `Content-Type`) gets its final answer instead of `100 Continue`. Client input quoted in an error is cut to 64
+    characters with an ellipsis.
     Errors are RFC 9457 `application/problem+json` with a stable `code`. Every response carries `X-Request-Id`
     and `X-Model-Version`; a 503 always carries `Retry-After`.
   x-limits:
@@ -25,6 +40,7 @@ info:
     min_image_side_px: 14
     max_points: 10000
     max_resolution: 1036
+    max_render_side_px: 2048
 servers:
   - url: http://localhost:8080
 tags:
@@ -78,7 +94,8 @@ paths:
       summary: Unit sphere vectors of one image, [G, G, 3] float32, or a picture of them.
       description: |
         normalize(f_S(features)), no mask. `Accept: image/png` returns the sphere map as colours ((s + 1)/2), at the
-        original image size; `?box=x1,y1,x2,y2` blacks out everything outside a foreground box.
+        original image size scaled down to at most `max_render_side_px` on its longest side (aspect kept);
+        `?box=x1,y1,x2,y2` blacks out everything outside a foreground box.
         Default response format: `application/json`.
       parameters:
         - $ref: '#/components/parameters/resolution'
@@ -86,8 +103,8 @@ paths:
         - name: box
           in: query
           required: false
-          description: Foreground box `x1,y1,x2,y2` in original pixels (Accept image/png only).
-          schema: { type: string, pattern: '^[0-9]+,[0-9]+,[0-9]+,[0-9]+$' }
+          description: Foreground box `x1,y1,x2,y2` in original pixels, four decimal integers (Accept image/png only).
+          schema: { type: string, pattern: '^[0-9]{1,9},[0-9]{1,9},[0-9]{1,9},[0-9]{1,9}$' }
       requestBody:
         $ref: '#/components/requestBodies/SingleImage'
       responses:
@@ -126,7 +143,10 @@ paths:
         Both images go through one batched backbone pass. The score of target patch j for a source patch is
         (1 − alpha)·cos(DINOv2) + alpha·cos(sphere) (SPEC §5; alpha 0.2 is the paper's method, 0 the DINOv2 baseline).
         With `points`: for each point in order, the best target point and its score. Without: dense mutual nearest
-        neighbours with score ≥ `min_score`, best first. `Accept: image/png` draws the matches.
+        neighbours with score ≥ `min_score`, best first. `Accept: image/png` draws the matches on the two images side
+        by side, from the pixels decoded for the features, scaled so that the picture is at most `max_render_side_px`
+        on its longest side. `points` (at most `max_points`, counted while reading) and `params` are JSON parts, each
+        at most once.
       parameters:
         - $ref: '#/components/parameters/resolution'
       requestBody:
@@ -327,7 +347,7 @@ components:
         application/problem+json:
           schema: { $ref: '#/components/schemas/Problem' }
     Unavailable:
-      description: Not ready, overloaded, past the queue deadline or draining.
+      description: Not ready, overloaded (the inference queue or the decode budget's queue is full), past the deadline while queued, or draining.
       headers:
         Retry-After: { $ref: '#/components/headers/Retry-After' }
         X-Request-Id: { $ref: '#/components/headers/X-Request-Id' }
@@ -354,7 +374,12 @@ components:
             headers_too_large, internal, not_implemented, overloaded, deadline_exceeded, model_not_ready, draining,
             version_not_supported, unauthorized and reload_failed (admin listener), …
         request_id: { type: string }
-        pointer: { type: string, description: JSON pointer to the offending part or parameter. }
+        pointer: { type: string, description: JSON pointer to the offending part or parameter (client names cut to 64 characters + "…"). }
+        parse_error: { type: string, description: 'The HTTP parser rule a 400 comes from (e.g. duplicate_field, duplicate_host).' }
+        limit: { type: string, description: 'The limit a 413 refers to, e.g. max_decode_bytes.' }
+        limit_bytes: { type: integer }
+        limit_pixels: { type: integer }
+        decode_bytes: { type: integer, description: What decoding the image would cost (413 over max_decode_bytes). }
       additionalProperties: true
     TensorJSON:
       type: object
@@ -427,7 +452,13 @@ components:
         backbone: { type: object }
         bundle: { type: object }
         last_reload_error: { type: [string, 'null'] }
-        limits: { type: object }
+        limits:
+          type: object
+          description: Every limit and timeout under a self-describing key.
+          properties:
+            max_decode_bytes: { type: integer, description: Memory budget of image decodes in flight. }
+            max_render_side_px: { type: integer, description: Longest side of a drawn PNG answer. }
+          additionalProperties: true
         engine: { type: object }
       additionalProperties: true
 

@@ -1,9 +1,11 @@
 import Correspondence
 import DINOv2
 import Foundation
+import HTTP1
 import HTTPServer
 import Imaging
 import Kernels
+import Runtime
 import SphereMap
 import TensorFiles
 
@@ -21,6 +23,8 @@ package struct EmbeddedImage: Sendable {
     package var transform: KeypointTransform
     package var features: FloatStorage   // [G·G, D]
     package var cached: Bool
+    /// The image at drawing size, decoded in the same pass as the features (only when a picture was asked for).
+    package var thumbnail: HeldImage? = nil
     package var grid: Int { transform.gridSize }
     package var tokens: Int { grid * grid }
 }
@@ -40,6 +44,22 @@ package struct PipelineLimits: Sendable {
     package var minImageSide = 14
     package var defaultResolution = 448
     package var maxResolution = 1036
+    /// The longest side of a drawn picture (PNG answers); larger pictures are drawn scaled down, aspect kept.
+    package var maxRenderSide = 2048
+}
+
+/// Pixels kept for drawing after a decode, with their bytes held in the decode budget until the image is
+/// dropped (the response has been drawn).
+package final class HeldImage: Sendable {
+    package let image: RGBImage
+    private let budget: DecodeBudget
+    let bytes: Int
+
+    init(_ image: RGBImage, budget: DecodeBudget, bytes: Int) {
+        self.image = image; self.budget = budget; self.bytes = bytes
+    }
+
+    deinit { budget.release(bytes) }
 }
 
 /// The model work behind the endpoints: decode → letterbox → one batched backbone pass → sphere → match.
@@ -47,10 +67,11 @@ package final class Pipeline: Sendable {
     package let store: ModelStore
     package let cache: FeatureCache
     package let queue: InferenceQueue
+    package let budget: DecodeBudget
     package let limits: PipelineLimits
 
-    package init(store: ModelStore, cache: FeatureCache, queue: InferenceQueue, limits: PipelineLimits) {
-        self.store = store; self.cache = cache; self.queue = queue; self.limits = limits
+    package init(store: ModelStore, cache: FeatureCache, queue: InferenceQueue, budget: DecodeBudget, limits: PipelineLimits) {
+        self.store = store; self.cache = cache; self.queue = queue; self.budget = budget; self.limits = limits
     }
 
     /// `?resolution=R`: a multiple of 14 up to the configured maximum.
@@ -58,7 +79,7 @@ package final class Pipeline: Sendable {
         guard let query else { return limits.defaultResolution }
         guard let r = Int(query), r >= 14, r % 14 == 0, r <= limits.maxResolution else {
             throw HTTPError(status: .unprocessableContent, code: "invalid_parameter", title: "Invalid parameter",
-                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query)'",
+                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
                             extensions: ["pointer": .string("/resolution")])
         }
         return r
@@ -68,16 +89,17 @@ package final class Pipeline: Sendable {
         UploadedImage(part: part, bytes: bytes, sha256: SHA256.hex(bytes))
     }
 
-    /// Header checks (format, pixel bomb, too small), then a full decode. Errors are the client's: 4xx.
-    package func decode(_ u: UploadedImage) throws -> RGBImage {
+    /// Header checks (empty, file size, format, pixel bomb, too small) before any pixel is decoded: the layout
+    /// that prices the decode. Errors are the client's: 4xx.
+    package func check(_ u: UploadedImage) throws -> ImageLayout {
         if u.bytes.isEmpty { throw invalidImage(u, "is empty") }
         if u.bytes.count > limits.maxImageBytes {
             throw HTTPError(status: .contentTooLarge, code: "image_too_large", title: "Image too large",
                             detail: "part '\(u.part)' is \(u.bytes.count) bytes; the limit per image is \(limits.maxImageBytes)",
                             extensions: ["limit_bytes": .int(limits.maxImageBytes)])
         }
-        let header: ImageHeader
-        do { header = try probeImage(u.bytes) } catch { throw mapImageError(error, u) }
+        let header: ImageLayout
+        do { header = try probeImageLayout(u.bytes) } catch { throw mapImageError(error, u) }
         if header.width * header.height > limits.maxImagePixels {
             throw HTTPError(status: .contentTooLarge, code: "image_too_large", title: "Image too large",
                             detail: "part '\(u.part)' is \(header.width)×\(header.height) = \(header.width * header.height) pixels; the limit is \(limits.maxImagePixels)",
@@ -87,9 +109,34 @@ package final class Pipeline: Sendable {
             throw HTTPError(status: .unprocessableContent, code: "image_too_small", title: "Image too small",
                             detail: "part '\(u.part)' is \(header.width)×\(header.height); both sides must be at least \(limits.minImageSide) pixels (one patch)")
         }
+        return header
+    }
+
+    /// A full decode of an upload that passed `check` (the caller holds its cost in the budget).
+    private func decodeChecked(_ u: UploadedImage) throws -> RGBImage {
         do { return try decodeImage(u.bytes, limits: DecodeLimits(maxPixels: limits.maxImagePixels)) } catch {
             throw mapImageError(error, u)
         }
+    }
+
+    /// The size a picture of `width × height` is drawn at: scaled down to `maxRenderSide` on its longest side.
+    package func renderScale(width: Int, height: Int) -> Double {
+        min(1, Double(limits.maxRenderSide) / Double(max(width, height, 1)))
+    }
+
+    /// Bytes one image costs at its peak: the decode itself (`ImageLayout.decodeBytes`), the letterbox (LANCZOS
+    /// intermediate of at most long side × R RGB, the resized and padded R² RGB images, the R² float tensor)
+    /// when it is embedded, and the drawing-size copy with its LANCZOS intermediate when it is drawn.
+    static func decodeCost(_ l: ImageLayout, resolution r: Int, embed: Bool, thumbnail: (width: Int, height: Int)?) -> (total: Int, kept: Int) {
+        let long = max(l.width, l.height)
+        var total = l.decodeBytes
+        if embed { total += long * r * 3 + 2 * r * r * 3 + 3 * r * r * 4 }
+        var kept = 0
+        if let t = thumbnail {
+            kept = t.width * t.height * 3
+            total += long * max(t.width, t.height) * 3 + kept
+        }
+        return (total, kept)
     }
 
     private func invalidImage(_ u: UploadedImage, _ what: String) -> HTTPError {
@@ -122,11 +169,17 @@ package final class Pipeline: Sendable {
 
     /// Features of each upload at `resolution`: cache hits are reused, the misses go through ONE batched
     /// backbone pass on the inference queue.
+    /// `thumbnails[i]`, when given, asks for upload i's pixels at that size as well (for drawing), from the
+    /// same decode. Every decode is admitted by the memory budget first (`DecodeBudget`).
     package func embed(_ uploads: [UploadedImage], resolution r: Int, snapshot: ModelSnapshot, request: Request,
-                       times: inout StageTimes) throws -> [EmbeddedImage] {
+                       times: inout StageTimes, thumbnails: [(width: Int, height: Int)?] = []) throws -> [EmbeddedImage] {
         var out = [EmbeddedImage?](repeating: nil, count: uploads.count)
         var pending: [(index: Int, key: FeatureCache.Key)] = []
         var slots: [(key: FeatureCache.Key, index: Int)] = []  // distinct images to embed, first upload of each
+        var jobs: [DecodeJob] = []
+        var thumbnailJob = [Int?](repeating: nil, count: uploads.count)
+        func wanted(_ i: Int) -> (width: Int, height: Int)? { i < thumbnails.count ? thumbnails[i] : nil }
+        func sameThumbnail(_ a: (width: Int, height: Int)?, _ b: (width: Int, height: Int)?) -> Bool { a?.width == b?.width && a?.height == b?.height }
         let t0 = Measure.now()
         for (i, u) in uploads.enumerated() {
             let key = FeatureCache.Key(sha256: u.sha256, resolution: r, backbone: snapshot.backboneName)
@@ -136,30 +189,30 @@ package final class Pipeline: Sendable {
                                        features: hit.features, cached: true)
             } else {
                 pending.append((i, key))  // the same image twice in one request shares a batch slot
-                if !slots.contains(where: { $0.key == key }) { slots.append((key, i)) }
+                if !slots.contains(where: { $0.key == key }) {
+                    slots.append((key, i))
+                    jobs.append(DecodeJob(upload: i, slot: slots.count - 1, thumbnail: wanted(i)))
+                }
+            }
+            // Pixels for drawing come from the decode that embeds, or from one decode of their own (a cache hit).
+            if let t = wanted(i) {
+                if let j = jobs.firstIndex(where: { uploads[$0.upload].sha256 == u.sha256 && sameThumbnail($0.thumbnail, t) }) {
+                    thumbnailJob[i] = j
+                } else if let j = jobs.firstIndex(where: { uploads[$0.upload].sha256 == u.sha256 && $0.thumbnail == nil }) {
+                    jobs[j].thumbnail = t
+                    thumbnailJob[i] = j
+                } else {
+                    jobs.append(DecodeJob(upload: i, slot: nil, thumbnail: t))
+                    thumbnailJob[i] = jobs.count - 1
+                }
             }
         }
-        // Decode, letterbox and normalise the distinct images concurrently (two images of a match: one per core),
-        // each straight into its slot of the batch; the first failure in upload order is the one reported.
-        let prepared = PreparedImages(count: slots.count)
         let plane = 3 * r * r
         let batch = FloatStorage(count: slots.count * plane, zeroed: false)
-        let uploadsCopy = uploads, slotIndices = slots.map(\.index), input = Shared(batch.pointer)
-        DispatchQueue.concurrentPerform(iterations: slots.count) { s in
-            let u = uploadsCopy[slotIndices[s]]
-            prepared.set(s, Result {
-                let image = try self.decode(u)
-                let boxed: RGBImage
-                do { boxed = try letterbox(image, resolution: r) } catch { throw self.mapImageError(error, u) }
-                boxed.pixels.withUnsafeBufferPointer { px in
-                    normalizeToTensor(UnsafeMutableBufferPointer(start: input.base + s * plane, count: plane), px,
-                                      width: boxed.width, height: boxed.height)
-                }
-                return (image.width, image.height)
-            })
-        }
-        let sizes = try (0..<slots.count).map { try prepared.get($0).get() }
-        times.decode += Measure.now() - t0
+        let (sizes, held, waited) = try decode(jobs, uploads: uploads, resolution: r, into: batch, request: request)
+        times.queue += waited
+        times.decode += Measure.now() - t0 - waited
+        for i in uploads.indices where out[i] != nil { out[i]!.thumbnail = thumbnailJob[i].flatMap { held[$0] } }
         if !slots.isEmpty {
             let deadline = request.deadline
             let (wait, result) = try queued(deadline: deadline, request: request) {
@@ -182,10 +235,109 @@ package final class Pipeline: Sendable {
                 let slot = slots.firstIndex { $0.key == p.key }!
                 let (w, h) = sizes[slot]
                 out[p.index] = EmbeddedImage(width: w, height: h, transform: KeypointTransform(imageWidth: w, imageHeight: h, resolution: r),
-                                             features: stored[slot], cached: false)
+                                             features: stored[slot], cached: false, thumbnail: thumbnailJob[p.index].flatMap { held[$0] })
             }
         }
         return out.map { $0! }
+    }
+
+    /// One decode of a request: its upload, the batch slot it letterboxes into (nil: a cache hit decoded only for
+    /// drawing), and the drawing size wanted.
+    struct DecodeJob {
+        var upload: Int
+        var slot: Int?
+        var thumbnail: (width: Int, height: Int)?
+    }
+
+    /// Checks every job's header (the first failure in upload order is reported), admits the request's decodes by
+    /// the budget in ONE acquisition (so no request holds part of the budget while waiting for the rest), then
+    /// decodes: concurrently when all of them fit at once, one after another when only the largest does. The
+    /// budget is returned when the decodes end, except the drawing-size copies, held until they are dropped.
+    /// Returns each slot's original size, each job's drawing copy and the seconds waited for the budget.
+    private func decode(_ jobs: [DecodeJob], uploads: [UploadedImage], resolution r: Int, into batch: FloatStorage,
+                        request: Request) throws -> (sizes: [(width: Int, height: Int)], held: [HeldImage?], waited: Double) {
+        if jobs.isEmpty { return ([], [], 0) }
+        let layouts = try jobs.map { try check(uploads[$0.upload]) }
+        let costs = zip(jobs, layouts).map { Pipeline.decodeCost($1, resolution: r, embed: $0.slot != nil, thumbnail: $0.thumbnail) }
+        let kept = costs.reduce(0) { $0 + $1.kept }
+        let all = costs.reduce(0) { $0 + $1.total }
+        let largest = costs.indices.max { costs[$0].total - costs[$0].kept < costs[$1].total - costs[$1].kept }!
+        let oneAtATime = costs[largest].total - costs[largest].kept + kept
+        let concurrent = all <= budget.capacity
+        let need = concurrent ? all : oneAtATime
+        let waited: Double
+        do {
+            waited = try budget.acquire(need, deadline: request.deadline, isCancelled: { !request.isClientConnected })
+        } catch {
+            throw budgetError(error, upload: uploads[jobs[largest].upload], layout: layouts[largest], alone: costs[largest].total)
+        }
+        // The bytes of the drawing copies actually made stay held by them; everything else is returned here.
+        let prepared = PreparedImages(count: jobs.count)
+        defer { budget.release(need - prepared.heldBytes) }
+        let plane = 3 * r * r
+        let input = Shared(batch.pointer)
+        let work: @Sendable (Int) -> Void = { j in
+            let job = jobs[j], u = uploads[job.upload]
+            prepared.set(j, Result {
+                let image = try self.decodeChecked(u)
+                if let s = job.slot {
+                    let boxed: RGBImage
+                    do { boxed = try letterbox(image, resolution: r) } catch { throw self.mapImageError(error, u) }
+                    boxed.pixels.withUnsafeBufferPointer { px in
+                        normalizeToTensor(UnsafeMutableBufferPointer(start: input.base + s * plane, count: plane), px,
+                                          width: boxed.width, height: boxed.height)
+                    }
+                }
+                let held = job.thumbnail.map { t in
+                    let bytes = t.width * t.height * 3
+                    let small = (t.width, t.height) == (image.width, image.height) ? image : lanczosResize(image, width: t.width, height: t.height)
+                    return HeldImage(small, budget: self.budget, bytes: bytes)
+                }
+                return (image.width, image.height, held)
+            })
+        }
+        if concurrent {
+            // Decode, letterbox and normalise concurrently (two images of a match: one per core), each straight
+            // into its slot of the batch.
+            DispatchQueue.concurrentPerform(iterations: jobs.count, execute: work)
+        } else {
+            for j in jobs.indices {
+                work(j)
+                if case .failure = prepared.get(j) { break }
+            }
+        }
+        var sizes = [(width: Int, height: Int)](repeating: (0, 0), count: jobs.filter { $0.slot != nil }.count)
+        var held = [HeldImage?](repeating: nil, count: jobs.count)
+        for j in jobs.indices {
+            let (w, h, t) = try prepared.get(j).get()
+            if let s = jobs[j].slot { sizes[s] = (w, h) }
+            held[j] = t
+        }
+        return (sizes, held, waited)
+    }
+
+    /// `alone`: what the largest image costs by itself; above the budget it is the image that can never be decoded,
+    /// otherwise it is the request's images together (drawing copies included).
+    private func budgetError(_ e: DecodeBudget.Rejection, upload u: UploadedImage, layout l: ImageLayout, alone: Int) -> any Error {
+        switch e {
+        case let .tooLarge(bytes, capacity):
+            let what = alone > capacity
+                ? "decoding part '\(u.part)' (\(l.width)×\(l.height), \(l.channels) channels of \(l.bitDepth) bits) needs \(alone) bytes"
+                : "decoding this request's images, one at a time, with their drawing copies needs \(bytes) bytes"
+            return HTTPError(status: .contentTooLarge, code: "image_too_large", title: "Image too large to decode",
+                             detail: what + "; the decode budget (max_decode_bytes) is \(capacity) bytes",
+                             extensions: ["limit": .string("max_decode_bytes"), "limit_bytes": .int(capacity),
+                                          "decode_bytes": .int(alone > capacity ? alone : bytes)])
+        case .overloaded:
+            return HTTPError.serviceUnavailable(code: "overloaded",
+                                                detail: "the image decode budget is in use and its queue is full (\(budget.maxWaiting) requests waiting); retry later",
+                                                retryAfterSeconds: budget.retryAfterSeconds)
+        case .deadlineExceeded:
+            return HTTPError.serviceUnavailable(code: "deadline_exceeded", detail: "the request waited past its deadline for the image decode budget",
+                                                retryAfterSeconds: budget.retryAfterSeconds)
+        case .cancelled:
+            return RequestCancelled()
+        }
     }
 
     /// Unit sphere vectors [G·G, 3] of each embedded image (the mapper attends within each image).
@@ -237,11 +389,20 @@ package final class Pipeline: Sendable {
 /// The client went away while its work was queued: nothing is sent.
 package struct RequestCancelled: Error {}
 
-/// Per-slot results of the concurrent decode (each slot written by one worker, read after the join).
+/// Per-job results of the decodes (each slot written by one worker, read after the join).
 private final class PreparedImages: @unchecked Sendable {
-    private var results: [Result<(width: Int, height: Int), any Error>?]
+    typealias Value = (width: Int, height: Int, held: HeldImage?)
+    private var results: [Result<Value, any Error>?]
+    private var held = 0
     private let lock = NSLock()
     init(count: Int) { results = Array(repeating: nil, count: count) }
-    func set(_ i: Int, _ r: Result<(width: Int, height: Int), any Error>) { lock.lock(); results[i] = r; lock.unlock() }
-    func get(_ i: Int) -> Result<(width: Int, height: Int), any Error> { lock.lock(); defer { lock.unlock() }; return results[i]! }
+    func set(_ i: Int, _ r: Result<Value, any Error>) {
+        lock.lock()
+        results[i] = r
+        if case .success(let v) = r, let h = v.held { held += h.bytes }
+        lock.unlock()
+    }
+    func get(_ i: Int) -> Result<Value, any Error> { lock.lock(); defer { lock.unlock() }; return results[i]! }
+    /// Bytes held by the drawing copies made so far.
+    var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return held }
 }

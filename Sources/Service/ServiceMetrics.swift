@@ -121,12 +121,35 @@ package final class ServiceMetrics: ServerObserver, Sendable {
     }
 
     /// The exposition, plus process_* figures read from /proc at scrape time.
-    package func exposition(queue: InferenceQueue) -> [UInt8] {
+    package func exposition(queue: InferenceQueue, budget: DecodeBudget? = nil) -> [UInt8] {
         queueDepth.set(Double(queue.depth))
         inflight.set(Double(queue.inflight))
         var out = registry.emitToBuffer()
+        if let budget { out += Array(ServiceMetrics.decodeText(budget).utf8) }
         out += Array(ProcessMetrics.text().utf8)
         return out
+    }
+
+    /// The decode budget's figures (issue #16), read from the budget itself at scrape time.
+    static func decodeText(_ b: DecodeBudget) -> String {
+        let refused = b.refused
+        var lines = [
+            "# HELP spherecorr_decode_budget_bytes The image decode budget (--max-decode-bytes).",
+            "# TYPE spherecorr_decode_budget_bytes gauge",
+            "spherecorr_decode_budget_bytes \(b.capacity)",
+            "# HELP spherecorr_decode_bytes_in_flight Bytes of image decodes admitted and not finished (drawing copies included).",
+            "# TYPE spherecorr_decode_bytes_in_flight gauge",
+            "spherecorr_decode_bytes_in_flight \(b.inFlight)",
+            "# HELP spherecorr_decode_queue_depth Requests waiting for room in the decode budget.",
+            "# TYPE spherecorr_decode_queue_depth gauge",
+            "spherecorr_decode_queue_depth \(b.waiting)",
+            "# HELP spherecorr_decode_admissions_refused_total Decodes refused by the budget: overloaded, deadline, too_large.",
+            "# TYPE spherecorr_decode_admissions_refused_total counter",
+        ]
+        for reason in ["overloaded", "deadline", "too_large"] {
+            lines.append("spherecorr_decode_admissions_refused_total{reason=\"\(reason)\"} \(refused[reason] ?? 0)")
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
 

@@ -21,6 +21,9 @@ package struct ServiceOptions: Sendable {
     package var maxPoints = 10_000
     package var maxParts = 8
     package var queueSize = 16
+    /// Bytes of image decodes in flight (issue #16); nil: `DecodeBudget.defaultCapacity()`.
+    package var maxDecodeBytes: Int? = nil
+    package var maxRenderSide = 2048
     package var featureCacheBytes = 512 << 20
     package var reloadInterval = 2.0
     package var adminHost = "127.0.0.1"
@@ -60,7 +63,8 @@ package struct ServiceOptions: Sendable {
     package var limitsDescription: [String: Any] {
         ["max_body_bytes": maxBodyBytes, "max_image_bytes": maxImageBytes, "max_image_pixels": maxImagePixels, "min_image_side_px": 14, "max_points": maxPoints,
          "max_multipart_parts": maxParts, "default_resolution": resolution, "max_resolution": maxResolution,
-         "inference_queue_size": queueSize, "feature_cache_bytes": featureCacheBytes, "max_connections": maxConnections,
+         "inference_queue_size": queueSize, "max_decode_bytes": maxDecodeBytes ?? DecodeBudget.defaultCapacity(),
+         "max_render_side_px": maxRenderSide, "feature_cache_bytes": featureCacheBytes, "max_connections": maxConnections,
          "header_read_timeout_s": headerReadTimeout, "body_idle_timeout_s": bodyIdleTimeout, "keep_alive_timeout_s": keepAliveTimeout,
          "request_deadline_s": requestDeadline, "response_write_timeout_s": responseWriteTimeout,
          "drain_delay_s": drainDelay, "shutdown_timeout_s": shutdownTimeout, "bundle_poll_interval_s": reloadInterval]

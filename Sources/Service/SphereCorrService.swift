@@ -5,8 +5,10 @@ import HTTP1
 import HTTPServer
 import Kernels
 import Logging
+import Runtime
 import SphereMap
 import Synchronization
+import SPair
 
 package let serviceVersion = "0.1.0"
 
@@ -31,10 +33,14 @@ package final class SphereCorrService: Sendable {
         store = ModelStore(bundlesDirectory: options.bundlesDirectory, logger: logger) { event, snap in
             metrics.recordReload(event, snapshot: snap)
         }
+        // One bound for every wait of a request: for the decode budget and for the inference executor.
+        let room = WaitingRoom(capacity: options.queueSize)
         pipeline = Pipeline(store: store, cache: FeatureCache(capacityBytes: options.featureCacheBytes),
-                            queue: InferenceQueue(maxQueue: options.queueSize),
+                            queue: InferenceQueue(maxQueue: options.queueSize, room: room),
+                            budget: DecodeBudget(capacity: options.maxDecodeBytes ?? DecodeBudget.defaultCapacity(), room: room),
                             limits: PipelineLimits(maxImagePixels: options.maxImagePixels, maxImageBytes: options.maxImageBytes, minImageSide: 14,
-                                                   defaultResolution: options.resolution, maxResolution: options.maxResolution))
+                                                   defaultResolution: options.resolution, maxResolution: options.maxResolution,
+                                                   maxRenderSide: options.maxRenderSide))
         adminToken = options.adminToken ?? (0..<4).map { _ in String(UInt64.random(in: 0...UInt64.max), radix: 16) }.joined()
     }
 
@@ -89,7 +95,7 @@ package final class SphereCorrService: Sendable {
             logger.info("backbone loaded", metadata: ["backbone": "\(name)", "seconds": "\(String(format: "%.2f", Measure.now() - t0))"])
             readiness.set(.warming)
             let demoBundle = options.bundlesDirectory == nil || demo
-                ? SphereBundle.initialised(backboneDim: backbone.config.embedDim, categories: SphereCorrService.spairCategories, seed: options.demoSeed)
+                ? SphereBundle.initialised(backboneDim: backbone.config.embedDim, categories: SPairCategories.all, seed: options.demoSeed)
                 : nil
             try store.start(backbone: backbone, backboneName: name, demoBundle: demoBundle, demo: demo)
             // Warm-up at the default resolution: pages the weights in and sizes the allocator.
@@ -144,7 +150,7 @@ package final class SphereCorrService: Sendable {
         }
         r.get("/metrics", execution: .eventLoop) { [metrics, pipeline] _ in
             Response(status: .ok, headers: ["Content-Type": "text/plain; version=0.0.4; charset=utf-8"],
-                     body: metrics.exposition(queue: pipeline.queue))
+                     body: metrics.exposition(queue: pipeline.queue, budget: pipeline.budget))
         }
         r.get("/v1/info", execution: .eventLoop) { [self] _ in
             .json([UInt8]((try? JSONSerialization.data(withJSONObject: info(), options: [.sortedKeys, .prettyPrinted])) ?? Data()))
@@ -152,9 +158,10 @@ package final class SphereCorrService: Sendable {
         r.get("/openapi.yaml", execution: .eventLoop) { _ in
             Response(status: .ok, headers: ["Content-Type": "application/yaml"], body: Array(openAPIDocument.utf8))
         }
-        r.post("/v1/features", maxBodyBytes: options.maxBodyBytes) { try endpoints.features($0) }
-        r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes) { try endpoints.sphereMap($0) }
-        r.post("/v1/match", maxBodyBytes: options.maxBodyBytes) { try endpoints.match($0) }
+        // The head checks (query, Accept, Content-Type) refuse a request before its body is read or 100 Continue sent.
+        r.post("/v1/features", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.featuresHead)) { try endpoints.features($0) }
+        r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.sphereMapHead)) { try endpoints.sphereMap($0) }
+        r.post("/v1/match", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.matchHead)) { try endpoints.match($0) }
         return r
     }
 
@@ -188,7 +195,7 @@ package final class SphereCorrService: Sendable {
         let s = store.snapshot
         var out: [String: Any] = [
             "service": "spherecorr", "version": serviceVersion, "ready": readiness.current.phase.rawValue,
-            "limits": options.limitsDescription,
+            "limits": options.limitsDescription.merging(["max_decode_bytes": pipeline.budget.capacity]) { $1 },
             "engine": ["kernels": KernelFamily.current.rawValue, "gemm_backend": GEMM.backend.rawValue, "blas_core": BLASCore.name, "threads": Parallel.workers],
             "last_reload_error": store.lastReloadError ?? NSNull(),
             "bundles_directory": options.bundlesDirectory ?? NSNull(),
@@ -210,7 +217,4 @@ package final class SphereCorrService: Sendable {
 
     /// A tiny ViT for `make serve` without weights: deterministic, quick on two cores.
     package static let demoConfig = DinoConfig(embedDim: 192, depth: 4, heads: 3, ffn: .mlp, registers: 0)
-
-    package static let spairCategories = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dog",
-                                          "horse", "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor"]
 }

@@ -99,6 +99,9 @@ package struct StepLosses: Sendable, Equatable {
     package var rd: Float
     package var o: Float
     package var vp: Float
+    package init(total: Float, rec: Float, rd: Float, o: Float, vp: Float) {
+        self.total = total; self.rec = rec; self.rd = rd; self.o = o; self.vp = vp
+    }
 }
 
 package enum TrainingError: Error, CustomStringConvertible, Equatable {

@@ -156,9 +156,12 @@ package struct ImageWithMask: Sendable {
             let m = mean[c], sd = std[c]
             for i in (c * plane)..<((c + 1) * plane) { y[i] = (y[i] - m) / sd }
         }
-        let g = s / patchSize
-        var grid = [Float](repeating: 0, count: g * g)
-        for r in 0..<g { for c in 0..<g { grid[r * g + c] = y[3 * plane + (patchSize * r) * s + patchSize * c] } }
+        // Nearest to the patch grid: each patch takes its top-left pixel (H8).
+        let patches = PatchGrid(side: s / PatchGrid.patchSize)
+        let grid = (0..<patches.count).map { i in
+            let (x, yy) = patches.topLeft(of: i)
+            return y[3 * plane + yy * s + x]
+        }
         y.removeLast(plane)
         return AugmentedView(image: y, maskGrid: grid, box: box, size: s)
     }

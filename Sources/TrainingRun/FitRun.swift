@@ -20,6 +20,7 @@ import Evaluation
 import Foundation
 import Imaging
 import Kernels
+import Runtime
 import SPair
 import SphereMap
 import Synchronization

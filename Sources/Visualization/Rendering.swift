@@ -4,18 +4,26 @@ import Imaging
 /// paper's Figure 4) and matches drawn between two images.
 package enum Rendering {
     /// Each pixel of the original image takes the colour ((s + 1)/2 · 255) of the sphere vector of the patch it
-    /// falls in; pixels outside `box` (x1, y1, x2, y2, original pixels) are black.
-    package static func sphereMap(sphere: UnsafePointer<Float>, transform t: KeypointTransform, box: (Int, Int, Int, Int)?) -> RGBImage {
-        var img = RGBImage(width: t.imageWidth, height: t.imageHeight)
+    /// falls in; pixels outside `box` (x1, y1, x2, y2, original pixels) are black. With `scale` < 1 the picture is
+    /// drawn at that fraction of the original size (aspect kept), each pixel sampled at its centre in original
+    /// coordinates: the cost is the drawn size, not the original one.
+    package static func sphereMap(sphere: UnsafePointer<Float>, transform t: KeypointTransform, box: (Int, Int, Int, Int)?,
+                                  scale: Double = 1) -> RGBImage {
+        let f = min(1, max(scale, 1e-9))
+        let width = max(1, Int((Double(t.imageWidth) * f).rounded())), height = max(1, Int((Double(t.imageHeight) * f).rounded()))
+        let fx = Double(t.imageWidth) / Double(width), fy = Double(t.imageHeight) / Double(height)
+        var img = RGBImage(width: width, height: height)
         let g = t.gridSize
         img.pixels.withUnsafeMutableBufferPointer { px in
-            for y in 0..<t.imageHeight {
-                for x in 0..<t.imageWidth {
-                    if let b = box, x < b.0 || y < b.1 || x >= b.2 || y >= b.3 { continue }
-                    let (lx, ly) = t.toLetterbox(x: Float(x) + 0.5, y: Float(y) + 0.5)
+            for y in 0..<height {
+                for x in 0..<width {
+                    // At scale 1, exactly the original pixel centres (x + 0.5, y + 0.5).
+                    let ox = (Double(x) + 0.5) * fx, oy = (Double(y) + 0.5) * fy
+                    if let b = box, ox < Double(b.0) || oy < Double(b.1) || ox >= Double(b.2) || oy >= Double(b.3) { continue }
+                    let (lx, ly) = t.toLetterbox(x: Float(ox), y: Float(oy))
                     let col = min(max(Int(lx / 14), 0), g - 1), row = min(max(Int(ly / 14), 0), g - 1)
                     let s = sphere + (row * g + col) * 3
-                    let o = (y * t.imageWidth + x) * 3
+                    let o = (y * width + x) * 3
                     for c in 0..<3 { px[o + c] = UInt8(max(0, min(255, ((s[c] + 1) / 2 * 255).rounded()))) }
                 }
             }
@@ -24,8 +32,10 @@ package enum Rendering {
     }
 
     /// Source and target side by side (heights padded to the taller), a line and two dots per match, coloured
-    /// by score from red (low) to green (high).
-    package static func matches(source: RGBImage, target: RGBImage, matches: [(sx: Double, sy: Double, tx: Double, ty: Double, score: Float)]) -> RGBImage {
+    /// by score from red (low) to green (high). Match coordinates are in original pixels; `scale` is the factor
+    /// the two images were drawn at (both the same).
+    package static func matches(source: RGBImage, target: RGBImage, matches: [(sx: Double, sy: Double, tx: Double, ty: Double, score: Float)],
+                                scale: Double = 1) -> RGBImage {
         let w = source.width + target.width, h = max(source.height, target.height)
         var canvas = RGBImage(width: w, height: h)
         blit(source, into: &canvas, x0: 0)
@@ -35,7 +45,8 @@ package enum Rendering {
         for m in matches {
             let u = hi > lo ? (m.score - lo) / (hi - lo) : 1
             let colour = (UInt8(255 * (1 - u)), UInt8(255 * u), UInt8(60))
-            let a = (Int(m.sx.rounded()), Int(m.sy.rounded())), b = (Int(m.tx.rounded()) + source.width, Int(m.ty.rounded()))
+            let a = (Int((m.sx * scale).rounded()), Int((m.sy * scale).rounded()))
+            let b = (Int((m.tx * scale).rounded()) + source.width, Int((m.ty * scale).rounded()))
             line(&canvas, a, b, colour)
             dot(&canvas, a, colour)
             dot(&canvas, b, colour)

@@ -5,6 +5,7 @@ import Foundation
 import HTTPServer
 import Kernels
 import Logging
+import Runtime
 import Service
 import Synchronization
 
@@ -42,8 +43,12 @@ struct SpherecorrServer: ParsableCommand {
     var maxImageBytes: Int?
     @Option(help: "Most points in one /v1/match request. Default 10000.")
     var maxPoints: Int?
-    @Option(help: "Requests that may wait for the inference executor; beyond it 503 overloaded. Default 16.")
+    @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default 16.")
     var queueSize: Int?
+    @Option(help: "Memory budget of image decodes in flight, in bytes, priced from each image's header; over it requests wait in the queue (503 overloaded when it is full), an image larger than it is 413. Default: a quarter of the machine's (or cgroup's) memory.")
+    var maxDecodeBytes: Int?
+    @Option(help: "Longest side of a drawn PNG answer (Accept: image/png), aspect kept. Default 2048.")
+    var maxRenderSide: Int?
     @Option(help: "Feature cache size in bytes. Default 536870912.")
     var featureCacheBytes: Int?
     @Option(help: "Seconds between polls of the bundles directory (0: only SIGHUP and /admin/reload). Default 2.")
@@ -78,7 +83,7 @@ struct SpherecorrServer: ParsableCommand {
     var kernels: String?
 
     static func main() {
-        Threading.reexecWithSuitableBLASCoreIfNeeded()
+        BLASCore.reexecWithSuitableCoreIfNeeded()
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -108,6 +113,8 @@ struct SpherecorrServer: ParsableCommand {
         o.maxImageBytes = try env.int("MAX_IMAGE_BYTES", maxImageBytes, range: 64...(1 << 31)) ?? o.maxImageBytes
         o.maxPoints = try env.int("MAX_POINTS", maxPoints, range: 1...1_000_000) ?? o.maxPoints
         o.queueSize = try env.int("QUEUE_SIZE", queueSize, range: 0...100_000) ?? o.queueSize
+        o.maxDecodeBytes = try env.int("MAX_DECODE_BYTES", maxDecodeBytes, range: (1 << 20)...(1 << 46)) ?? o.maxDecodeBytes
+        o.maxRenderSide = try env.int("MAX_RENDER_SIDE", maxRenderSide, range: 16...16384) ?? o.maxRenderSide
         o.featureCacheBytes = try env.int("FEATURE_CACHE_BYTES", featureCacheBytes, range: 0...(1 << 40)) ?? o.featureCacheBytes
         o.reloadInterval = try env.double("RELOAD_INTERVAL", reloadInterval, range: 0...86400) ?? o.reloadInterval
         o.adminHost = env.string("ADMIN_HOST", adminHost) ?? o.adminHost

@@ -1,9 +1,12 @@
 import ArgumentParser
 import DINOv2
 import Foundation
+import Imaging
 import Kernels
+import Runtime
 import SphereMap
 import TensorFiles
+import SPair
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -37,7 +40,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard DinoConfig.Variant(rawValue: variant) != nil else { throw ValidationError("--variant must be one of small, base, large, giant; got '\(variant)'") }
-        guard resolution >= 14, resolution % 14 == 0 else { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
+        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
     }
@@ -46,7 +49,7 @@ struct Bench: ParsableCommand {
         try engine.configure(verbose: !json)
         let config = DinoConfig.variant(DinoConfig.Variant(rawValue: variant)!, registers: registers)
         let model = DinoVisionTransformer.random(config: config, seed: 0)
-        let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: spairCategoryNames, seed: 0,
+        let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: SPairCategories.all, seed: 0,
                                               metadata: ["backbone_variant": "random " + config.displayName])
         if let path = writeWeights {
             var w = SafeTensorsWriter(metadata: ["format": "pt", "note": "random weights of \(config.displayName) shapes (spherecorr-train bench)"])
@@ -102,6 +105,3 @@ struct Bench: ParsableCommand {
         }
     }
 }
-
-let spairCategoryNames = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "dog", "horse",
-                          "motorbike", "person", "pottedplant", "sheep", "train", "tvmonitor"]

@@ -2,6 +2,7 @@ import ArgumentParser
 import DINOv2
 import Evaluation
 import Foundation
+import Imaging
 import SPair
 import SphereMap
 import TensorFiles
@@ -49,7 +50,7 @@ struct Evaluate: ParsableCommand {
     func validate() throws {
         guard SPairSplit(rawValue: split) != nil else { throw ValidationError("--split must be trn, val or test; got '\(split)'") }
         guard MetricSelection(rawValue: metric) != nil else { throw ValidationError("--metric must be pck, kap or both; got '\(metric)'") }
-        guard resolution >= 14, resolution % 14 == 0 else { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
+        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         _ = try alphas()
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }

@@ -46,7 +46,7 @@ struct BackboneInput: ParsableArguments {
 
     func validate() throws {
         if (image == nil) == (tensor == nil) { throw ValidationError("give exactly one of --image or --tensor") }
-        if resolution < 14 || resolution % 14 != 0 { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
+        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil {
             throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'")
         }
@@ -69,7 +69,7 @@ enum ImageInput {
             do { a = try NPY.read(contentsOf: URL(fileURLWithPath: tensor)) } catch { throw CommandFailure("\(error)") }
             guard a.dtype == .float32 else { throw CommandFailure("\(tensor): dtype \(a.dtype.rawValue), expected float32 (<f4)") }
             guard a.shape.count == 3, a.shape[0] == 3 else { throw CommandFailure("\(tensor): shape \(a.shape), expected [3, H, W]") }
-            guard a.shape[1] >= 14, a.shape[2] >= 14, a.shape[1] % 14 == 0, a.shape[2] % 14 == 0 else {
+            guard PatchGrid(resolution: a.shape[1]) != nil, PatchGrid(resolution: a.shape[2]) != nil else {
                 throw CommandFailure("\(tensor): H and W must be positive multiples of 14; shape is \(a.shape)")
             }
             let v = try a.floats()

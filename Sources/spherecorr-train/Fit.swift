@@ -2,6 +2,7 @@ import ArgumentParser
 import DINOv2
 import Foundation
 import Kernels
+import Runtime
 import SPair
 import Training
 import TrainingData

@@ -1,15 +1,16 @@
 import ArgumentParser
 import Kernels
+import Runtime
 
 @main
 struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
         abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Evaluate.self, Bench.self, Fit.self])
+        subcommands: [Features.self, Sphere.self, Evaluate.self, Bench.self, Fit.self, BenchTrain.self])
 
     static func main() {
-        Threading.reexecWithSuitableBLASCoreIfNeeded()
+        BLASCore.reexecWithSuitableCoreIfNeeded()
         do {
             var command = try parseAsRoot()
             try command.run()

@@ -1,3 +1,4 @@
+import Imaging
 import Testing
 @testable import Correspondence
 
@@ -177,21 +178,21 @@ import Testing
 
 @Suite struct AggregationTests {
     @Test func weightings() throws {
-        let all = spairTestCategoryPairCounts.map(\.category)
-        #expect(CategoryWeighting.automatic(for: all) == .spairTestPairCounts)
-        #expect(CategoryWeighting.automatic(for: ["car", "chair", "dog"]) == .pairCounts)
-        #expect(spairTestCategoryPairCounts.map(\.pairs).reduce(0, +) == 12_234)
+        let spairLike = CategoryWeighting.fixed(name: "fixed", weights: ["car": 564, "dog": 600, "chair": 646])
+        #expect(CategoryWeighting.automatic(for: ["dog", "car", "chair"], fixed: spairLike) == spairLike)
+        #expect(CategoryWeighting.automatic(for: ["car", "dog"], fixed: spairLike) == .pairCounts)
+        #expect(spairLike.name == "fixed" && CategoryWeighting.pairCounts.name == "pairCounts")
 
         let scores = [CategoryScore(category: "car", pairs: 30, keypoints: 100, scores: [0.5]),
                       CategoryScore(category: "dog", pairs: 10, keypoints: 10, scores: [1.0]),
                       CategoryScore(category: "chair", pairs: 5, keypoints: 0, scores: nil)]
         let byPairs = try #require(Aggregation.aggregate(scores, weighting: .pairCounts))
         #expect(byPairs.macro == [0.75] && byPairs.weighted == [0.625] && byPairs.categories == ["car", "dog"])
-        let fixed = try #require(Aggregation.aggregate(scores, weighting: .spairTestPairCounts))
+        let fixed = try #require(Aggregation.aggregate(scores, weighting: spairLike))
         #expect(abs(fixed.weighted[0] - (564 * 0.5 + 600 * 1.0) / (564 + 600)) < 1e-15)
         #expect(Aggregation.aggregate(scores, weighting: .uniform)?.weighted == [0.75])
         #expect(Aggregation.aggregate([CategoryScore(category: "zebra", pairs: 1, keypoints: 1, scores: [1])],
-                                      weighting: .spairTestPairCounts) == nil)
+                                      weighting: spairLike) == nil)
         #expect(Aggregation.aggregate([], weighting: .pairCounts) == nil)
     }
 }

@@ -4,6 +4,8 @@ import DINOv2
 import Kernels
 import SphereMap
 @testable import Evaluation
+import Correspondence
+import SPair
 
 let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 let synthDev = repo.deletingLastPathComponent().appendingPathComponent("shared/data/spair-synth-dev")
@@ -31,6 +33,8 @@ let expectedReport = repo.appendingPathComponent("Tests/Fixtures/evaluation/synt
         let got = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
         if ProcessInfo.processInfo.environment["SPHERECORR_WRITE_EXPECTED"] == "1" {
             try got.write(to: expectedReport)
+            Issue.record("SPHERECORR_WRITE_EXPECTED=1: rewrote \(expectedReport.path); unset it and run again to compare")
+            return
         }
         let expected = try JSONSerialization.jsonObject(with: Data(contentsOf: expectedReport))
         let mismatches = differences(try JSONSerialization.jsonObject(with: got), expected, path: "report", tolerance: 1e-3)
@@ -75,5 +79,16 @@ let expectedReport = repo.appendingPathComponent("Tests/Fixtures/evaluation/synt
             _ = try Evaluator(options: o, backbone: backbone, backboneKey: "x", bundle: nil).run()
             Issue.record("accepted an unknown category")
         } catch { #expect("\(error)".contains("unicorn")) }
+    }
+}
+
+/// The reference's fixed weights come from SPair (their one owner) and apply to exactly its 18 categories.
+@Suite struct CategoryWeightingTests {
+    @Test func spairWeightsAreTheTestPairCounts() {
+        #expect(SPairCategories.testPairCounts.reduce(0, +) == 12_234)
+        #expect(SPairCategories.testPairCountByName["car"] == 564 && SPairCategories.testPairCountByName.count == 18)
+        #expect(CategoryWeighting.automatic(for: SPairCategories.all.reversed(), fixed: .spairTestPairCounts) == .spairTestPairCounts)
+        #expect(CategoryWeighting.automatic(for: ["car", "dog"], fixed: .spairTestPairCounts) == .pairCounts)
+        #expect(CategoryWeighting.spairTestPairCounts.name == "spairTestPairCounts")
     }
 }

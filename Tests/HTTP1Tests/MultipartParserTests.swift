@@ -258,3 +258,33 @@ struct MultipartParserTests {
         #expect(MediaType(parsing: "a/b; x=\"q\\\"y\"")?.description == "a/b; x=\"q\\\"y\"")
     }
 }
+
+/// Issue #16 item 6: a malformed Content-Type is refused with what is wrong with it, never its bytes.
+@Suite struct MediaTypeReasonTests {
+    func reason(_ value: String) -> String? {
+        if case .failure(let e) = MediaType.parse(value) { return e.reason }
+        return nil
+    }
+
+    @Test func saysWhatIsWrong() {
+        #expect(reason("")?.contains("empty") == true)
+        #expect(reason("   ")?.contains("empty") == true)
+        #expect(reason(";;;")?.contains("type token") == true)
+        #expect(reason("text")?.contains("'/'") == true)
+        #expect(reason("text/")?.contains("subtype") == true)
+        #expect(reason("multipart/form-data; boundary=a; boundary=b") == "parameter 'boundary' is given twice")
+        #expect(reason("multipart/form-data; Boundary=a; boundary=a") == "parameter 'boundary' is given twice")
+        #expect(reason("a/b; x")?.contains("no '=value'") == true)
+        #expect(reason("a/b; x=")?.contains("empty or non-token value") == true)
+        #expect(reason("a/b; x=\"q")?.contains("unterminated") == true)
+        #expect(reason("a/b x=1")?.contains("expected ';'") == true)
+        #expect(reason("a/b; =1")?.contains("parameter name") == true)
+        #expect(reason("multipart/form-data; boundary=abc;; charset=utf-8") == nil)
+    }
+
+    @Test func neverEchoesMuch() {
+        let long = String(repeating: "n", count: 100_000)
+        #expect((reason("a/b; \(long)")?.utf8.count ?? .max) < 200)
+        #expect((reason("a/b; \(long)=1; \(long)=2")?.utf8.count ?? .max) < 200)
+    }
+}

@@ -49,6 +49,9 @@ private let cases: [ParserCase] = [
         "F11 trailers accepted and discarded", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Checksum: 1\r\nContent-Length: 99\r\n\r\n",
         .messages([M("POST", "/", body: "hello", headers: [("Host", "a"), ("Transfer-Encoding", "chunked")])])),
     ParserCase(
+        "one each of Authorization, Content-Type, Expect", "POST / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\nContent-Type: text/plain\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+        .messages([M("POST", "/", body: "hi", headers: [("Host", "a"), ("Authorization", "Bearer t"), ("Content-Type", "text/plain"), ("Expect", "100-continue"), ("Content-Length", "2")])])),
+    ParserCase(
         "HTTP/1.0 defaults to close", "GET / HTTP/1.0\r\n\r\n",
         .messages([M("GET", "/", version: .http1_0, keepAlive: false)])),
     ParserCase(
@@ -207,6 +210,16 @@ private let cases: [ParserCase] = [
     ParserCase("S8 PRI preface → 505", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", .error(.unsupportedVersion)),
     ParserCase("S9 missing Host", "GET / HTTP/1.1\r\n\r\n", .error(.missingHost)),
     ParserCase("S9 two Host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", .error(.duplicateHost)),
+    ParserCase("S9 two equal Host", "GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n", .error(.duplicateHost)),
+    // #16 item 3: singleton fields given twice (RFC 9110), whatever the order or the values.
+    ParserCase("two Authorization", "POST /admin/reload HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer good\r\nAuthorization: Bearer bad\r\n\r\n",
+               .error(.duplicateField)),
+    ParserCase("two equal Authorization, any case", "GET / HTTP/1.1\r\nHost: a\r\nauthorization: x\r\nAUTHORIZATION: x\r\n\r\n",
+               .error(.duplicateField)),
+    ParserCase("two Content-Type", "POST / HTTP/1.1\r\nHost: a\r\nContent-Type: image/png\r\nContent-Length: 0\r\nContent-type: multipart/form-data; boundary=x\r\n\r\n",
+               .error(.duplicateField)),
+    ParserCase("two Expect", "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+               .error(.duplicateField)),
     ParserCase("S9 invalid Host", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", .error(.invalidHost)),
     ParserCase("S9 invalid Host port", "GET / HTTP/1.1\r\nHost: a:8x\r\n\r\n", .error(.invalidHost)),
     ParserCase("S9 Host with path", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", .error(.invalidHost)),

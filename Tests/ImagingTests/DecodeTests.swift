@@ -134,3 +134,46 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+/// Issue #16: the cost of a decode, read from the header alone.
+@Suite struct ImageLayoutTests {
+    /// A PNG signature and IHDR only: enough for the probe, which reads nothing else.
+    func pngHeader(width: UInt32, height: UInt32, depth: UInt8, colour: UInt8) -> [UInt8] {
+        var ihdr: [UInt8] = [0x49, 0x48, 0x44, 0x52]
+        for v in [width, height] { ihdr += [24, 16, 8, 0].map { UInt8(truncatingIfNeeded: v >> $0) } }
+        ihdr += [depth, colour, 0, 0, 0]
+        return [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A, 0, 0, 0, 13] + ihdr + [0, 0, 0, 0]
+    }
+
+    @Test func pngChannelsAndDepthPriceTheDecode() throws {
+        let l = try probeImageLayout(pngHeader(width: 6324, height: 6324, depth: 16, colour: 6))
+        #expect(l.format == .png && l.width == 6324 && l.height == 6324 && l.channels == 4 && l.bitDepth == 16 && !l.progressive)
+        // 16-bit RGBA samples (8 B/px) and the 8-bit RGB result (3 B/px): the ~430 MB of issue #16.
+        let px = 6324 * 6324
+        #expect(l.decodeBytes >= px * 11 && l.decodeBytes <= px * 11 + (2 << 20))
+        for (colour, depth, channels) in [(0, 8, 1), (0, 1, 1), (2, 8, 3), (3, 4, 1), (4, 16, 2)] as [(UInt8, UInt8, Int)] {
+            let m = try probeImageLayout(pngHeader(width: 100, height: 50, depth: depth, colour: colour))
+            #expect(m.channels == channels && m.bitDepth == Int(depth))
+            #expect(m.decodeBytes >= 5000 * (channels * (depth > 8 ? 2 : 1) + 3))
+        }
+    }
+
+    @Test func jpegComponentsAndProgressive() throws {
+        let baseline = try probeImageLayout(try Fixtures.bytes("jpeg_420_50x71.jpg"))
+        #expect(baseline.format == .jpeg && baseline.bitDepth == 8 && !baseline.progressive && baseline.channels == 3)
+        #expect(try probeImageLayout(try Fixtures.bytes("jpeg_grey_37x23.jpg")).channels == 1)
+        #expect(try probeImageLayout(try Fixtures.bytes("jpeg_cmyk_37x23.jpg")).channels == 4)
+        let header = try probeImage(try Fixtures.bytes("jpeg_420_50x71.jpg"))
+        #expect(baseline.width == header.width && baseline.height == header.height && [1, 3, 4].contains(baseline.channels))
+        let progressive = try probeImageLayout(try Fixtures.bytes("jpeg_progressive_50x71.jpg"))
+        #expect(progressive.progressive)
+        // The coefficient buffer of a progressive JPEG: 2 bytes per coefficient and component.
+        #expect(progressive.decodeBytes > progressive.width * progressive.height * (progressive.channels * 3 + 3))
+    }
+
+    @Test func malformedHeadersThrowAsTheDecoderDoes() {
+        #expect(throws: ImageError.unsupportedFormat) { try probeImageLayout(Array("hello".utf8)) }
+        #expect(throws: ImageError.truncated) { try probeImageLayout(Array(pngHeader(width: 1, height: 1, depth: 8, colour: 2).prefix(20))) }
+        #expect(throws: ImageError.self) { try probeImageLayout(pngHeader(width: 1, height: 1, depth: 16, colour: 3)) }
+    }
+}

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import TensorFiles
 
 /// Parity fixtures written by tools/parity/make_image_fixtures.py (Pillow and PyTorch).
@@ -72,18 +73,3 @@ struct ByteDiff: CustomStringConvertible {
     var description: String { "\(count) differing bytes, max |diff| \(maxAbs), first at \(firstIndex.map(String.init) ?? "-")" }
 }
 
-/// Checks |a − b| ≤ atol + rtol·|b| elementwise; reports the worst element.
-func expectClose(_ actual: [Float], _ expected: [Float], atol: Float = 1e-5, rtol: Float = 1e-5,
-                 _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
-    #expect(actual.count == expected.count, "\(what): count", sourceLocation: sourceLocation)
-    guard actual.count == expected.count else { return }
-    var worst = -Float.infinity, worstIndex = -1, maxAbs: Float = 0
-    for i in 0..<actual.count {
-        let d = abs(actual[i] - expected[i])
-        let excess = d - (atol + rtol * abs(expected[i]))
-        maxAbs = max(maxAbs, d)
-        if !(excess <= worst) || excess.isNaN { worst = excess; worstIndex = i }
-    }
-    #expect(worst <= 0, "\(what): max |diff| \(maxAbs); worst at \(worstIndex): \(actual[max(worstIndex, 0)]) vs \(expected[max(worstIndex, 0)])",
-            sourceLocation: sourceLocation)
-}

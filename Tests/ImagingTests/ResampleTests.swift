@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 import TensorFiles
 @testable import Imaging
 @testable import Kernels

@@ -2,22 +2,12 @@ import Foundation
 import Testing
 import Kernels
 import TensorFiles
+import TestSupport
 @testable import SphereMap
 
 /// Fixtures from tools/parity/make_sphere_fixtures.py (the reference dino_mapper.py).
 let sphereFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .appendingPathComponent("Fixtures/sphere")
-
-func close(_ a: [Float], _ b: [Float], atol: Float = 2e-5, rtol: Float = 2e-4) -> (Bool, Float) {
-    guard a.count == b.count else { return (false, .infinity) }
-    var worst: Float = 0, ok = true
-    for (x, y) in zip(a, b) {
-        let d = abs(x - y)
-        worst = max(worst, d)
-        if !(d <= atol + rtol * abs(y)) { ok = false }
-    }
-    return (ok, worst)
-}
 
 @Suite struct SphereMapTests {
     init() { Threading.configure(workers: 2) }
@@ -37,11 +27,9 @@ func close(_ a: [Float], _ b: [Float], atol: Float = 2e-5, rtol: Float = 2e-4) -
         let fx = try SafeTensorsFile(contentsOf: sphereFixtures.appendingPathComponent("case0.safetensors"))
         let feats = try fx.floats("features")
         let raw = feats.withUnsafeBufferPointer { b.mapper.forwardRaw(features: $0.baseAddress!, batch: 2, tokens: 12) }
-        let (ok1, w1) = close(raw.array, try fx.floats("s_raw"))
-        #expect(ok1, "s_raw drifted by \(w1)")
+        expectClose(raw.array, try fx.floats("s_raw"), atol: 2e-5, rtol: 2e-4, "s_raw")
         let sph = feats.withUnsafeBufferPointer { b.mapper.sphere(features: $0.baseAddress!, batch: 2, tokens: 12) }
-        let (ok2, w2) = close(sph.array, try fx.floats("sphere"))
-        #expect(ok2, "sphere drifted by \(w2)")
+        expectClose(sph.array, try fx.floats("sphere"), atol: 2e-5, rtol: 2e-4, "sphere")
     }
 
     @Test func prototypesMatchTheReference() throws {
@@ -50,13 +38,11 @@ func close(_ a: [Float], _ b: [Float], atol: Float = 2e-5, rtol: Float = 2e-4) -
         let cats = try fx.floats("categories").map { Int($0) }
         let sph = try fx.floats("sphere")
         let r = sph.withUnsafeBufferPointer { b.prototypes.reconstruct(sphere: $0.baseAddress!, categories: cats, tokens: 12) }
-        let (ok, w) = close(r.array, try fx.floats("recon"))
-        #expect(ok, "recon drifted by \(w)")
+        expectClose(r.array, try fx.floats("recon"), atol: 2e-5, rtol: 2e-4, "recon")
         let mask = try fx.floats("mask")
         let masked = (0..<sph.count).map { sph[$0] * mask[$0 / 3] }
         let rm = masked.withUnsafeBufferPointer { b.prototypes.reconstruct(sphere: $0.baseAddress!, categories: cats, tokens: 12) }
-        let (ok2, w2) = close(rm.array, try fx.floats("recon_masked"))
-        #expect(ok2, "recon (masked) drifted by \(w2)")
+        expectClose(rm.array, try fx.floats("recon_masked"), atol: 2e-5, rtol: 2e-4, "recon (masked)")
     }
 
     @Test func writeThenLoadRoundTrips() throws {

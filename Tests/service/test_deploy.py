@@ -268,3 +268,200 @@ def test_nginx_site_against_server_limits(server):
     assert "$request_id" in conf and "$http_x_request_id" in conf
     keepalive_timeout = [nginx_seconds(v) for v in directive("keepalive_timeout")]
     assert keepalive_timeout and max(keepalive_timeout) < limits["keep_alive_timeout_s"]
+
+
+# ---------------------------------------------------------------- the trainer: Kubernetes Job and compose service
+# Static checks only (no cluster, no container engine): train → publish → hot reload works when the Job writes into
+# the claim the server Deployment reads, from the same image, with the flags CONTRACTS.md promises for `fit`.
+
+# `spherecorr-train fit` flags, from CONTRACTS.md (the shared docs beside the clone; this copy is used without them).
+FIT_FLAGS = {"--data", "--backbone", "--out", "--epochs", "--batch-size", "--views", "--cache", "--save-every", "--seed",
+             "--threads", "--weights", "--vp-bins", "--resume", "--skip-invalid"}
+CONTRACTS = REPO.parent / "shared/docs/CONTRACTS.md"
+
+
+def contract_fit_flags() -> set[str]:
+    if not CONTRACTS.exists():
+        return FIT_FLAGS
+    rows = [line for line in CONTRACTS.read_text().splitlines() if line.startswith("| `fit")]
+    assert rows, f"{CONTRACTS} has no `fit` rows"
+    return set(re.findall(r"--[a-z][a-z0-9-]*", " ".join(r.split("|")[1] for r in rows)))
+
+
+def flags(argv: list[str]) -> list[str]:
+    return [a.split("=", 1)[0] for a in argv if a.startswith("--")]
+
+
+def flag_value(argv: list[str], name: str) -> str:
+    i = argv.index(name)
+    return argv[i + 1]
+
+
+def trainer_invocation(entry: list[str], args: list[str]) -> tuple[str, list[str], str | None]:
+    """(binary, argv after the binary, state file whose presence adds --resume) of a container that runs the trainer,
+    directly or through the `sh -c 'if [ -e STATE ]; then set -- "$@" --resume; fi; exec BINARY "$@"' NAME` wrapper."""
+    entry = [e.replace("$$", "$") for e in entry]  # compose escapes $ as $$
+    if entry[:2] == ["/bin/sh", "-c"]:
+        script = entry[2]
+        exec_ = re.search(r'exec\s+(\S+)\s+"\$@"\s*$', script)
+        assert exec_, f"the wrapper must end with exec BINARY \"$@\": {script}"
+        cond = re.search(r'if \[ -e (\S+) \]; then set -- "\$@" --resume; fi;', script)
+        return exec_.group(1), list(entry[4:]) + list(args), cond.group(1) if cond else None
+    return entry[0], list(entry[1:]) + list(args), None
+
+
+def train_job():
+    (job,) = documents("Job")
+    pod = job["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    return job, pod, c
+
+
+def claim_at(pod: dict, container: dict, path: str) -> tuple[str, bool]:
+    """(claimName, read-only) of the volume `container` mounts at `path`."""
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == path]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert "persistentVolumeClaim" in vol, f"{path} is not a PersistentVolumeClaim: {vol}"
+    pvc = vol["persistentVolumeClaim"]
+    return pvc["claimName"], bool(mount.get("readOnly") or pvc.get("readOnly"))
+
+
+def test_every_deploy_yaml_parses_and_names_its_kind():
+    for p in sorted((REPO / "deploy").rglob("*.yaml")):
+        docs = [d for d in yaml.safe_load_all(p.read_text()) if d]
+        assert docs, p
+        if "kubernetes" in p.parts:
+            for d in docs:
+                assert d.get("apiVersion") and d.get("kind") and d.get("metadata", {}).get("name"), (p, d)
+
+
+def test_contract_fit_flags_match_this_copy():
+    assert contract_fit_flags() == FIT_FLAGS
+
+
+def resumes(argv: list[str], state: str | None) -> bool:
+    """Every attempt after the first continues the run: --resume always, or added when fit's state file exists."""
+    out = flag_value(argv, "--out").rstrip("/")
+    return "--resume" in argv or state == f"{out}/resume.state"
+
+
+def test_train_job_runs_fit_with_contract_flags_and_resume():
+    job, pod, c = train_job()
+    binary, argv, state = trainer_invocation(c["command"], c.get("args", []))
+    assert binary.endswith("/spherecorr-train") and argv[0] == "fit", (binary, argv)
+    used = flags(argv)
+    assert set(used) <= contract_fit_flags(), set(used) - contract_fit_flags()
+    assert len(used) == len(set(used)), used
+    assert {"--data", "--backbone", "--out"} <= set(used)
+    assert resumes(argv, state), "retries must continue the run with --resume"
+    # Retries are new attempts of the same command: each continues from the checkpoint in --out.
+    assert pod["restartPolicy"] in ("Never", "OnFailure")
+    assert job["spec"]["backoffLimit"] >= 1
+    # SIGTERM makes fit save its state at the next batch boundary: the pod must live that long.
+    assert pod.get("terminationGracePeriodSeconds", 30) >= 120
+    assert job["spec"].get("parallelism", 1) == 1 and job["spec"].get("completions", 1) == 1
+    # --threads matches the CPU the container may use.
+    assert float(flag_value(argv, "--threads")) <= float(c["resources"]["limits"]["cpu"])
+
+
+def test_resume_wrapper_adds_resume_only_when_a_run_exists(tmp_path):
+    if shutil.which("sh") is None:
+        pytest.skip("needs sh")
+    _, _, c = train_job()
+    script = c["command"][2]
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
+    assert compose["services"]["train"]["entrypoint"][2].replace("$$", "$") == script, "compose and the Job share one wrapper"
+    _, argv, state = trainer_invocation(c["command"], c["args"])
+    local_state = tmp_path / "resume.state"
+    probe = script.replace(state, str(local_state)).replace("exec ", "exec echo ")
+
+    def run():
+        return subprocess.run(["sh", "-c", probe, "spherecorr-train", *argv], capture_output=True, text=True,
+                              check=True).stdout.split()
+
+    first = run()
+    local_state.write_bytes(b"")
+    again = run()
+    assert "--resume" not in first and first[1:] == argv
+    assert again[1:] == argv + ["--resume"]
+
+
+def test_train_job_publishes_into_the_claim_the_server_reads():
+    _, dep_c = container()
+    dep_pod = documents("Deployment")[0]["spec"]["template"]["spec"]
+    served_claim, served_ro = claim_at(dep_pod, dep_c, env_of(dep_c)["SPHERECORR_BUNDLES"])
+    _, pod, c = train_job()
+    _, argv, _ = trainer_invocation(c["command"], c["args"])
+    written_claim, written_ro = claim_at(pod, c, flag_value(argv, "--out"))
+    assert written_claim == served_claim
+    assert served_ro and not written_ro
+    # The backbone, the data and the view cache are mounted too (read-only where nothing is written).
+    for name in ("--backbone", "--data"):
+        path = flag_value(argv, name)
+        mount = max((m for m in c["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")),
+                    key=lambda m: len(m["mountPath"]))
+        assert mount.get("readOnly"), (name, mount)
+    assert any(m["mountPath"] == flag_value(argv, "--cache") for m in c["volumeMounts"])
+
+
+def test_train_job_same_image_and_security_as_the_deployment():
+    dep, dep_c = container()
+    dep_pod = dep["spec"]["template"]["spec"]
+    _, pod, c = train_job()
+    assert c["image"] == dep_c["image"]
+    assert pod["securityContext"] == dep_pod["securityContext"]
+    assert c["securityContext"] == dep_c["securityContext"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod.get("automountServiceAccountToken") is False
+    (tmp,) = [m for m in c["volumeMounts"] if m["mountPath"] == "/tmp"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == tmp["name"]]
+    assert "emptyDir" in vol
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(c["resources"][kind])
+
+
+def test_every_claim_mounted_is_defined():
+    defined = {d["metadata"]["name"]: d for d in documents("PersistentVolumeClaim")}
+    used = set()
+    for kind in ("Deployment", "Job"):
+        for d in documents(kind):
+            for v in d["spec"]["template"]["spec"]["volumes"]:
+                if "persistentVolumeClaim" in v:
+                    used.add(v["persistentVolumeClaim"]["claimName"])
+    assert used <= set(defined), used - set(defined)
+    # Server replicas on several nodes read the bundles while the Job writes them.
+    _, dep_c = container()
+    dep_pod = documents("Deployment")[0]["spec"]["template"]["spec"]
+    bundles, _ = claim_at(dep_pod, dep_c, "/bundles")
+    assert "ReadWriteMany" in defined[bundles]["spec"]["accessModes"]
+
+
+def test_image_contains_the_trainer_the_job_runs():
+    _, _, c = train_job()
+    binary = Path(trainer_invocation(c["command"], c["args"])[0]).name
+    build = stages()[0]
+    runs = " ".join(rest for word, rest in build["steps"] if word == "RUN")
+    assert re.search(rf"cp\s+\S*{re.escape(binary)}\S*\s+/staging", runs), runs
+
+
+def test_compose_train_service_writes_the_servers_bundles():
+    compose = yaml.safe_load((REPO / "deploy/compose.yaml").read_text())
+    server, train = compose["services"]["spherecorr"], compose["services"]["train"]
+    assert train.get("profiles"), "the trainer must not start with a plain `up`"
+    assert train["image"] == server["image"]
+    binary, argv, state = trainer_invocation(train["entrypoint"], train["command"])
+    assert binary.endswith("/spherecorr-train") and argv[0] == "fit"
+    used = flags(argv)
+    assert set(used) <= contract_fit_flags() and {"--data", "--backbone", "--out"} <= set(used)
+    assert resumes(argv, state)
+
+    def host_path(svc, container_path):
+        (v,) = [v for v in svc["volumes"] if v.split(":")[1] == container_path]
+        parts = v.split(":")
+        return parts[0], len(parts) > 2 and "ro" in parts[2].split(",")
+
+    served, served_ro = host_path(server, "/bundles")
+    written, written_ro = host_path(train, flag_value(argv, "--out"))
+    assert served == written and served_ro and not written_ro
+    assert train["user"] == server["user"] and train.get("read_only") is True and "/tmp" in train.get("tmpfs", [])
+    assert str(train.get("restart", "")).startswith("on-failure")

@@ -267,6 +267,13 @@ def test_not_ready_while_loading_then_ready():
             pytest.skip("the model loaded before the first probe")
         body = assert_problem(first, 503)
         assert body["code"] in ("loading", "warming")
+        # Refused from the head while loading: Expect: 100-continue gets the 503 itself, never 100 Continue.
+        with socket.create_connection(("127.0.0.1", s.port), timeout=30) as c:
+            c.sendall(b"POST /v1/features HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Type: image/png\r\n"
+                      b"Content-Length: 100000\r\n\r\n")
+            head = c.recv(65536)
+        if not head.startswith(b"HTTP/1.1 503"):  # the model may have become ready in between
+            assert head.startswith(b"HTTP/1.1 100 Continue") and s.request("GET", "/readyz").status == 200, head[:100]
         r = post_multipart(s, "/v1/features?resolution=56", [image_part("image", png(30, 30, seed=1))], timeout=30)
         if r.status != 200:  # still loading: refused, not queued
             assert_problem(r, 503, "model_not_ready")

@@ -1,24 +1,6 @@
 // The patch grid of a square R×R letterboxed input: G = R/14 patches per side, row-major token
 // order `idx = row·G + col` (SPEC §2.3, H26). The reference fixes R = 840, G = 60; everything
-// here takes R as a parameter.
-
-/// Why a matching or metric call could not run: inputs of inconsistent shapes or values.
-package enum CorrespondenceError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// Array sizes that do not fit together; the string says which.
-    case shape(String)
-    /// A sphere weight α ≠ 0 without sphere vectors for both images.
-    case missingSphere
-    /// A parameter outside its domain.
-    case invalidArgument(String)
-
-    package var description: String {
-        switch self {
-        case let .shape(s): "shape mismatch: \(s)"
-        case .missingSphere: "a sphere weight alpha != 0 needs sphere vectors for both images"
-        case let .invalidArgument(s): "invalid argument: \(s)"
-        }
-    }
-}
+// here takes R as a parameter. The one owner of the patch size and of the patch ↔ pixel geometry.
 
 /// A G×G grid of 14-pixel patches over an R×R image.
 package struct PatchGrid: Sendable, Equatable, Hashable {
@@ -31,6 +13,17 @@ package struct PatchGrid: Sendable, Equatable, Hashable {
     package init?(resolution: Int) {
         guard resolution > 0, resolution % PatchGrid.patchSize == 0 else { return nil }
         self.resolution = resolution
+    }
+
+    /// The grid of G patches per side (R = 14·G).
+    package init(side: Int) {
+        precondition(side > 0, "a patch grid needs at least one patch per side")
+        resolution = side * PatchGrid.patchSize
+    }
+
+    /// Why R is not a valid letterbox side, for error messages; nil when it is.
+    package static func invalidReason(resolution: Int) -> String? {
+        PatchGrid(resolution: resolution) == nil ? "must be a positive multiple of \(patchSize); got \(resolution)" : nil
     }
 
     /// G = R/14 (the reference: `int(14/14·(R//14 − 1) + 1)`).
