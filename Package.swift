@@ -115,6 +115,6 @@ let package = Package(
                     swiftSettings: swiftSettings),
         .testTarget(name: "CorrespondenceTests", dependencies: ["TestSupport", "Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).
-        .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap"], swiftSettings: swiftSettings),
+        .testTarget(name: "CLITests", dependencies: ["TensorFiles", "SphereMap", "Imaging"], swiftSettings: swiftSettings),
     ]
 )

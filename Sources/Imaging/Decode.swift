@@ -35,6 +35,37 @@ package func decodeImage(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits =
     }
 }
 
+/// A mask image's stored values: `values[y·W + x]` is 1 where any sample of the pixel other than alpha is
+/// non-zero, else 0. For a palette PNG that is the index, not its colour: masks store class ids (SPair
+/// `Segmentation/`, SPEC H24) and a palette may map an id to black or 0 to a colour. A JPEG stores no such values:
+/// its decoded RGB is used.
+package struct NonZeroMask: Sendable, Equatable {
+    package var width: Int
+    package var height: Int
+    package var values: [UInt8]
+}
+
+package func decodeNonZeroMask(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits = DecodeLimits()) throws(ImageError) -> NonZeroMask {
+    switch try sniffFormat(bytes) {
+    case .png:
+        let info = try PNGChunks.walk(bytes)
+        try checkLimits(info.header, limits)
+        var mask: [UInt8] = []
+        _ = try decodePNG(bytes, info: info, limits: limits, nonZero: &mask)
+        return NonZeroMask(width: info.header.width, height: info.header.height, values: mask)
+    case .jpeg:
+        let img = try decodeImage(bytes, limits: limits)
+        var mask = [UInt8](repeating: 0, count: img.width * img.height)
+        for i in mask.indices where img.pixels[3 * i] | img.pixels[3 * i + 1] | img.pixels[3 * i + 2] != 0 { mask[i] = 1 }
+        return NonZeroMask(width: img.width, height: img.height, values: mask)
+    }
+}
+
+/// `decodeNonZeroMask` over an array.
+package func decodeNonZeroMask(_ bytes: [UInt8], limits: DecodeLimits = DecodeLimits()) throws(ImageError) -> NonZeroMask {
+    try asImageError { try bytes.withUnsafeBytes { raw throws(ImageError) in try decodeNonZeroMask(raw, limits: limits) } }
+}
+
 /// `decodeImage` over an array.
 package func decodeImage(_ bytes: [UInt8], limits: DecodeLimits = DecodeLimits()) throws(ImageError) -> RGBImage {
     try asImageError { try bytes.withUnsafeBytes { raw throws(ImageError) in try decodeImage(raw, limits: limits) } }
@@ -514,7 +545,8 @@ enum PNGChunks {
 
 /// libpng for decompression, unfiltering and Adam7 de-interlacing only (plus `png_set_packing`
 /// so sub-byte samples arrive one per byte, unscaled); everything else as Pillow does it.
-private func decodePNG(_ bytes: UnsafeRawBufferPointer, info: PNGChunks.Info, limits: DecodeLimits) throws(ImageError) -> RGBImage {
+private func decodePNG(_ bytes: UnsafeRawBufferPointer, info: PNGChunks.Info, limits: DecodeLimits,
+                       nonZero: UnsafeMutablePointer<[UInt8]>? = nil) throws(ImageError) -> RGBImage {
     let side = UInt32(clamping: min(limits.maxPixels, 0x7FFF_FFFF))
     let r = try PNGReader(bytes, maxWidth: side, maxHeight: side)
     try r.readInfo()
@@ -543,6 +575,23 @@ private func decodePNG(_ bytes: UnsafeRawBufferPointer, info: PNGChunks.Info, li
     defer { rows.deallocate() }
     for y in 0..<height { rows[y] = raw.baseAddress! + y * rowBytes }
     try r.readImage(rows.baseAddress!)
+
+    if let nonZero {
+        // Stored values, not colours: a pixel is non-zero when any of its samples other than alpha is.
+        let colour = colorType == 4 || colorType == 6 ? channels - 1 : channels
+        let sampleBytes = colour * bytesPerSample, pixelBytes = channels * bytesPerSample
+        var mask = [UInt8](repeating: 0, count: width * height)
+        for y in 0..<height {
+            let src = raw.baseAddress! + y * rowBytes
+            for x in 0..<width {
+                var any: UInt8 = 0
+                for b in 0..<sampleBytes { any |= src[x * pixelBytes + b] }
+                if any != 0 { mask[y * width + x] = 1 }
+            }
+        }
+        nonZero.pointee = mask
+        return RGBImage(width: 0, height: 0, pixels: [])  // the caller asked for the mask only
+    }
 
     // Palette: 256 entries, unused ones black (Pillow's ImagingPaletteNew callocs the palette
     // and putpalette fills only the entries the PLTE chunk has).

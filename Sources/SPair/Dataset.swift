@@ -124,11 +124,17 @@ package struct ObjectMask: Sendable, Equatable {
 
     package init(width: Int, height: Int, values: [UInt8]) { self.width = width; self.height = height; self.values = values }
 
-    /// Decodes a mask image (PNG or JPEG; `file` names it in errors) to RGB as Pillow's
-    /// `convert('RGB')` would, and applies `rule`. For a grey ('L') file a channel is the value
-    /// itself; for a palette file `anyNonZero` means a non-black palette entry (VOC palettes map
-    /// only index 0 to black).
+    /// Decodes a mask image (PNG or JPEG; `file` names it in errors) and applies `rule`:
+    /// `anyNonZero` on the stored values (for a palette PNG the index, not its colour), and
+    /// `luminanceAbove` on the RGB that Pillow's `convert('RGB')` gives.
     package init(bytes: [UInt8], file: String, rule: Rule = .anyNonZero) throws(SPairError) {
+        if rule == .anyNonZero {
+            do {
+                let m = try decodeNonZeroMask(bytes)
+                self.init(width: m.width, height: m.height, values: m.values)
+                return
+            } catch { throw SPairError(.invalidImage, file: file, "cannot be decoded: \(error)") }
+        }
         let image: RGBImage
         do { image = try decodeImage(bytes) } catch {
             throw SPairError(.invalidImage, file: file, "cannot be decoded: \(error)")
@@ -403,11 +409,9 @@ package struct SPairDataset: Sendable {
 
     // MARK: Masks
 
-    /// `Segmentation/<category>/<stem>.png` as an object mask: any non-zero value is object
-    /// (SPEC H24; the files hold the VOC class id on the object, 0 elsewhere). The PNG is decoded
-    /// to RGB as Pillow's `convert('RGB')` would; a pixel is object when any channel is non-zero,
-    /// which for a grey ('L') file is the value itself and for a palette file is a non-black
-    /// palette entry (VOC palettes map only index 0 to black).
+    /// `Segmentation/<category>/<stem>.png` as an object mask: any non-zero stored value is object
+    /// (SPEC H24; the files hold the VOC class id on the object, 0 elsewhere; for a palette file the
+    /// index counts, not its colour).
     package func segmentationMask(category: String, stem: String) throws(SPairError) -> ObjectMask {
         try mask(at: segmentationPath(category: category, stem: stem))
     }

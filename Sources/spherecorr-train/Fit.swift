@@ -1,4 +1,5 @@
 import ArgumentParser
+import DINOv2
 import Foundation
 import Kernels
 import Runtime
@@ -86,7 +87,7 @@ struct Fit: ParsableCommand {
         guard evalResolution >= 14, evalResolution % 14 == 0 else { throw ValidationError("--eval-resolution must be a positive multiple of 14; got \(evalResolution)") }
         guard CachePrecision(rawValue: cachePrecision) != nil else { throw ValidationError("--cache-precision must be float16 or bfloat16; got '\(cachePrecision)'") }
         do { _ = try LossWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
-        if let v = variant, DinoConfigVariant.valid(v) == false { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
+        if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
     }
 
     func run() throws {
@@ -133,10 +134,4 @@ struct Fit: ParsableCommand {
                   (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : ""))
         }
     }
-}
-
-import DINOv2
-
-enum DinoConfigVariant {
-    static func valid(_ v: String) -> Bool { DinoConfig.Variant(rawValue: v) != nil }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Imaging
 import SphereMap
 import TensorFiles
 import Testing
@@ -73,8 +74,10 @@ import Testing
         #expect(again.status != 0 && again.stderr.contains("--resume"))
     }
 
-    /// SIGTERM from outside (the process gets it while training), then --resume: the bundle of an uninterrupted run.
-    @Test func sigtermThenResumeGivesTheSameBundle() throws {
+    /// SIGTERM (stops at the next batch, state saved) or SIGKILL (the last epoch-end state is all there is) from
+    /// outside while training, then --resume: the bundle and log of an uninterrupted run.
+    @Test(arguments: [SIGTERM, SIGKILL])
+    func signalThenResumeGivesTheSameBundle(_ sig: Int32) throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
         let cache = dir.appendingPathComponent("cache")
@@ -96,17 +99,72 @@ import Testing
         let journal = b.appendingPathComponent("train.jsonl")
         let deadline = Date().addingTimeInterval(300)
         while !FileManager.default.fileExists(atPath: journal.path) && p.isRunning && Date() < deadline { usleep(20_000) }
-        kill(p.processIdentifier, SIGTERM)
+        kill(p.processIdentifier, sig)
         p.waitUntilExit()
         if p.terminationStatus == 0 {
-            print("the run finished before SIGTERM arrived; resume is then a no-op")
+            print("the run finished before signal \(sig) arrived; resume is then a no-op")
+        } else if sig == SIGTERM {
+            #expect(p.terminationStatus == 143 && p.terminationReason == .exit, "exit \(p.terminationStatus)")
         } else {
-            #expect(p.terminationStatus == 143, "exit \(p.terminationStatus)")
+            #expect(p.terminationStatus == SIGKILL && p.terminationReason == .uncaughtSignal)
         }
         let r2 = try run("spherecorr-train", fitArgs(out: b, cache: cache, extra + ["--resume"]))
         #expect(r2.status == 0, "\(r2.stderr)")
         #expect(try bytes(b.appendingPathComponent("sphere-e000003.safetensors")) == bytes(a.appendingPathComponent("sphere-e000003.safetensors")))
         #expect(try self.journal(b) == self.journal(a))
+    }
+
+    /// --eval-data: PCK@0.1 of the evaluation module after each published bundle, in train.jsonl.
+    @Test func evalDataLogsPCK() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let out = dir.appendingPathComponent("o")
+        let r = try run("spherecorr-train", fitArgs(out: out, cache: dir.appendingPathComponent("cache"),
+                                                    ["--epochs", "1", "--views", "1", "--eval-data", Self.synth, "--eval-resolution", "56",
+                                                     "--weights", "vp=0", "--quiet"]))
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = try String(contentsOf: out.appendingPathComponent("train.jsonl"), encoding: .utf8)
+        let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let pck = try #require(o["pck"] as? Double), weighted = try #require(o["pck_weighted"] as? Double)
+        #expect((0...1).contains(pck) && (0...1).contains(weighted) && pck > 0)
+        let bundle = try SphereBundle.load(path: out.appendingPathComponent("sphere-e000001.safetensors").path)
+        #expect(bundle.metadata["train.weights"]?.contains("vp=0.0") == true)
+    }
+
+    /// --fcars: Freiburg Cars layout (images/, annotations/, instance_masks/), one condition, azimuth bins.
+    @Test func freiburgCars() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let fm = FileManager.default
+        let root = dir.appendingPathComponent("fcars")
+        let jpegs = try fm.contentsOfDirectory(atPath: Self.synth + "/JPEGImages/car").sorted().prefix(6)
+        try fm.createDirectory(at: root.appendingPathComponent("annotations"), withIntermediateDirectories: true)
+        var annot = ""
+        for d in ["images/car_003", "instance_masks/car_003"] { try fm.createDirectory(at: root.appendingPathComponent(d), withIntermediateDirectories: true) }
+        for (i, j) in jpegs.enumerated() {
+            try Data(contentsOf: URL(fileURLWithPath: Self.synth + "/JPEGImages/car/" + j)).write(to: root.appendingPathComponent("images/car_003/" + j))
+            // The Segmentation PNG (0 / 7) is not an L > 127 mask: brighten it as a Mask R-CNN mask would be stored.
+            let png = try Data(contentsOf: URL(fileURLWithPath: Self.synth + "/Segmentation/car/" + j.dropLast(4) + ".png"))
+            try png.write(to: root.appendingPathComponent("instance_masks/car_003/" + j))
+            annot += "car_003/\(j) 1 1 10 10 \(i * 60)\n"
+        }
+        try Data(annot.utf8).write(to: root.appendingPathComponent("annotations/3_annot.txt"))
+        let args = ["fit", "--fcars", root.path, "--backbone", Self.backbone, "--resolution", "56", "--batch-size", "4", "--epochs", "1",
+                    "--vp-bins", "4", "--threads", "2", "--quiet"]
+        // Those masks are dark (values 0/7): every one is empty under the reference's L > 0.5 rule, and says so.
+        let r = try run("spherecorr-train", args + ["--out", dir.appendingPathComponent("o1").path])
+        #expect(r.status != 0 && r.stderr.contains("instance_masks/car_003/") && r.stderr.contains("no object pixel"), "\(r.stderr)")
+        // Stored as a Mask R-CNN mask would be (object 255): trains, one condition.
+        for j in jpegs {
+            let u = root.appendingPathComponent("instance_masks/car_003/" + j)
+            var img = try decodeImage(contentsOf: u)
+            for i in img.pixels.indices where img.pixels[i] != 0 { img.pixels[i] = 255 }
+            try Data(encodePNG(img)).write(to: u)
+        }
+        let ok = try run("spherecorr-train", args + ["--out", dir.appendingPathComponent("o2").path])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let b = try SphereBundle.load(path: dir.appendingPathComponent("o2/sphere-e000001.safetensors").path)
+        #expect(b.categories == ["car"])
     }
 
     @Test func badDataAndBackboneAreNamed() throws {

@@ -159,3 +159,23 @@ final class TempSPair {
         #expect(s3.skipped.first?.field == "line 1")
     }
 }
+
+@Suite struct MaskRuleTests {
+    /// Object = any non-zero stored value: for palette PNGs the index, not its colour (counts from
+    /// `np.array(Image.open(f)) != 0` with Pillow; the RGB rule would give the second number).
+    @Test(arguments: [("png_palette8_trns_50x71.png", 2998, 3550), ("png_palette2_37x23.png", 641, 851),
+                      ("png_palette4_short_37x23.png", 804, 279), ("png_l8_37x23.png", 807, 807), ("png_l16_37x23.png", 851, 851),
+                      ("png_rgb8_37x23.png", 851, 851), ("png_la8_37x23.png", 818, 818)])
+    func rawValuesNotColours(_ file: String, raw: Int, rgb: Int) throws {
+        let bytes = [UInt8](try Data(contentsOf: repo.appendingPathComponent("Tests/Fixtures/imaging/\(file)")))
+        let m = try ObjectMask(bytes: bytes, file: file)
+        #expect(m.objectPixelCount == raw)
+        let img = try decodeImage(bytes)
+        var colour = 0
+        for i in 0..<(img.width * img.height) {
+            let any: UInt8 = img.pixels[3 * i] | img.pixels[3 * i + 1] | img.pixels[3 * i + 2]
+            if any != 0 { colour += 1 }
+        }
+        #expect(colour == rgb)
+    }
+}
