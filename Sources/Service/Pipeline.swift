@@ -2,6 +2,7 @@ import Correspondence
 import DINOv2
 import Foundation
 import HTTPServer
+import Hashing
 import Imaging
 import Kernels
 import Runtime

@@ -2,6 +2,7 @@ import ArgumentParser
 import DINOv2
 import Evaluation
 import Foundation
+import Hashing
 import Imaging
 import SPair
 import SphereMap
