@@ -11,16 +11,16 @@ ARG RUNTIME_IMAGE=debian:bookworm-slim
 FROM ${SWIFT_IMAGE} AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      pkg-config libopenblas-dev libdnnl-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev \
+      pkg-config libopenblas-dev libdnnl-dev libjpeg62-turbo-dev libpng-dev zlib1g-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-# Dependencies first, so that source edits do not refetch them.
-COPY Package.* ./
-RUN swift package resolve
 COPY . .
 # Both executables: the same image runs the server (the entrypoint) and the trainer or evaluator as a Job
-# (deploy/kubernetes/train-job.yaml: command /app/spherecorr-train).
-RUN swift build -c release --static-swift-stdlib --product spherecorr-server \
+# (deploy/kubernetes: command /app/spherecorr-train). By product: a plain `swift build` would also build TestSupport,
+# which needs the Testing module. .build is a cache mount, so a rebuild after a source edit recompiles only what
+# changed and keeps the resolved dependencies; the binaries leave it through /staging.
+RUN --mount=type=cache,target=/src/.build \
+    swift build -c release --static-swift-stdlib --product spherecorr-server \
  && swift build -c release --static-swift-stdlib --product spherecorr-train \
  && mkdir -p /staging \
  && bin="$(swift build -c release --static-swift-stdlib --show-bin-path)" \
@@ -32,10 +32,11 @@ RUN swift build -c release --static-swift-stdlib --product spherecorr-server \
 # ---------------------------------------------------------------- runtime stage
 FROM ${RUNTIME_IMAGE} AS runtime
 # Only what the binary links (checked against `ldd` of the release binary by Tests/service/test_deploy.py):
-# OpenBLAS, oneDNN (+ OpenMP), libjpeg-turbo, libpng. libc, libstdc++, libgcc and zlib come with the base image.
+# OpenBLAS, oneDNN (+ OpenMP), libjpeg-turbo, libpng, OpenSSL's libcrypto (SHA-256). libc, libstdc++, libgcc and
+# zlib come with the base image.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libopenblas0 libdnnl2 libjpeg62-turbo libpng16-16 libgomp1 ca-certificates tzdata \
+      libopenblas0 libdnnl2 libjpeg62-turbo libpng16-16 libgomp1 libssl3 ca-certificates tzdata \
  && rm -rf /var/lib/apt/lists/*
 # A numeric, non-root user (Kubernetes runAsNonRoot can only verify a numeric USER).
 RUN groupadd --system --gid 10001 spherecorr \

@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test bench bench-eval bench-service bench-http bench-train fuzz clean
+.PHONY: deps build release test bench bench-eval bench-service bench-http bench-train fuzz clean image test-container
 
 deps:
 	@scripts/install-deps
@@ -48,6 +48,17 @@ bench-http: deps
 ## Runs the HTTP/1.1 parser fuzzer (libFuzzer) for FUZZ_SECONDS (default 60).
 fuzz: deps
 	scripts/fuzz-http1 $${FUZZ_SECONDS:-60}
+
+## The image (Dockerfile), with docker or podman, whichever answers; IMAGE=spherecorr:0.1.0. Where no registry is
+## reachable, scripts/image builds the two base images locally first (../shared/tools/container/make-local-bases.sh).
+IMAGE ?= spherecorr:0.1.0
+image:
+	scripts/image $(IMAGE)
+
+## Builds the image, runs it and checks it from outside: readiness, a match, metrics, uid 10001 on a read-only root,
+## bundle hot reload, SIGTERM drain and exit 0; prints the image size and start-to-ready time.
+test-container: deps
+	scripts/test-container --tag $(IMAGE)
 
 clean:
 	rm -rf .build .build-*

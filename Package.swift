@@ -27,6 +27,7 @@ let package = Package(
         .systemLibrary(name: "CDNNL", providers: [.apt(["libdnnl-dev"])]),
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
 
         // Hand-written AVX2/FMA kernels (fused attention, activations), chosen at run time by CPU features.
         // -O2 in debug builds too: unoptimised, they would make every test that runs a model crawl.
@@ -38,6 +39,8 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL", "CKernels", "Runtime"], swiftSettings: swiftSettings),
         // safetensors and .npy files, read and written.
         .target(name: "TensorFiles", swiftSettings: swiftSettings),
+        // SHA-256 from OpenSSL's libcrypto: content keys of the feature and view caches, bundle digests.
+        .target(name: "Hashing", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
         // setjmp/longjmp guards so libjpeg/libpng errors return instead of exiting (Swift cannot setjmp).
         .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"]),
         // Image decoding (Pillow-exact) and the resamplers of SPEC §2.
@@ -50,7 +53,7 @@ let package = Package(
         .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
         // RandomResizedCrop, backbone features of augmented views and the view cache.
-        .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2"], swiftSettings: swiftSettings),
+        .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2", "Hashing"], swiftSettings: swiftSettings),
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
         .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
         // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
@@ -62,7 +65,7 @@ let package = Package(
         .target(name: "Visualization", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
         .target(name: "Evaluation", dependencies: ["SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
-                                                   "Kernels", "Runtime", "Visualization"], swiftSettings: swiftSettings),
+                                                   "Kernels", "Runtime", "Visualization", "Hashing"], swiftSettings: swiftSettings),
         // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
         // Sockets, connections, router, problem+json, graceful shutdown. Knows nothing of the model.
@@ -74,6 +77,7 @@ let package = Package(
             name: "Service",
             dependencies: [
                 "DINOv2", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "Runtime", "HTTPServer", "HTTP1", "Visualization",
+                "Hashing",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -88,7 +92,7 @@ let package = Package(
             name: "spherecorr-train",
             dependencies: [
                 "DINOv2", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData",
-                "TrainingRun",
+                "TrainingRun", "Hashing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -99,6 +103,7 @@ let package = Package(
         .testTarget(name: "RuntimeTests", dependencies: ["Runtime"], swiftSettings: swiftSettings),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Runtime"], swiftSettings: swiftSettings),
         .testTarget(name: "TensorFilesTests", dependencies: ["TensorFiles"], swiftSettings: swiftSettings),
+        .testTarget(name: "HashingTests", dependencies: ["Hashing"], swiftSettings: swiftSettings),
         .testTarget(name: "ImagingTests", dependencies: ["TestSupport", "Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["TestSupport", "DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),

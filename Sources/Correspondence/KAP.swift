@@ -207,3 +207,25 @@ package func averagePrecision(labels: [Bool], scores: [Float]) -> Double? {
     }
     return max(0, ap)
 }
+
+extension KAPAccumulator {
+    /// An accumulator holding these outputs: a shard's state read back from its partial report.
+    package init(grid: PatchGrid, alphas: [Float] = defaultKAPAlphas, predictions: [[Float]], labels: [[Bool]], pairs: Int, keypoints: Int) {
+        precondition(predictions.count == alphas.count && labels.count == alphas.count
+                     && zip(predictions, labels).allSatisfy { $0.count == $1.count }, "KAPAccumulator: outputs do not match the alphas")
+        self.init(grid: grid, alphas: alphas)
+        self.predictions = predictions; self.labels = labels; self.pairs = pairs; self.keypoints = keypoints
+    }
+
+    /// Appends another accumulator's outputs after this one's. Average precision depends only on the multiset of
+    /// (score, label), so merging shards in any order gives the unsharded score; in shard order, the same arrays.
+    package mutating func merge(_ other: KAPAccumulator) {
+        precondition(other.alphas == alphas && other.grid == grid, "KAPAccumulator.merge: different alphas or grid")
+        for a in alphas.indices {
+            predictions[a] += other.predictions[a]
+            labels[a] += other.labels[a]
+        }
+        pairs += other.pairs
+        keypoints += other.keypoints
+    }
+}

@@ -94,3 +94,20 @@ func keypointRows(_ source: [Float], _ target: [Float]) throws(CorrespondenceErr
     }
     return source.count / 3
 }
+
+extension PCKAccumulator {
+    /// An accumulator holding these counts: a shard's state read back from its partial report.
+    package init(alphas: [Float] = defaultPCKAlphas, correct: [Int], evaluated: Int, pairs: Int) {
+        precondition(correct.count == alphas.count, "PCKAccumulator: \(correct.count) counts for \(alphas.count) alphas")
+        self.init(alphas: alphas)
+        self.correct = correct; self.evaluated = evaluated; self.pairs = pairs
+    }
+
+    /// Adds another accumulator's pairs (integer counts: the order of merging does not matter).
+    package mutating func merge(_ other: PCKAccumulator) {
+        precondition(other.alphas == alphas, "PCKAccumulator.merge: different alphas")
+        for a in correct.indices { correct[a] += other.correct[a] }
+        evaluated += other.evaluated
+        pairs += other.pairs
+    }
+}

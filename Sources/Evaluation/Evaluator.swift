@@ -39,6 +39,8 @@ package struct EvaluationOptions: Sendable {
     package var plotsDirectory: String?
     package var plotPairsPerCategory = 2
     package var progress = true
+    /// Only this part of the pairs (`--shard K/N`); the report then carries what merge-reports needs.
+    package var shard: EvaluationShard?
     package init(data: String) { self.data = data }
 }
 
@@ -49,6 +51,18 @@ package struct CategoryResult: Sendable {
     package var pckKeypoints: Int
     package var pck: [Double]?
     package var kap: [Double]?
+    /// What the scores were computed from, kept so that shards can be merged exactly.
+    package var pckState: PCKAccumulator?
+    package var kapState: KAPAccumulator?
+
+    package init(category: String, pck: PCKAccumulator?, kap: KAPAccumulator?) {
+        self.category = category
+        pairs = pck?.pairs ?? kap?.pairs ?? 0
+        pckKeypoints = pck?.evaluated ?? 0
+        self.pck = pck?.scores
+        self.kap = kap?.scores
+        pckState = pck; kapState = kap
+    }
 }
 
 package struct AlphaRun: Sendable {
@@ -61,6 +75,8 @@ package struct EvaluationResult: Sendable {
     package var thresholds: [Float]
     package var skipped: [String]
     package var pairsEvaluated: Int
+    /// Pairs of the whole run: pairsEvaluated, or more for one shard of it.
+    package var pairsTotal: Int
     package var imagesEmbedded: Int
     package var cacheHits: Int
     package var seconds: Double
@@ -123,16 +139,25 @@ package final class Evaluator {
             }
             perCategory.append((c, pairs))
         }
-        let total = perCategory.reduce(0) { $0 + $1.1.count }
+        // A shard takes a contiguous range of all pairs in category order, so a category's images mostly stay in one
+        // shard's memory; the pairs keep their index in the category (plots name the category's first pairs).
+        let all = perCategory.reduce(0) { $0 + $1.1.count }
+        let wanted = options.shard?.range(total: all) ?? 0..<all
+        var offset = 0
+        let work: [(String, [(index: Int, pair: LoadedPair)])] = perCategory.map { c, pairs in
+            defer { offset += pairs.count }
+            return (c, pairs.enumerated().filter { wanted.contains(offset + $0.offset) }.map { (index: $0.offset, pair: $0.element) })
+        }
+        let total = wanted.count
         var done = 0
         var results = options.alphas.map { AlphaRun(alpha: $0, categories: []) }
         var progress = Progress(total: total, enabled: options.progress, log: log)
-        for (category, pairs) in perCategory {
+        for (category, pairs) in work {
             var pck = options.alphas.map { _ in PCKAccumulator() }
             var kap = options.alphas.map { _ in KAPAccumulator(grid: grid) }
             var descriptors: [String: ImageDescriptors] = [:]
             var spheres: [String: [Float]] = [:]
-            for (pi, pair) in pairs.enumerated() {
+            for (pi, pair) in pairs {
                 let paths = [pair.sourceImagePath, pair.targetImagePath].map { dataset.url($0).path }
                 let feats = try store.features(paths)
                 for (path, f) in zip(paths, feats) where descriptors[path] == nil {
@@ -171,14 +196,13 @@ package final class Evaluator {
             }
             store.clearMemory()
             for a in options.alphas.indices {
-                results[a].categories.append(CategoryResult(category: category, pairs: pairs.count, pckKeypoints: pck[a].evaluated,
-                                                            pck: options.metric.pck ? pck[a].scores : nil,
-                                                            kap: options.metric.kap ? kap[a].scores : nil))
+                results[a].categories.append(CategoryResult(category: category, pck: options.metric.pck ? pck[a] : nil,
+                                                            kap: options.metric.kap ? kap[a] : nil))
             }
         }
         var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
         if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
-        return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total,
+        return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total, pairsTotal: all,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
                                 backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting)
     }

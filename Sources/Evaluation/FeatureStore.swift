@@ -1,5 +1,6 @@
 import DINOv2
 import Foundation
+import Hashing
 import Imaging
 import Kernels
 import TensorFiles

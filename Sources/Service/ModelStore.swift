@@ -1,6 +1,7 @@
 import DINOv2
 import Dispatch
 import Foundation
+import Hashing
 import Kernels
 import Logging
 import Runtime

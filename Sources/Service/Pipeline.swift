@@ -3,6 +3,7 @@ import DINOv2
 import Foundation
 import HTTP1
 import HTTPServer
+import Hashing
 import Imaging
 import Kernels
 import Runtime

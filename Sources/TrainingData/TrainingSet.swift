@@ -3,6 +3,7 @@
 // k mod n; only the source image of each pair is used.
 
 import Foundation
+import Hashing
 import Imaging
 import SPair
 import TensorFiles

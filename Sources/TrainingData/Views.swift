@@ -10,6 +10,7 @@
 
 import DINOv2
 import Foundation
+import Hashing
 import Kernels
 import SPair
 import TensorFiles

@@ -2,6 +2,7 @@ import ArgumentParser
 import DINOv2
 import Evaluation
 import Foundation
+import Hashing
 import Imaging
 import SPair
 import SphereMap
@@ -35,6 +36,9 @@ struct Evaluate: ParsableCommand {
     var seed: UInt64 = 42
     @Option(help: "Directory for the persistent feature cache (safetensors keyed by image content, backbone and resolution).")
     var cache: String?
+    @Option(help: ArgumentHelp("Evaluate only the K-th of N disjoint parts of the pairs (K from 0) and write a partial report; merge-reports combines the N into the unsharded run's report.",
+                               valueName: "K/N"))
+    var shard: String?
     @Flag(help: "Skip pairs whose image or annotation is missing or malformed, and count them in the report.")
     var skipInvalid = false
     @Option(help: "Write the report (JSON) here.")
@@ -54,6 +58,9 @@ struct Evaluate: ParsableCommand {
         _ = try alphas()
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
+        if let shard {
+            do { _ = try EvaluationShard(parsing: shard) } catch { throw ValidationError("\(error)") }
+        }
     }
 
     func alphas() throws -> [Double] {
@@ -83,6 +90,7 @@ struct Evaluate: ParsableCommand {
         o.skipInvalid = skipInvalid
         o.plotsDirectory = plots
         o.progress = !quiet
+        o.shard = try shard.map { try EvaluationShard(parsing: $0) }
         let result: EvaluationResult
         do {
             let evaluator = try Evaluator(options: o, backbone: model, backboneKey: backboneKey(model), bundle: b)
@@ -94,7 +102,15 @@ struct Evaluate: ParsableCommand {
             "sample": sample ?? NSNull(), "seed": seed, "thresholds": [0.1, 0.05, 0.01],
         ]
         do {
-            let json = try JSONSerialization.data(withJSONObject: Report.json(result, config: config), options: [.sortedKeys, .prettyPrinted])
+            var out: [String: Any]
+            if let s = o.shard {
+                // The shard's own scores, plus what merge-reports needs to rebuild the whole run's.
+                out = Report.json(result, config: config.merging(["shard": s.description]) { $1 })
+                out["shard"] = ShardReport.json(result, shard: s, resolution: resolution, config: config)
+            } else {
+                out = Report.json(result, config: config)
+            }
+            let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
             try AtomicFile.write([UInt8](json), to: URL(fileURLWithPath: report))
             if let markdown {
                 try AtomicFile.write(Array(Report.markdown(result, title: "SphereCorr evaluation on \(URL(fileURLWithPath: data).lastPathComponent) (\(split))").utf8),

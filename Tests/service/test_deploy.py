@@ -310,8 +310,13 @@ def trainer_invocation(entry: list[str], args: list[str]) -> tuple[str, list[str
     return entry[0], list(entry[1:]) + list(args), None
 
 
+def job_named(name: str) -> dict:
+    (job,) = [j for j in documents("Job") if j["metadata"]["name"] == name]
+    return job
+
+
 def train_job():
-    (job,) = documents("Job")
+    job = job_named("spherecorr-train")
     pod = job["spec"]["template"]["spec"]
     (c,) = pod["containers"]
     return job, pod, c
@@ -465,3 +470,126 @@ def test_compose_train_service_writes_the_servers_bundles():
     assert served == written and served_ro and not written_ro
     assert train["user"] == server["user"] and train.get("read_only") is True and "/tmp" in train.get("tmpfs", [])
     assert str(train.get("restart", "")).startswith("on-failure")
+
+
+# ---------------------------------------------------------------- evaluation scaled out: Indexed Job of shards, then the merge
+# evaluate --shard K/N in N pods (K = the completion index), then merge-reports over exactly those N partial reports.
+
+INDEX_ANNOTATION = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+
+
+def trainer_flags(subcommand: str) -> set[str] | None:
+    """The flags `spherecorr-train SUBCOMMAND --help` lists, from the built binary (None when it is not built)."""
+    for candidate in (REPO / ".build/release/spherecorr-train", REPO / ".build/debug/spherecorr-train"):
+        if candidate.exists():
+            out = subprocess.run([str(candidate), subcommand, "--help"], capture_output=True, text=True, timeout=60,
+                                 env={**os.environ, "SPHERECORR_NO_REEXEC": "1"})
+            assert out.returncode == 0, out.stderr
+            return set(re.findall(r"--[a-z][a-z0-9-]*", out.stdout))
+    return None
+
+
+def shard_jobs():
+    shards = job_named("spherecorr-evaluate")
+    merge = job_named("spherecorr-evaluate-merge")
+    return shards, merge
+
+
+def index_variable(c: dict) -> str:
+    """The env var that holds the pod's completion index (downward API), or the one Kubernetes sets itself."""
+    for e in c.get("env", []):
+        if e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == INDEX_ANNOTATION:
+            return e["name"]
+    return "JOB_COMPLETION_INDEX"
+
+
+def expand(argv: list[str], env: dict) -> list[str]:
+    """Kubernetes' $(VAR) expansion in command and args."""
+    return [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), a) for a in argv]
+
+
+def test_evaluation_shards_are_an_indexed_job_covering_every_pair_once():
+    shards, _ = shard_jobs()
+    spec = shards["spec"]
+    assert spec["completionMode"] == "Indexed"
+    n = spec["completions"]
+    assert n >= 2 and spec.get("parallelism", 1) == n
+    pod = spec["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["/app/spherecorr-train"]
+    argv = c["args"]
+    assert argv[0] == "evaluate"
+    var = index_variable(c)
+    assert flag_value(argv, "--shard") == f"$({var})/{n}"
+    # Each index writes its own report: expanding the index gives N distinct paths.
+    reports = {expand(argv, {var: str(k)})[argv.index("--report") + 1] for k in range(n)}
+    assert len(reports) == n
+    used = flags(argv)
+    assert len(used) == len(set(used)), used
+    known = trainer_flags("evaluate")
+    if known is not None:
+        assert set(used) <= known, set(used) - known
+    assert pod["restartPolicy"] in ("Never", "OnFailure") and spec["backoffLimit"] >= 1
+    assert float(flag_value(argv, "--threads")) <= float(c["resources"]["limits"]["cpu"])
+
+
+def test_merge_waits_for_the_n_shards_then_merges_exactly_them(tmp_path):
+    shards, merge = shard_jobs()
+    n = shards["spec"]["completions"]
+    (sc,) = shards["spec"]["template"]["spec"]["containers"]
+    var = index_variable(sc)
+    reports = [expand(sc["args"], {var: str(k)})[sc["args"].index("--report") + 1] for k in range(n)]
+    pod = merge["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == ["/app/spherecorr-train"] and c["args"][0] == "merge-reports"
+    inputs = c["args"][1:c["args"].index("--report")]
+    assert sorted(inputs) == sorted(reports)
+    merged = flag_value(c["args"], "--report")
+    assert merged not in reports and os.path.dirname(merged) == os.path.dirname(reports[0])
+    known = trainer_flags("merge-reports")
+    if known is not None:
+        assert set(flags(c["args"])) <= known
+    # The shards and the merge see the reports on one claim, written by both.
+    claims = {claim_at(shards["spec"]["template"]["spec"], sc, "/work"), claim_at(pod, c, "/work")}
+    assert len({name for name, _ in claims}) == 1 and not any(ro for _, ro in claims)
+    assert merge["spec"].get("activeDeadlineSeconds"), "a merge whose shards never finish must give up"
+
+    # The init container's wait, run with sh: it returns once every shard report exists, not before.
+    (init,) = pod["initContainers"]
+    assert init["image"] == c["image"] and init["command"][:2] == ["/bin/sh", "-c"]
+    if shutil.which("sh") is None or shutil.which("timeout") is None:
+        pytest.skip("needs sh and timeout")
+    script = init["command"][2]
+    base = os.path.dirname(reports[0])
+    local = script.replace(base, str(tmp_path))
+    for r in reports[:-1]:
+        (tmp_path / os.path.basename(r)).write_text("{}")
+    assert subprocess.run(["timeout", "2", "sh", "-c", local]).returncode == 124, "returned with a shard missing"
+    (tmp_path / os.path.basename(reports[-1])).write_text("{}")
+    assert subprocess.run(["timeout", "5", "sh", "-c", local]).returncode == 0
+
+
+def test_evaluation_jobs_same_image_and_security_as_the_deployment():
+    dep, dep_c = container()
+    dep_pod = dep["spec"]["template"]["spec"]
+    for job in shard_jobs():
+        pod = job["spec"]["template"]["spec"]
+        assert pod["securityContext"] == dep_pod["securityContext"]
+        assert pod.get("automountServiceAccountToken") is False
+        for c in pod["containers"] + pod.get("initContainers", []):
+            assert c["image"] == dep_c["image"]
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][kind])
+    # The shards read the bundle, weights and data read-only.
+    shards, _ = shard_jobs()
+    pod = shards["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    for name in ("--bundle", "--backbone", "--data"):
+        path = flag_value(c["args"], name)
+        mount = max((m for m in c["volumeMounts"] if path.startswith(m["mountPath"].rstrip("/") + "/")),
+                    key=lambda m: len(m["mountPath"]))
+        assert mount.get("readOnly"), (name, mount)
+    work, _ = claim_at(pod, c, "/work")
+    defined = {d["metadata"]["name"]: d for d in documents("PersistentVolumeClaim")}
+    assert "ReadWriteMany" in defined[work]["spec"]["accessModes"], "shards on several nodes write the reports"

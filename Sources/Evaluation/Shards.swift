@@ -1,0 +1,251 @@
+import Correspondence
+import Foundation
+import Imaging
+
+/// `--shard K/N`: the K-th of N disjoint, deterministic parts of an evaluation's pairs, K from 0 (Kubernetes'
+/// JOB_COMPLETION_INDEX). Every shard builds the same pair list (sampling is seeded), so the parts are a partition.
+package struct EvaluationShard: Sendable, Equatable, CustomStringConvertible {
+    package let index: Int
+    package let count: Int
+
+    package init(index: Int, count: Int) throws {
+        guard count >= 1, (0..<count).contains(index) else {
+            throw EvaluationError.config("--shard K/N needs N ≥ 1 and 0 ≤ K < N (K counts from 0); got \(index)/\(count)")
+        }
+        self.index = index; self.count = count
+    }
+
+    /// "K/N".
+    package init(parsing text: String) throws {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
+            throw EvaluationError.config("--shard takes K/N (e.g. 0/4 … 3/4); got '\(text)'")
+        }
+        try self.init(index: k, count: n)
+    }
+
+    package var description: String { "\(index)/\(count)" }
+
+    /// Pairs ⌊total·K/N⌋ ..< ⌊total·(K+1)/N⌋ of the run's list (categories in order): contiguous, so that a
+    /// category's images mostly stay in one shard's memory, and sizes within one of each other.
+    package func range(total: Int) -> Range<Int> { total * index / count ..< total * (index + 1) / count }
+}
+
+/// The `"shard"` object of a partial report: the accumulators behind every score rather than the scores, because
+/// neither metric averages (PCK is a ratio of counts pooled over a category, KAP an average precision over its pooled
+/// outputs). Merging all N gives the accumulators, hence the report, of the unsharded run; only `stats` (time,
+/// images embedded, cache hits) differ, as they do between any two runs.
+package enum ShardReport {
+    static let format = "spherecorr-evaluation-shard"
+    static let version = 1
+
+    /// - config: the configuration the unsharded run would report (the merged report's).
+    package static func json(_ r: EvaluationResult, shard: EvaluationShard, resolution: Int, config: [String: Any]) -> [String: Any] {
+        func pck(_ a: PCKAccumulator?) -> Any {
+            guard let a else { return NSNull() }
+            return ["correct": a.correct, "evaluated": a.evaluated, "pairs": a.pairs] as [String: Any]
+        }
+        func kap(_ a: KAPAccumulator?) -> Any {
+            guard let a else { return NSNull() }
+            return ["alphas": a.alphas.map(Double.init), "scores": a.predictions.map(encode), "labels": a.labels.map(encode),
+                    "pairs": a.pairs, "keypoints": a.keypoints] as [String: Any]
+        }
+        let runs: [[String: Any]] = r.runs.map { run in
+            ["alpha": run.alpha, "categories": run.categories.map { c -> [String: Any] in
+                ["category": c.category, "pck": pck(c.pckState), "kap": kap(c.kapState)]
+            }]
+        }
+        return [
+            "format": format, "version": version, "index": shard.index, "count": shard.count, "pairs_total": r.pairsTotal,
+            "resolution": resolution, "config": config, "thresholds": r.thresholds.map(Double.init), "skipped": r.skipped,
+            "backbone": r.backbone, "bundle": r.bundle ?? NSNull(), "weighting": r.weighting.name,
+            "pairs_evaluated": r.pairsEvaluated, "images_embedded": r.imagesEmbedded, "feature_cache_hits": r.cacheHits,
+            "seconds": r.seconds, "runs": runs,
+        ]
+    }
+
+    /// The whole run's result and configuration from its N partial reports (any order), each `(file, parsed JSON)`.
+    /// Refuses a set that is not exactly shards 0..<N of one run, naming the file.
+    package static func merge(_ reports: [(file: String, json: [String: Any])]) throws -> (EvaluationResult, config: [String: Any]) {
+        guard !reports.isEmpty else { throw EvaluationError.config("merge-reports needs the partial reports of evaluate --shard K/N") }
+        var shards: [(file: String, s: Fields)] = []
+        for (file, json) in reports {
+            guard let s = json["shard"] as? [String: Any] else {
+                throw EvaluationError.data(file: file, detail: "not a partial report: no \"shard\" object (write one with evaluate --shard K/N)")
+            }
+            let f = Fields(file: file, values: s)
+            guard try f.string("format") == format, try f.int("version") == version else {
+                throw EvaluationError.data(file: file, detail: "\"shard\" is not a \(format) version \(version) object")
+            }
+            shards.append((file, f))
+        }
+        let first = shards[0].s
+        let count = try first.int("count")
+        var byIndex: [Int: Fields] = [:]
+        for (file, s) in shards {
+            let n = try s.int("count")
+            guard n == count else { throw EvaluationError.data(file: file, detail: "a shard of \(n), but \(first.file) is a shard of \(count)") }
+            let k = try s.int("index")
+            if let other = byIndex[k] { throw EvaluationError.data(file: file, detail: "shard \(k)/\(count) again (also \(other.file))") }
+            byIndex[k] = s
+            for key in ["config", "pairs_total", "resolution", "thresholds", "skipped", "backbone", "bundle", "weighting"] {
+                guard let a = s.values[key], let b = first.values[key], sameJSON(a, b) else {
+                    throw EvaluationError.data(file: file, detail: "\"\(key)\" differs from \(first.file)'s: not shards of one run")
+                }
+            }
+        }
+        let missing = (0..<count).filter { byIndex[$0] == nil }
+        guard missing.isEmpty else {
+            throw EvaluationError.config("missing shard(s) \(missing.map { "\($0)/\(count)" }.joined(separator: ", ")) of \(count)")
+        }
+        let ordered = (0..<count).map { byIndex[$0]! }
+        let resolution = try first.int("resolution")
+        guard let grid = PatchGrid(resolution: resolution) else {
+            throw EvaluationError.data(file: first.file, detail: "\"resolution\" is not a multiple of 14")
+        }
+        // Shard 0's accumulators, then every other shard's merged in, in order.
+        var runs = try first.runs(grid: grid)
+        for s in ordered where s !== first {
+            let other = try s.runs(grid: grid)
+            guard other.count == runs.count, zip(other, runs).allSatisfy({ $0.alpha == $1.alpha && $0.categories.map(\.category) == $1.categories.map(\.category) }) else {
+                throw EvaluationError.data(file: s.file, detail: "its alphas or categories differ from \(first.file)'s")
+            }
+            for (ri, run) in other.enumerated() {
+                for (ci, c) in run.categories.enumerated() {
+                    var pck = runs[ri].categories[ci].pckState, kap = runs[ri].categories[ci].kapState
+                    guard (pck == nil) == (c.pckState == nil), (kap == nil) == (c.kapState == nil) else {
+                        throw EvaluationError.data(file: s.file, detail: "its metrics differ from \(first.file)'s")
+                    }
+                    if let p = c.pckState { pck!.merge(p) }
+                    if let k = c.kapState {
+                        guard k.alphas == kap!.alphas else { throw EvaluationError.data(file: s.file, detail: "its KAP alphas differ from \(first.file)'s") }
+                        kap!.merge(k)
+                    }
+                    runs[ri].categories[ci] = CategoryResult(category: c.category, pck: pck, kap: kap)
+                }
+            }
+        }
+        let evaluated = try ordered.reduce(0) { $0 + (try $1.int("pairs_evaluated")) }
+        let total = try first.int("pairs_total")
+        guard evaluated == total else { throw EvaluationError.config("the shards evaluated \(evaluated) pairs of \(total)") }
+        let result = EvaluationResult(
+            runs: runs, thresholds: try first.doubles("thresholds").map(Float.init), skipped: try first.strings("skipped"),
+            pairsEvaluated: evaluated, pairsTotal: evaluated,
+            imagesEmbedded: try ordered.reduce(0) { $0 + (try $1.int("images_embedded")) },
+            cacheHits: try ordered.reduce(0) { $0 + (try $1.int("feature_cache_hits")) },
+            seconds: try ordered.reduce(0) { $0 + (try $1.double("seconds")) },
+            backbone: try first.string("backbone"), bundle: first.values["bundle"] as? String,
+            weighting: try weighting(named: try first.string("weighting"), file: first.file))
+        guard let config = first.values["config"] as? [String: Any] else {
+            throw EvaluationError.data(file: first.file, detail: "\"shard.config\" is not an object")
+        }
+        return (result, config)
+    }
+
+    static func sameJSON(_ a: Any, _ b: Any) -> Bool {
+        let canonical = { (v: Any) in try? JSONSerialization.data(withJSONObject: [v], options: [.sortedKeys]) }
+        return canonical(a).map { $0 == canonical(b) } ?? false
+    }
+
+    static func weighting(named name: String, file: String) throws -> CategoryWeighting {
+        for w in [CategoryWeighting.pairCounts, .uniform, .spairTestPairCounts] where w.name == name { return w }
+        throw EvaluationError.data(file: file, detail: "unknown category weighting '\(name)'")
+    }
+
+    // Float32 scores and Bool labels as base64 of little-endian bytes: exact, and a quarter of the size of decimals.
+    static func encode(_ v: [Float]) -> String {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(4 * v.count)
+        for x in v { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes += $0 } }
+        return Data(bytes).base64EncodedString()
+    }
+
+    static func encode(_ v: [Bool]) -> String { Data(v.map { $0 ? 1 : 0 }).base64EncodedString() }
+
+    /// Typed access to one shard object, with errors that name the file and the key.
+    final class Fields {
+        let file: String
+        let values: [String: Any]
+        init(file: String, values: [String: Any]) { self.file = file; self.values = values }
+
+        func bad(_ key: String, _ what: String) -> EvaluationError { .data(file: file, detail: "\"shard.\(key)\": \(what)") }
+        func value(_ key: String) throws -> Any {
+            guard let v = values[key] else { throw bad(key, "missing") }
+            return v
+        }
+        func int(_ key: String) throws -> Int {
+            guard let n = try value(key) as? NSNumber, let i = Int(exactly: n.doubleValue) else { throw bad(key, "not an integer") }
+            return i
+        }
+        func double(_ key: String) throws -> Double {
+            guard let n = try value(key) as? NSNumber else { throw bad(key, "not a number") }
+            return n.doubleValue
+        }
+        func string(_ key: String) throws -> String {
+            guard let s = try value(key) as? String else { throw bad(key, "not a string") }
+            return s
+        }
+        func strings(_ key: String) throws -> [String] {
+            guard let s = try value(key) as? [String] else { throw bad(key, "not a list of strings") }
+            return s
+        }
+        func doubles(_ key: String) throws -> [Double] {
+            guard let s = try value(key) as? [NSNumber] else { throw bad(key, "not a list of numbers") }
+            return s.map(\.doubleValue)
+        }
+
+        func runs(grid: PatchGrid) throws -> [AlphaRun] {
+            guard let runs = try value("runs") as? [[String: Any]] else { throw bad("runs", "not a list of objects") }
+            return try runs.enumerated().map { ri, run in
+                let at = "runs[\(ri)]"
+                guard let alpha = (run["alpha"] as? NSNumber)?.doubleValue, let cats = run["categories"] as? [[String: Any]] else {
+                    throw bad(at, "needs \"alpha\" and \"categories\"")
+                }
+                return AlphaRun(alpha: alpha, categories: try cats.enumerated().map { ci, c in
+                    try category(c, at: "\(at).categories[\(ci)]", grid: grid)
+                })
+            }
+        }
+
+        private func category(_ c: [String: Any], at: String, grid: PatchGrid) throws -> CategoryResult {
+            guard let name = c["category"] as? String else { throw bad(at, "no \"category\"") }
+            var pck: PCKAccumulator?
+            if let p = c["pck"] as? [String: Any] {
+                guard let correct = (p["correct"] as? [NSNumber])?.map(\.intValue), let evaluated = (p["evaluated"] as? NSNumber)?.intValue,
+                      let pairs = (p["pairs"] as? NSNumber)?.intValue, correct.count == defaultPCKAlphas.count else {
+                    throw bad("\(at).pck", "needs \"correct\" (\(defaultPCKAlphas.count) counts), \"evaluated\" and \"pairs\"")
+                }
+                pck = PCKAccumulator(correct: correct, evaluated: evaluated, pairs: pairs)
+            }
+            var kap: KAPAccumulator?
+            if let k = c["kap"] as? [String: Any] {
+                guard let alphas = (k["alphas"] as? [NSNumber])?.map({ Float($0.doubleValue) }),
+                      let scores = k["scores"] as? [String], let labels = k["labels"] as? [String],
+                      let pairs = (k["pairs"] as? NSNumber)?.intValue, let keypoints = (k["keypoints"] as? NSNumber)?.intValue,
+                      scores.count == alphas.count, labels.count == alphas.count else {
+                    throw bad("\(at).kap", "needs \"alphas\", \"scores\" and \"labels\" (one per alpha), \"pairs\" and \"keypoints\"")
+                }
+                let s = try scores.map { try floats($0, at: "\(at).kap.scores") }
+                let l = try labels.map { try bools($0, at: "\(at).kap.labels") }
+                guard zip(s, l).allSatisfy({ $0.count == $1.count }) else { throw bad("\(at).kap", "as many labels as scores needed") }
+                kap = KAPAccumulator(grid: grid, alphas: alphas, predictions: s, labels: l, pairs: pairs, keypoints: keypoints)
+            }
+            return CategoryResult(category: name, pck: pck, kap: kap)
+        }
+
+        private func floats(_ b64: String, at: String) throws -> [Float] {
+            guard let d = Data(base64Encoded: b64), d.count % 4 == 0 else { throw bad(at, "not base64 of float32 values") }
+            let b = [UInt8](d)
+            return stride(from: 0, to: b.count, by: 4).map { i -> Float in
+                let low = UInt32(b[i]) | UInt32(b[i + 1]) << 8
+                let high = UInt32(b[i + 2]) << 16 | UInt32(b[i + 3]) << 24
+                return Float(bitPattern: low | high)
+            }
+        }
+
+        private func bools(_ b64: String, at: String) throws -> [Bool] {
+            guard let d = Data(base64Encoded: b64), d.allSatisfy({ $0 <= 1 }) else { throw bad(at, "not base64 of 0/1 bytes") }
+            return d.map { $0 == 1 }
+        }
+    }
+}

@@ -1,0 +1,75 @@
+import Foundation
+import Testing
+
+/// `evaluate --shard K/N` and `merge-reports`, run as a user would on the synthetic SPair-format dev set: the merged
+/// report equals the unsharded run's, key for key and bit for bit, except the run statistics.
+@Suite struct ShardCLITests {
+    let synth = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/spair-synth-dev")
+
+    func evaluate(_ report: URL, _ extra: [String] = []) throws -> Run {
+        try run("spherecorr-train", ["evaluate", "--data", synth.path, "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+                                     "--bundle", repoRoot.appendingPathComponent("Tests/Fixtures/sphere/bundle.safetensors").path,
+                                     "--alpha", "0,0.2,1", "--metric", "both", "--resolution", "84", "--threads", "2",
+                                     "--report", report.path, "--quiet"] + extra)
+    }
+
+    /// The report without "stats" (time, images embedded, cache hits: they differ between any two runs), canonical.
+    func canonical(_ url: URL) throws -> String {
+        var obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        obj["stats"] = nil
+        return String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self)
+    }
+
+    @Test func mergedShardsEqualTheUnshardedRun() throws {
+        try #require(FileManager.default.fileExists(atPath: synth.path), "the synthetic dataset is expected at \(synth.path)")
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let whole = dir.appendingPathComponent("whole.json")
+        let r = try evaluate(whole)
+        try #require(r.status == 0, "\(r.stderr)")
+
+        // 4 shards of 90 pairs in 3 categories: boundaries fall inside categories.
+        let n = 4
+        var parts: [URL] = []
+        var counts: [Int] = []
+        for k in 0..<n {
+            let part = dir.appendingPathComponent("shard-\(k).json")
+            let rk = try evaluate(part, ["--shard", "\(k)/\(n)"])
+            try #require(rk.status == 0, "shard \(k): \(rk.stderr)")
+            let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: part)) as? [String: Any])
+            let shard = try #require(obj["shard"] as? [String: Any])
+            counts.append(try #require(shard["pairs_evaluated"] as? Int))
+            parts.append(part)
+        }
+        #expect(counts.reduce(0, +) == 90 && counts.allSatisfy { abs($0 - 90 / n) <= 1 }, "\(counts)")
+
+        let merged = dir.appendingPathComponent("merged.json")
+        let m = try run("spherecorr-train", ["merge-reports"] + parts.reversed().map(\.path) + ["--report", merged.path])
+        try #require(m.status == 0, "\(m.stderr)")
+        let got = try canonical(merged), expected = try canonical(whole)
+        #expect(got == expected, "merged report differs:\n\(firstDifference(got, expected))")
+
+        // Not a whole run: a shard missing, a shard twice, a report that is not a shard's.
+        let missing = try run("spherecorr-train", ["merge-reports"] + parts.dropLast().map(\.path) + ["--report", merged.path])
+        #expect(missing.status != 0 && missing.stderr.contains("missing shard(s) 3/4"), "\(missing.stderr)")
+        let twice = try run("spherecorr-train", ["merge-reports"] + parts.map(\.path) + [parts[1].path, "--report", merged.path])
+        #expect(twice.status != 0 && twice.stderr.contains("shard 1/4 again"), "\(twice.stderr)")
+        let plain = try run("spherecorr-train", ["merge-reports", whole.path, "--report", merged.path])
+        #expect(plain.status != 0 && plain.stderr.contains("whole.json") && plain.stderr.contains("not a partial report"), "\(plain.stderr)")
+    }
+
+    @Test func shardOutsideTheRangeIsRefused() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for bad in ["4/4", "-1/4", "1/0", "1", "a/b"] {
+            let r = try evaluate(dir.appendingPathComponent("r.json"), ["--shard", bad])
+            #expect(r.status != 0 && r.stderr.contains("--shard"), "\(bad): \(r.stderr)")
+        }
+    }
+
+    func firstDifference(_ a: String, _ b: String) -> String {
+        let x = a.split(separator: "\n"), y = b.split(separator: "\n")
+        for (i, (l, r)) in zip(x, y).enumerated() where l != r { return "line \(i + 1): \(l)  vs  \(r)" }
+        return "\(x.count) vs \(y.count) lines"
+    }
+}
