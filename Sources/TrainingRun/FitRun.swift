@@ -169,6 +169,9 @@ package final class FitRun {
         try loadData()
         let trainer = try makeTrainer()
         var position = try startPosition(trainer)
+        // A state from the start: the journal is written before each epoch's state, so a run killed right after its
+        // first journal line still has a state to --resume from (it redoes that epoch).
+        if !o.resume { try saveResume(trainer, position) }
         if o.views > 0 { try buildCache() }
         var published: [String] = []
         var lastLoss: Double?
@@ -381,7 +384,7 @@ package final class FitRun {
                 lastDone = done
             }
         } catch let e as ViewCacheStopped {
-            throw FitError("interrupted: \(e) (every finished image is kept; the same command continues the build)", signal: signalReceived() ?? SIGTERM)
+            throw FitError("interrupted: \(e) (every finished image is kept; continue with --resume)", signal: signalReceived() ?? SIGTERM)
         } catch { throw FitError(dataMessage(error)) }
         let dt = Measure.now() - t0
         log(String(format: "view cache %@: %d of %d images embedded now (%d views each, %.1f s, %.2f images/s), the rest reused",
