@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Convert a reference SphericalMaps checkpoint (.pth from DINOMapper.make_checkpoint) to a SphereCorr bundle.
 
-Tensor names are kept exactly (sphere_mapper.*, prototypes.*, sphere.weight: SPEC §3.6), so the bundle is the
+Tensor names are kept exactly (sphere_mapper.*, prototypes.*, sphere.weight: METHOD §3.6), so the bundle is the
 same data in safetensors. Metadata per docs/CONTRACTS.md. The file is published atomically (temp, fsync, rename).
 
     python3 tools/convert_checkpoint.py 200.pth bundles/0001-reference.safetensors --categories aeroplane,bicycle,...

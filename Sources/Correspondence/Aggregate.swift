@@ -1,4 +1,4 @@
-// Category aggregates of PCK and KAP (SPEC §6.2, H27): the reference prints an unweighted
+// Category aggregates of PCK and KAP (METHOD §6.2, H27): the reference prints an unweighted
 // ("Average") mean over categories and a "Weighted" mean with fixed weights, the SPair-71k
 // test-pair counts of its 18 categories.
 //

@@ -1,4 +1,4 @@
-// KAP@α (SPEC §6.3, H8, H28, H29, H30) as `pck_spair_pascal_sphere.py` computes it with `--AP`,
+// KAP@α (METHOD §6.3, H8, H28, H29, H30) as `pck_spair_pascal_sphere.py` computes it with `--AP`,
 // generalised from R = 840 (G = 60) to any R = 14·G. Per pair:
 //   1. rows evaluated: source-visible keypoints only (Kv of them);
 //   2. thr_α = float32(thr_p) · float32(α) in float32 (0-d float64 tensor × float32 tensor gives

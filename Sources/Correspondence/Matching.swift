@@ -1,4 +1,4 @@
-// Inference matching (SPEC §5): cosine similarities of DINOv2 descriptors, optionally blended
+// Inference matching (METHOD §5): cosine similarities of DINOv2 descriptors, optionally blended
 // with cosine similarities of sphere vectors, argmax with first-index ties (H30); and dense
 // mutual nearest neighbours for the service.
 //
@@ -128,7 +128,7 @@ package enum Matching {
         (Float(1 - alpha), Float(alpha))
     }
 
-    /// `sim[k, j] = (1 − α)·cos(F₁[rows[k]], F₂[j]) + α·cos(S₁[rows[k]], S₂[j])` (SPEC §5), each
+    /// `sim[k, j] = (1 − α)·cos(F₁[rows[k]], F₂[j]) + α·cos(S₁[rows[k]], S₂[j])` (METHOD §5), each
     /// product rounded to float32 and then added. With α = 0 the feature cosine is returned as
     /// is (the reference without `--SPH`) and spheres are not needed.
     package static func similarity(source: ImageDescriptors, target: ImageDescriptors, sourceRows: [Int],

@@ -1,4 +1,4 @@
-// PCK@α (SPEC §6.2, H27, H28) exactly as `pck_spair_pascal_sphere.py` computes it:
+// PCK@α (METHOD §6.2, H27, H28) exactly as `pck_spair_pascal_sphere.py` computes it:
 //   - keypoint rows are evaluated where BOTH images see them (`src_vis · trg_vis > 0`);
 //   - prediction = centre of the argmax target patch, `14·p + 6.5` (float32);
 //   - err = ‖pred − gt‖₂ in float32 (letterbox frame), with PyTorch's fused accumulation;

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Hyper-parameters of a DINOv2 ViT (SPEC §1.1). Patch size 14 and head dim 64 in every released variant.
+/// Hyper-parameters of a DINOv2 ViT (METHOD §1.1). Patch size 14 and head dim 64 in every released variant.
 package struct DinoConfig: Sendable, Equatable, Codable {
     package enum FFN: String, Sendable, Codable { case mlp, swiglu }
 
@@ -17,7 +17,7 @@ package struct DinoConfig: Sendable, Equatable, Codable {
     package var layerNormEps: Float = 1e-6
 
     /// facebookresearch/dinov2's interpolation rule: registers models use the size-based antialiased form
-    /// (offset 0), the others scale_factor = (g + 0.1)/37 without antialias (SPEC §1.3).
+    /// (offset 0), the others scale_factor = (g + 0.1)/37 without antialias (METHOD §1.3).
     package var interpolateOffset: Double { registers > 0 ? 0 : 0.1 }
     package var interpolateAntialias: Bool { registers > 0 }
     package var headDim: Int { embedDim / heads }
@@ -33,7 +33,7 @@ package struct DinoConfig: Sendable, Equatable, Codable {
 
     package static func swigluHidden(_ d: Int) -> Int { (Int(Double(4 * d) * 2 / 3) + 7) / 8 * 8 }
 
-    /// The released variants (SPEC §1.1).
+    /// The released variants (METHOD §1.1).
     package enum Variant: String, Sendable, CaseIterable, Codable {
         case small, base, large, giant
         package var embedDim: Int { [.small: 384, .base: 768, .large: 1024, .giant: 1536][self]! }

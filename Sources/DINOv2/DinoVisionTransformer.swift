@@ -147,7 +147,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         linearForward(patches.pointer, cols.pointer, weight: patchEmbed.weight.pointer, bias: patchEmbed.bias.pointer,
                       rows: b * n, inFeatures: p, outFeatures: d, family: k)
 
-        // Tokens: [CLS + pos0, registers, patches + pos] (registers get no position; SPEC §1.2).
+        // Tokens: [CLS + pos0, registers, patches + pos] (registers get no position; METHOD §1.2).
         let pos = interpolatedPositions(gridHeight: gh, gridWidth: gw)  // [1 + N, D]
         let x = FloatStorage(count: b * t * d, zeroed: false)
         for bi in 0..<b {
@@ -213,7 +213,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         return out
     }
 
-    /// interpolate_pos_encoding (SPEC §1.3): [1 + Gh·Gw, D]. The 37×37 grid is returned unchanged only for 518×518.
+    /// interpolate_pos_encoding (METHOD §1.3): [1 + Gh·Gw, D]. The 37×37 grid is returned unchanged only for 518×518.
     package func interpolatedPositions(gridHeight gh: Int, gridWidth gw: Int) -> FloatStorage {
         let c = config, d = c.embedDim, m = c.posGrid
         let out = FloatStorage(count: (1 + gh * gw) * d, zeroed: false)
@@ -230,7 +230,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         if c.interpolateAntialias {
             bicubicAAResize(dst, src, channels: d, inHeight: m, inWidth: m, outHeight: gh, outWidth: gw)
         } else {
-            // The code's "w0" is the image height: sy scales rows, sx columns (SPEC §1.3, dinov2 issue #456).
+            // The code's "w0" is the image height: sy scales rows, sx columns (METHOD §1.3, dinov2 issue #456).
             bicubicResize(dst, src, channels: d, inHeight: m, inWidth: m, outHeight: gh, outWidth: gw,
                           scaleH: (Double(gh) + c.interpolateOffset) / Double(m), scaleW: (Double(gw) + c.interpolateOffset) / Double(m))
         }

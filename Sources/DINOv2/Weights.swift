@@ -120,7 +120,7 @@ enum CheckpointLayout {
         Dictionary(uniqueKeysWithValues: file.names.map { ($0, [$0]) })
     }
 
-    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel names → hub names (SPEC §1.4), optional `dinov2.` prefix.
+    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel names → hub names (METHOD §1.4), optional `dinov2.` prefix.
     static func hfSources(_ file: SafeTensorsFile) throws -> [String: [String]] {
         var out: [String: [String]] = [:]
         var unknown: [String] = []

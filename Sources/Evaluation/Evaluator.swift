@@ -85,7 +85,7 @@ package struct EvaluationResult: Sendable {
     package var weighting: CategoryWeighting
 }
 
-/// The paper's evaluation (SPEC §2.3, §5, §6): letterbox to R, last-block DINOv2 features, optional sphere,
+/// The paper's evaluation (METHOD §2.3, §5, §6): letterbox to R, last-block DINOv2 features, optional sphere,
 /// blended cosine, PCK (mutual visibility, strict <) and KAP (source visibility, min–max scores, sklearn AP).
 package final class Evaluator {
     let options: EvaluationOptions
@@ -172,7 +172,7 @@ package final class Evaluator {
                     } catch { throw EvaluationError.data(file: path, detail: "\(error)") }
                 }
                 let (ks, kt, thr) = pair.letterboxed(resolution: options.resolution)
-                // Every keypoint row (invisible ones sit at patch 0 and are masked by the metrics), SPEC §5 step 4.
+                // Every keypoint row (invisible ones sit at patch 0 and are masked by the metrics), METHOD §5 step 4.
                 let rows = (0..<ks.count).map { grid.index(x: ks.x($0), y: ks.y($0)) }
                 for (a, alpha) in options.alphas.enumerated() {
                     let sim: SimilarityMatrix
@@ -236,7 +236,7 @@ struct Progress {
 }
 
 extension CategoryWeighting {
-    /// The reference's "Weighted" line: SPair-71k test-pair counts (SPEC §6.2, H27).
+    /// The reference's "Weighted" line: SPair-71k test-pair counts (METHOD §6.2, H27).
     package static var spairTestPairCounts: CategoryWeighting {
         .fixed(name: "spairTestPairCounts", weights: SPairCategories.testPairCountByName.mapValues(Double.init))
     }

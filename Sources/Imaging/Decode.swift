@@ -37,7 +37,7 @@ package func decodeImage(_ bytes: UnsafeRawBufferPointer, limits: DecodeLimits =
 
 /// A mask image's stored values: `values[y·W + x]` is 1 where any sample of the pixel other than alpha is
 /// non-zero, else 0. For a palette PNG that is the index, not its colour: masks store class ids (SPair
-/// `Segmentation/`, SPEC H24) and a palette may map an id to black or 0 to a colour. A JPEG stores no such values:
+/// `Segmentation/`, METHOD H24) and a palette may map an id to black or 0 to a colour. A JPEG stores no such values:
 /// its decoded RGB is used.
 package struct NonZeroMask: Sendable, Equatable {
     package var width: Int

@@ -1,4 +1,4 @@
-// Pillow's LANCZOS resize of 8-bit RGB, bit-exact (SPEC §2.4, hazard H2).
+// Pillow's LANCZOS resize of 8-bit RGB, bit-exact (METHOD §2.4, hazard H2).
 //
 // Re-derived from the behaviour of Pillow's src/libImaging/Resample.c (precompute_coeffs,
 // normalize_coeffs_8bpc, ImagingResampleHorizontal/Vertical_8bpc, ImagingResampleInner):
@@ -142,7 +142,7 @@ private func lanczosVertical(_ out: UnsafeMutablePointer<UInt8>, _ input: Unsafe
 /// Which Pillow generation's pass order to reproduce. The passes round to uint8 in between, so
 /// the order changes pixels (by up to ±1–2 LSB, more at hard edges).
 package enum LanczosPassOrder: Sendable, Equatable {
-    /// Pillow ≤ 12: always the horizontal pass first (SPEC §2.4; the reference environment of
+    /// Pillow ≤ 12: always the horizontal pass first (METHOD §2.4; the reference environment of
     /// 2023, PyTorch 2.0.1, predates Pillow 13). The default.
     case horizontalFirst
     /// Pillow ≥ 13 (ImagingResampleInner): the vertical pass first when the height shrinks by

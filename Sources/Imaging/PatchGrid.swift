@@ -1,5 +1,5 @@
 // The patch grid of a square R×R letterboxed input: G = R/14 patches per side, row-major token
-// order `idx = row·G + col` (SPEC §2.3, H26). The reference fixes R = 840, G = 60; everything
+// order `idx = row·G + col` (METHOD §2.3, H26). The reference fixes R = 840, G = 60; everything
 // here takes R as a parameter. The one owner of the patch size and of the patch ↔ pixel geometry.
 
 /// A G×G grid of 14-pixel patches over an R×R image.

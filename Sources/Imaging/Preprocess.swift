@@ -1,4 +1,4 @@
-// Evaluation preprocessing (SPEC §2.3; hazards H3, H4, H5, H26): the square letterbox, the
+// Evaluation preprocessing (METHOD §2.3; hazards H3, H4, H5, H26): the square letterbox, the
 // normalised tensor, and the keypoint ↔ letterbox ↔ patch-grid transforms.
 //
 // Reference: sd-dino / SphericalMaps `utils_correspondence.resize(img, R, resize=True,

@@ -1,4 +1,4 @@
-// PyTorch's float resamplers on planar tensors (SPEC §1.3, §2.4; hazards H6, H8, H9).
+// PyTorch's float resamplers on planar tensors (METHOD §1.3, §2.4; hazards H6, H8, H9).
 //
 // Re-derived from the behaviour of aten/src/ATen/native/cpu/UpSampleKernel.cpp and UpSample.h
 // (CPU, float32, align_corners=False), keeping their float/double mixing so results agree to
@@ -223,7 +223,7 @@ func torchBicubicTaps(inSize: Int, outSize: Int, scaleFactor: Double?) -> (index
 
 /// `F.interpolate(x, size=(outHeight, outWidth), mode='bicubic', align_corners=False,
 /// antialias=False)`, or with `scale_factor=(scaleH, scaleW)` when those are given (the source
-/// grid then uses 1/scale, not in/out: the DINOv2 positional-embedding rule, SPEC §1.3).
+/// grid then uses 1/scale, not in/out: the DINOv2 positional-embedding rule, METHOD §1.3).
 /// out: [C, outHeight, outWidth]; input: [C, inHeight, inWidth].
 ///
 /// PyTorch evaluates out[y, x] = Σᵢ wyᵢ · (Σⱼ wxⱼ · in[yᵢ, xⱼ]), taps in order; the inner sums

@@ -1,4 +1,4 @@
-// The SPair-71k annotation files (SPEC §7.1, docs/SPAIR-FORMAT.md): pair names, pair JSON,
+// The SPair-71k annotation files (METHOD §7.1, docs/SPAIR-FORMAT.md): pair names, pair JSON,
 // image JSON. Parsing checks every field's type; files that disagree with each other are
 // checked where they are combined (Dataset.swift).
 
@@ -23,7 +23,7 @@ package struct Point: Sendable, Equatable {
 package struct BoundingBox: Sendable, Equatable {
     package var x1: Int, y1: Int, x2: Int, y2: Int
     package init(x1: Int, y1: Int, x2: Int, y2: Int) { self.x1 = x1; self.y1 = y1; self.x2 = x2; self.y2 = y2 }
-    /// `max(x2 − x1, y2 − y1)`: the PCK normaliser before scaling (SPEC §2.3).
+    /// `max(x2 − x1, y2 − y1)`: the PCK normaliser before scaling (METHOD §2.3).
     package var maxSide: Int { max(x2 - x1, y2 - y1) }
 }
 
@@ -34,7 +34,7 @@ package struct ImageSize: Sendable, Equatable {
 }
 
 /// The 18 SPair-71k categories in the reference's `cat_dict` order (alphabetical), and their
-/// test-pair counts: the weights of the reference's "Weighted PCK" line (SPEC §6.2).
+/// test-pair counts: the weights of the reference's "Weighted PCK" line (METHOD §6.2).
 package enum SPairCategories {
     package static let all = [
         "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -81,7 +81,7 @@ package struct PairName: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// One `PairAnnotation/<split>/<name>.json` (every field of SPEC §7.1).
+/// One `PairAnnotation/<split>/<name>.json` (every field of METHOD §7.1).
 package struct PairAnnotation: Sendable, Equatable {
     package var pairID: Int
     /// `filename` (the pair name without `.json`); present in SPair but not read by the reference.
@@ -192,7 +192,7 @@ package struct ImageAnnotation: Sendable, Equatable {
     /// Viewpoint bin 0...7 (`vp` in training).
     package var azimuthID: Int
 
-    /// `len(kps)`: how the reference counts a category's keypoints (SPEC §6.1 step 2).
+    /// `len(kps)`: how the reference counts a category's keypoints (METHOD §6.1 step 2).
     package var slotCount: Int { keypoints.count }
 
     /// Parses an image JSON document. Required: `image_width`, `image_height`, `bndbox`, `kps`,

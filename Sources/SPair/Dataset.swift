@@ -1,5 +1,5 @@
 // Reading an SPair-71k-format dataset as the reference evaluation and training code do
-// (SPEC §2.1, §6.1, §7.1; [SM] `pck_spair_pascal_sphere.py::load_spair_data`, `datasets/SPair.py`).
+// (METHOD §2.1, §6.1, §7.1; [SM] `pck_spair_pascal_sphere.py::load_spair_data`, `datasets/SPair.py`).
 //
 // Orders:
 //   - categories: `sorted(os.listdir(ImageAnnotation))` (directories only, hidden names skipped);
@@ -7,7 +7,7 @@
 //   - training pairs: `sorted(os.listdir(PairAnnotation/trn))`.
 //   Python sorts strings by code point, which for UTF-8 is byte order: names are compared as bytes.
 //
-// num_kps (SPEC §6.1 step 2): the reference takes `len(kps)` of the *first file returned by
+// num_kps (METHOD §6.1 step 2): the reference takes `len(kps)` of the *first file returned by
 // `glob`* in ImageAnnotation/<cat>/, i.e. in directory (readdir) order, which depends on the file
 // system. We take the first file in **sorted** order instead, so the result does not depend on
 // the file system; SPair gives every image of a category the same key set (30 slots), so both
@@ -45,7 +45,7 @@ package enum FileOrder: Sendable {
     case directory
 }
 
-/// One pair with everything the evaluation needs, checked (SPEC §6.1).
+/// One pair with everything the evaluation needs, checked (METHOD §6.1).
 package struct LoadedPair: Sendable {
     package var name: PairName
     package var split: SPairSplit
@@ -70,7 +70,7 @@ package struct LoadedPair: Sendable {
     }
 
     /// PCK normaliser thr_p in the R frame: `max(x2 − x1, y2 − y1)` of `trg_bndbox` times
-    /// `R / max(W_t, H_t)`, in float64 as numpy computes it (SPEC §2.3).
+    /// `R / max(W_t, H_t)`, in float64 as numpy computes it (METHOD §2.3).
     package func pckThreshold(resolution: Int) -> Double {
         let t = annotation.targetImageSize
         return Double(annotation.targetBox.maxSide) * (Double(resolution) / Double(max(t.width, t.height)))
@@ -83,7 +83,7 @@ package struct LoadedPair: Sendable {
     }
 }
 
-/// One training item (SPEC §2.1): only the source image of its pair is used.
+/// One training item (METHOD §2.1): only the source image of its pair is used.
 package struct TrainingSample: Sendable, Equatable {
     package var pair: PairName
     /// From the pair JSON.
@@ -97,7 +97,7 @@ package struct TrainingSample: Sendable, Equatable {
     /// `JPEGImages/<category>/<src_imname>`.
     package var imagePath: String
     /// `Segmentation/<category>/<stem>.png` (the dataset's masks; the reference's Mask R-CNN
-    /// `Re_segmentation` masks are not part of SPair, see SPEC H24).
+    /// `Re_segmentation` masks are not part of SPair, see METHOD H24).
     package var maskPath: String
     /// `src_imsize` of the pair JSON (the decoded image must have it).
     package var imageSize: ImageSize
@@ -105,7 +105,7 @@ package struct TrainingSample: Sendable, Equatable {
     package var pairFile: String
 }
 
-/// A segmentation mask: 1 where the object is (any non-zero value, SPEC H24), else 0.
+/// A segmentation mask: 1 where the object is (any non-zero value, METHOD H24), else 0.
 package struct ObjectMask: Sendable, Equatable {
     package var width: Int
     package var height: Int
@@ -115,10 +115,10 @@ package struct ObjectMask: Sendable, Equatable {
 
     /// Which pixels of a mask image are object.
     package enum Rule: Sendable, Equatable {
-        /// Any non-zero value (SPair `Segmentation/`, SPEC H24: the VOC class id on the object).
+        /// Any non-zero value (SPair `Segmentation/`, METHOD H24: the VOC class id on the object).
         case anyNonZero
         /// Pillow `convert('L')` above a value: `to_tensor(L) > 0.5` is `L > 127` (the reference's
-        /// Mask R-CNN masks, and Freiburg Cars' `instance_masks/`, SPEC §2.2).
+        /// Mask R-CNN masks, and Freiburg Cars' `instance_masks/`, METHOD §2.2).
         case luminanceAbove(UInt8)
     }
 
@@ -341,7 +341,7 @@ package struct SPairDataset: Sendable {
                           sourceKeypoints: srcK, targetKeypoints: trgK, sourceImagePath: srcImage, targetImagePath: trgImage)
     }
 
-    // MARK: Training list (SPEC §2.1, H25)
+    // MARK: Training list (METHOD §2.1, H25)
 
     /// The training pair list: `sorted(os.listdir(PairAnnotation/<split>))`, keeping the **first**
     /// pair for each distinct source stem (`name.split('-')[1]`, compared across categories as the
@@ -410,7 +410,7 @@ package struct SPairDataset: Sendable {
     // MARK: Masks
 
     /// `Segmentation/<category>/<stem>.png` as an object mask: any non-zero stored value is object
-    /// (SPEC H24; the files hold the VOC class id on the object, 0 elsewhere; for a palette file the
+    /// (METHOD H24; the files hold the VOC class id on the object, 0 elsewhere; for a palette file the
     /// index counts, not its colour).
     package func segmentationMask(category: String, stem: String) throws(SPairError) -> ObjectMask {
         try mask(at: segmentationPath(category: category, stem: stem))

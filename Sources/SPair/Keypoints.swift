@@ -1,7 +1,7 @@
 import Imaging
 
 /// A keypoint matrix K ∈ ℝ^{num_kps×3} (float32, row-major): row `id` = (x, y, 1) for a visible
-/// keypoint, (0, 0, 0) otherwise (SPEC §6.1 step 3: built from the per-IMAGE annotation, by
+/// keypoint, (0, 0, 0) otherwise (METHOD §6.1 step 3: built from the per-IMAGE annotation, by
 /// `int(key)`, so key order does not matter).
 package struct KeypointMatrix: Sendable, Equatable {
     /// Rows (num_kps of the category).
@@ -45,7 +45,7 @@ package struct KeypointMatrix: Sendable, Equatable {
     package func isVisible(_ row: Int) -> Bool { values[3 * row + 2] > 0 }
     package var visibleCount: Int { (0..<count).reduce(0) { $0 + (isVisible($1) ? 1 : 0) } }
 
-    /// Into the R×R letterbox frame (`preprocess_kps_pad`, SPEC §2.3, H3/H4): x·scale + offset in
+    /// Into the R×R letterbox frame (`preprocess_kps_pad`, METHOD §2.3, H3/H4): x·scale + offset in
     /// float32, invisible rows all zero. The transform must be built from the pair JSON's
     /// `*_imsize`, see `LoadedPair.transforms(resolution:)`.
     package func letterboxed(_ transform: KeypointTransform) -> KeypointMatrix {

@@ -286,7 +286,7 @@ struct MatchOut {
     var sourcePatch: Int, targetPatch: Int
 }
 
-/// SPEC §5 matching for the service: blended cosine similarities, argmax with first-index ties. With
+/// METHOD §5 matching for the service: blended cosine similarities, argmax with first-index ties. With
 /// `restrict`, target candidates (and dense sources) are the patches whose centre lies inside the image,
 /// not the letterbox padding, so every answer is a point of the image; without it, exactly the reference.
 struct MatchComputation {

@@ -141,7 +141,7 @@ paths:
       summary: Correspondences from a source image to a target image.
       description: |
         Both images go through one batched backbone pass. The score of target patch j for a source patch is
-        (1 − alpha)·cos(DINOv2) + alpha·cos(sphere) (SPEC §5; alpha 0.2 is the paper's method, 0 the DINOv2 baseline).
+        (1 − alpha)·cos(DINOv2) + alpha·cos(sphere) (METHOD §5; alpha 0.2 is the paper's method, 0 the DINOv2 baseline).
         With `points`: for each point in order, the best target point and its score. Without: dense mutual nearest
         neighbours with score ≥ `min_score`, best first. `Accept: image/png` draws the matches on the two images side
         by side, from the pixels decoded for the features, scaled so that the picture is at most `max_render_side_px`

@@ -2,7 +2,7 @@ import Foundation
 import Kernels
 import TensorFiles
 
-/// A sphere bundle: one safetensors file with the reference checkpoint's tensor names (SPEC §3.6) and
+/// A sphere bundle: one safetensors file with the reference checkpoint's tensor names (METHOD §3.6) and
 /// `__metadata__` `format` = `spherecorr-bundle`, `version` = `1` (CONTRACTS.md).
 package struct SphereBundle: Sendable {
     package static let format = "spherecorr-bundle"
@@ -94,7 +94,7 @@ package struct SphereBundle: Sendable {
         let b1 = try caBlock(1)
         for ((name, a), (_, b)) in zip(b0.namedParams(prefix: "prototypes.blocks.0"), b1.namedParams(prefix: "prototypes.blocks.1"))
         where a.values != b.values {
-            throw fail("'\(name)' differs from its 'prototypes.blocks.1' twin; the reference shares one CABlock (SPEC §3.3)")
+            throw fail("'\(name)' differs from its 'prototypes.blocks.1' twin; the reference shares one CABlock (METHOD §3.3)")
         }
         let protos = Prototypes(projWeight: try take("prototypes.proj.weight", [d, 3]), projBias: try take("prototypes.proj.bias", [d]), block: b0)
         let sphere = file.tensors["sphere.weight"] != nil ? try take("sphere.weight", file.tensors["sphere.weight"]!.shape) : nil

@@ -1,6 +1,6 @@
 import Kernels
 
-/// PyTorch's default initialisation (SPEC §3.6): Linear W, b ~ U(−1/√fan_in, 1/√fan_in); LayerNorm γ = 1, β = 0.
+/// PyTorch's default initialisation (METHOD §3.6): Linear W, b ~ U(−1/√fan_in, 1/√fan_in); LayerNorm γ = 1, β = 0.
 /// `sphere.weight` = normalize(randn(1024, 3)). Deterministic in `seed`; bit parity with torch's RNG is not possible.
 extension SphereBundle {
     package static func initialised(backboneDim d: Int, categories: [String], seed: UInt64,

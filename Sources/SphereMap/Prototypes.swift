@@ -1,7 +1,7 @@
 import Kernels
 
 /// S_Z = prototypes: ConditionalPrototypes(bloc_dim = D, cond_dim = C, heads = D/64, depth 2, cond_bottleneck 0)
-/// (SPEC §3.3). The two CABlocks are one module applied twice (shared weights, H16). Used by the training loss only.
+/// (METHOD §3.3). The two CABlocks are one module applied twice (shared weights, H16). Used by the training loss only.
 package struct Prototypes: Sendable {
     package var projWeight, projBias: Param    // proj: [D, 3], [D]
     package var block: CABlock                  // blocks.0 ≡ blocks.1
@@ -19,7 +19,7 @@ package struct Prototypes: Sendable {
     }
 }
 
-/// CABlock (SPEC §3.3): x ← x + CrossAttn(norm1(x), cond); x ← x + mlp(norm2(x)); LayerNorm eps 1e-5.
+/// CABlock (METHOD §3.3): x ← x + CrossAttn(norm1(x), cond); x ← x + mlp(norm2(x)); LayerNorm eps 1e-5.
 package struct CABlock: Sendable {
     package var norm1Weight, norm1Bias: Param  // [D]
     package var qWeight: Param                  // attn.q: [D, D], no bias

@@ -2,7 +2,7 @@ import Kernels
 import TensorFiles
 
 // Letters: B = batch, N = patch tokens, D = backbone width, H = D/2 mapper width, C = categories.
-// Names follow the reference checkpoint (VICO-UoE/SphericalMaps dino_mapper.py; SPEC §3).
+// Names follow the reference checkpoint (VICO-UoE/SphericalMaps dino_mapper.py; METHOD §3).
 
 /// One parameter tensor owned in memory (bundles are small: ~30 MB at D = 768).
 package struct Param: @unchecked Sendable {
@@ -16,7 +16,7 @@ package struct Param: @unchecked Sendable {
     }
 }
 
-/// timm-style Block used by f_S (SPEC §3.1): no LayerScale, LayerNorm eps 1e-5, qkv without bias.
+/// timm-style Block used by f_S (METHOD §3.1): no LayerScale, LayerNorm eps 1e-5, qkv without bias.
 package struct MapperBlock: Sendable {
     package var norm1Weight, norm1Bias: Param  // [H]
     package var qkvWeight: Param                // [3H, H], no bias (H17)
@@ -28,7 +28,7 @@ package struct MapperBlock: Sendable {
     package var heads: Int { max(1, width / 64) }
 }
 
-/// f_S = sphere_mapper: Linear(D → H) → GELU → Block(H, H/64 heads) → Linear(H → 3) (SPEC §3.2).
+/// f_S = sphere_mapper: Linear(D → H) → GELU → Block(H, H/64 heads) → Linear(H → 3) (METHOD §3.2).
 package struct SphereMapper: Sendable {
     package var inWeight, inBias: Param     // sphere_mapper.0: [H, D], [H]
     package var block: MapperBlock          // sphere_mapper.2

@@ -1,6 +1,6 @@
 import Kernels
 
-/// Adam as torch.optim.Adam with its defaults (SPEC §4.1): β = (0.9, 0.999), eps 1e-8, no weight decay, no AMSGrad.
+/// Adam as torch.optim.Adam with its defaults (METHOD §4.1): β = (0.9, 0.999), eps 1e-8, no weight decay, no AMSGrad.
 /// One flat loop over every trainable value: the shared CABlock is one set of tensors, so it is updated once.
 /// Order of operations as torch/optim/adam.py (`_single_tensor_adam`, what CPU tensors get; `_multi_tensor_adam`
 /// does the same operations per tensor list):

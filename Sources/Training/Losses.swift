@@ -4,7 +4,7 @@ import SphereMap
 import Glibc
 #endif
 
-// The viewpoint and triplet losses of SPEC §4.3–4.5 (dino_mapper.py: relative_viewpoint_loss,
+// The viewpoint and triplet losses of METHOD §4.3–4.5 (dino_mapper.py: relative_viewpoint_loss,
 // triplet_orientation_loss, triplet_distance_loss with correct_sine = False, H22). Each returns its value and
 // accumulates weight·∂L/∂sph. All arithmetic in Float as the reference; loss sums in Double.
 //
@@ -105,7 +105,7 @@ struct GridCoordinates {
     func at(_ token: Int) -> SIMD2<Float> { let t = token % tokens; return SIMD2(rows[t / width], cols[t % width]) }
 }
 
-/// L_rd = mean over triplets of max(d(a, pos) − d(a, neg) + margin, 0), d = 1 − cos (SPEC §4.4). pos is b when
+/// L_rd = mean over triplets of max(d(a, pos) − d(a, neg) + margin, 0), d = 1 − cos (METHOD §4.4). pos is b when
 /// ‖i_b − i_a‖² < ‖i_c − i_a‖² (strict: ties make c the positive). 0 without triplets (reference: 0).
 func distanceLoss(sphere: UnsafePointer<Float>, triplets tr: Triplets, grid: GridCoordinates, margin: Float, weight: Float,
                   dSphere: UnsafeMutablePointer<Float>) -> Float {
@@ -154,7 +154,7 @@ func distanceLoss(sphere: UnsafePointer<Float>, triplets tr: Triplets, grid: Gri
     return (dy - y * dot3(y, dy)) / n
 }
 
-/// L_o = mean over kept triplets of max(thresh − n·o, 0)², SPEC §4.5: triplets with |det(v_ab, v_ac)| > 0.7 in the
+/// L_o = mean over kept triplets of max(thresh − n·o, 0)², METHOD §4.5: triplets with |det(v_ab, v_ac)| > 0.7 in the
 /// image (det with (row, col) components, H21), ordered by its sign, tangents at o = s_a (not renormalised),
 /// n = normalize(t1) × normalize(t2). 0 without triplets or when none survives (guard: the reference gives NaN).
 func orientationLoss(sphere: UnsafePointer<Float>, triplets tr: Triplets, grid: GridCoordinates, threshold: Float, weight: Float,

@@ -1,7 +1,7 @@
 import Kernels
 import SphereMap
 
-// f_S = sphere_mapper (SPEC §3.2) for training: the forward keeps what its backward needs, the backward runs the
+// f_S = sphere_mapper (METHOD §3.2) for training: the forward keeps what its backward needs, the backward runs the
 // layers in reverse. Forward kernels are the inference ones (Kernels: linearForward, geluInPlace, layerNormForward,
 // attentionForward); each backward is the Kernels function beside its forward.
 //

@@ -3,7 +3,7 @@ import SphereMap
 
 /// One trainable tensor inside the flat parameter buffer.
 package struct TensorSlot: Sendable {
-    /// The reference checkpoint name (SPEC §3.6); the shared CABlock appears once, as `prototypes.blocks.0.*`.
+    /// The reference checkpoint name (METHOD §3.6); the shared CABlock appears once, as `prototypes.blocks.0.*`.
     package let name: String
     package let shape: [Int]
     package let offset: Int
@@ -11,7 +11,7 @@ package struct TensorSlot: Sendable {
 }
 
 /// f_S and S_Z parameters in one flat buffer, with their gradients and names. One buffer makes Adam one loop,
-/// the shared CABlock exactly one set of tensors (updated once, SPEC §4.1 and H16), and state files one write.
+/// the shared CABlock exactly one set of tensors (updated once, METHOD §4.1 and H16), and state files one write.
 /// Names and order come from `SphereBundle.namedTensors()`: they are not written a second time here.
 package final class ParameterSet: @unchecked Sendable {
     static let sharedBlockPrefix = "prototypes.blocks.0."

@@ -1,6 +1,6 @@
 import Kernels
 
-// S_Z = prototypes (SPEC §3.3) and the reconstruction loss (SPEC §4.2), forward and backward together, in chunks of
+// S_Z = prototypes (METHOD §3.3) and the reconstruction loss (METHOD §4.2), forward and backward together, in chunks of
 // foreground tokens. Two exact shortcuts (proven equal to the plain formula in TrainingTests/ShortcutTests):
 //  1. Only foreground tokens (‖sph‖ ≠ 0) enter the loss, and S_Z is per token (its only token mixing is the
 //     cross-attention over the single condition token), so S_Z runs on foreground rows only.
@@ -32,7 +32,7 @@ struct PrototypeParams {
 /// - rowCategory: category of each row      [R]
 /// - foreground: rows with ‖sph‖ ≠ 0, increasing
 /// - dSphere: receives `weight`·∂L_rec/∂sph on foreground rows (accumulated)   [R, 3]
-/// Returns L_rec = mean over foreground of 1 − cos(f, r) (SPEC §4.2), 0 when there is no foreground (guard:
+/// Returns L_rec = mean over foreground of 1 − cos(f, r) (METHOD §4.2), 0 when there is no foreground (guard:
 /// the reference would return NaN), in which case nothing is accumulated.
 func reconstructionLoss(_ p: PrototypeParams, sphere: UnsafePointer<Float>, features: UnsafePointer<Float>, rowCategory: [Int],
                         foreground: [Int], width d: Int, categories nc: Int, weight: Float,

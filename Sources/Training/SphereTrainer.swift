@@ -4,20 +4,20 @@ import SphereMap
 import TensorFiles
 
 // The training API of issue #11: one optimiser step of f_S and S_Z on a batch of frozen DINOv2 features
-// (SPEC §3, §4). The data side (SPair, crops, masks, the view cache) and `spherecorr-train fit` call only
+// (METHOD §3, §4). The data side (SPair, crops, masks, the view cache) and `spherecorr-train fit` call only
 // what is in this file.
 //
 // Letters: B = batch, N = patch tokens per image (Gh·Gw), D = backbone width, C = categories.
 
-/// The weights of the four losses in the total (SPEC §4.6). Defaults are the paper's (`configs/SPair.yaml`).
+/// The weights of the four losses in the total (METHOD §4.6). Defaults are the paper's (`configs/SPair.yaml`).
 package struct LossWeights: Sendable, Equatable, CustomStringConvertible {
-    /// Reconstruction through the prototypes S_Z (SPEC §4.2).
+    /// Reconstruction through the prototypes S_Z (METHOD §4.2).
     package var rec: Float = 1
-    /// Relative-distance triplets (SPEC §4.4).
+    /// Relative-distance triplets (METHOD §4.4).
     package var rd: Float = 0.3
-    /// Orientation triplets (SPEC §4.5).
+    /// Orientation triplets (METHOD §4.5).
     package var o: Float = 0.3
-    /// Relative viewpoint (SPEC §4.3).
+    /// Relative viewpoint (METHOD §4.3).
     package var vp: Float = 0.1
 
     package init(rec: Float = 1, rd: Float = 0.3, o: Float = 0.3, vp: Float = 0.1) {
@@ -64,16 +64,16 @@ package struct LossWeights: Sendable, Equatable, CustomStringConvertible {
     package var description: String { "rec=\(rec),rd=\(rd),o=\(o),vp=\(vp)" }
 }
 
-/// One batch of training inputs, already on the patch grid (SPEC §2.1).
+/// One batch of training inputs, already on the patch grid (METHOD §2.1).
 package struct TrainingBatch: Sendable {
     /// Frozen backbone features: the last block's pre-norm patch tokens `x_prenorm[:, 1:]` (H12).   [B·N·D]
     package var features: [Float]
     /// The 448² mask resampled to the grid by nearest at the patch's top-left pixel (H8): non-binary, with
     /// exact zeros on background, ringing negatives and values slightly above 1 (H6, H18).   [B·N]
     package var mask: [Float]
-    /// Category id per image, the one-hot condition of S_Z (SPEC §3.4).   [B], each in 0..<C
+    /// Category id per image, the one-hot condition of S_Z (METHOD §3.4).   [B], each in 0..<C
     package var categories: [Int]
-    /// Azimuth bin per image (`azimuth_id`, SPEC §4.3).   [B], each in 0..<vpBins
+    /// Azimuth bin per image (`azimuth_id`, METHOD §4.3).   [B], each in 0..<vpBins
     package var viewpoints: [Int]
     package var batch: Int
     /// N = gridHeight · gridWidth (1024 at 448²).
@@ -93,7 +93,7 @@ package struct TrainingBatch: Sendable {
 
 /// The losses of one step, before the optimiser update (what the reference logs per iteration).
 package struct StepLosses: Sendable, Equatable {
-    /// 1.0·rec + 0.3·rd + 0.3·o + 0.1·vp with the trainer's weights (SPEC §4.6).
+    /// 1.0·rec + 0.3·rd + 0.3·o + 0.1·vp with the trainer's weights (METHOD §4.6).
     package var total: Float
     package var rec: Float
     package var rd: Float
@@ -119,13 +119,13 @@ package enum TrainingError: Error, CustomStringConvertible, Equatable {
 package struct TrainerConfig: Sendable, Equatable {
     /// D: backbone width (768 for dinov2_vitb14). f_S is D → D/2 → 3; S_Z is 3 → D with D/64 heads.
     package var width: Int
-    /// Category names; their order is the one-hot index (SPAIR: alphabetical, SPEC §2.1).
+    /// Category names; their order is the one-hot index (SPAIR: alphabetical, METHOD §2.1).
     package var categories: [String]
     /// Azimuth bins of the viewpoint loss (8 for SPair; Table A3 of the paper varies it).
     package var vpBins: Int = 8
     /// Triplets per image per triplet loss (`n_triplets` = 32); 3× as many indices are drawn.
     package var triplets: Int = 32
-    /// Adam learning rate (1e-3). β = (0.9, 0.999), eps 1e-8, no weight decay (SPEC §4.1).
+    /// Adam learning rate (1e-3). β = (0.9, 0.999), eps 1e-8, no weight decay (METHOD §4.1).
     package var learningRate: Float = 1e-3
     package var weights: LossWeights = LossWeights()
     /// Seed of the initial parameters and of the triplet draws.
@@ -134,7 +134,7 @@ package struct TrainerConfig: Sendable, Equatable {
     /// more heads. Bundles read back with width/64, so keep the default for anything the server loads.
     package var mapperHeads: Int? = nil
 
-    /// `rd_margin` (SPEC §4.4) and `o_thresh` (§4.5) of `configs/SPair.yaml`.
+    /// `rd_margin` (METHOD §4.4) and `o_thresh` (§4.5) of `configs/SPair.yaml`.
     package var distanceMargin: Float = 0.5
     package var orientationThreshold: Float = 1
 
@@ -154,7 +154,7 @@ package enum TripletDraws: Sendable {
     case fixed([[Int]])
 }
 
-/// Trains f_S (sphere mapper) and S_Z (prototypes) with Adam, one batch per `step` (SPEC §4).
+/// Trains f_S (sphere mapper) and S_Z (prototypes) with Adam, one batch per `step` (METHOD §4).
 ///
 /// Deterministic: the same seed, batches and `Parallel.workers` give bit-identical losses and parameters, and
 /// `saveState`/`init(restoringFrom:)` carry the parameters, Adam moments and step, and the triplet RNG, so a
@@ -169,13 +169,13 @@ package final class SphereTrainer {
     package let parameters: ParameterSet
     package var tripletDraws: TripletDraws = .seeded
     var rng: SplitMix64
-    /// `sphere.weight` [1024, 3]: carried into bundles untouched (SPEC §3.5).
+    /// `sphere.weight` [1024, 3]: carried into bundles untouched (METHOD §3.5).
     var unusedSphere: [Float]
     let adam: Adam
     /// Extra metadata restored from a state file (the caller's epoch, data order…), nil for a fresh trainer.
     package private(set) var restoredMetadata: [String: String] = [:]
 
-    /// A fresh trainer: PyTorch-default initialisation from `config.seed` (SPEC §3.6, `SphereBundle.initialised`).
+    /// A fresh trainer: PyTorch-default initialisation from `config.seed` (METHOD §3.6, `SphereBundle.initialised`).
     package init(config: TrainerConfig) {
         precondition(config.width >= 2 && config.width % 2 == 0, "width must be even")
         precondition(!config.categories.isEmpty && config.vpBins >= 1 && config.triplets >= 1)
@@ -205,7 +205,7 @@ package final class SphereTrainer {
         return losses
     }
 
-    /// The current parameters as a sphere bundle (reference tensor names, shared block written twice, SPEC §3.6),
+    /// The current parameters as a sphere bundle (reference tensor names, shared block written twice, METHOD §3.6),
     /// readable by `SphereBundle.load` and the server. `metadata` is added to the bundle's own.
     package func bundle(metadata: [String: String] = [:]) -> SphereBundle {
         var meta = metadata

@@ -1,7 +1,7 @@
 import Kernels
 import SphereMap
 
-// One training iteration in the reference's order (train_sph.py train_epoch, SPEC §4.1): forward, vp, rec,
+// One training iteration in the reference's order (train_sph.py train_epoch, METHOD §4.1): forward, vp, rec,
 // o (draws its triplets first), rd, the weighted total, backward. Every loss accumulates its weighted gradient
 // with respect to sph into one buffer, so f_S's backward runs once.
 

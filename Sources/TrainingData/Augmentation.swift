@@ -1,4 +1,4 @@
-// The training augmentation of SPEC §2.1 (hazards H6–H8): torchvision's
+// The training augmentation of METHOD §2.1 (hazards H6–H8): torchvision's
 // `RandomResizedCrop(S, scale=(0.5, 1.5), ratio=(3/4, 4/3), BICUBIC, antialias=True)` applied jointly to the
 // image and its mask as one 4-channel float tensor, then ImageNet normalisation of the image and the mask on
 // the patch grid by nearest at each patch's top-left pixel.
@@ -14,7 +14,7 @@ import Kernels
 /// The random numbers the augmentation consumes: uniforms in [0, 1). Where torch calls
 /// `torch.empty(1).uniform_(lo, hi)` we take one draw u and compute `lo + (hi − lo)·u` in float32; where it
 /// calls `torch.randint(lo, hi)` we take one draw and compute `lo + ⌊u·(hi − lo)⌋`. Bit parity with torch's
-/// generator is impossible (SPEC §3.6); the arithmetic after the draw is what the fixtures pin down.
+/// generator is impossible (METHOD §3.6); the arithmetic after the draw is what the fixtures pin down.
 package protocol UniformSource {
     mutating func nextUniform() -> Double
 }

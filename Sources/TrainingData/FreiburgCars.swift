@@ -1,4 +1,4 @@
-// Freiburg Static Cars as the reference reads it (SPEC §2.2, §7.3; [SM] `datasets/FCars.py`):
+// Freiburg Static Cars as the reference reads it (METHOD §2.2, §7.3; [SM] `datasets/FCars.py`):
 //
 //   <root>/images/<obj_id>/<image>                 obj_id e.g. "car_012"
 //   <root>/annotations/<N>_annot.txt               N = int(obj_id[-2:]), lines "name x1 y1 x2 y2 az"

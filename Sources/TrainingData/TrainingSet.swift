@@ -1,4 +1,4 @@
-// The training images of SPEC §2.1 (SPair-71k) and §2.2/§7.3 (Freiburg Cars), checked, in the reference's
+// The training images of METHOD §2.1 (SPair-71k) and §2.2/§7.3 (Freiburg Cars), checked, in the reference's
 // order. The data loader of the reference yields the list `pairs * replications`, so item k is image
 // k mod n; only the source image of each pair is used.
 
@@ -58,7 +58,7 @@ package struct TrainingSet: Sendable {
         return self
     }
 
-    // MARK: SPair-71k (SPEC §2.1, H24, H25)
+    // MARK: SPair-71k (METHOD §2.1, H24, H25)
 
     /// The first pair of each distinct source image of `PairAnnotation/<split>` in sorted order; category and
     /// `azimuth_id` of its source; mask `Segmentation/<cat>/<stem>.png` (object = any non-zero value: the

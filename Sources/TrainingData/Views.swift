@@ -1,6 +1,6 @@
 // Backbone features of augmented views, fresh or from the view cache.
 //
-// The backbone is frozen (SPEC §4.1), so a view's features depend only on the backbone, the resolution, the
+// The backbone is frozen (METHOD §4.1), so a view's features depend only on the backbone, the resolution, the
 // crop and the image: `--views K` embeds K views per image once and stores them; training then picks one of
 // the K views per item and epoch. `--views 0` crops afresh every epoch, as the reference does.
 //

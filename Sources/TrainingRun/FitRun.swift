@@ -1,4 +1,4 @@
-// `spherecorr-train fit`: the epoch loop of `train_sph.py` (SPEC §4.1) around `SphereTrainer.step`, with what a
+// `spherecorr-train fit`: the epoch loop of `train_sph.py` (METHOD §4.1) around `SphereTrainer.step`, with what a
 // CPU user needs around it: checked data, the view cache, atomic bundle publishing, resume after an interruption,
 // a log per epoch, a loss chart and optional PCK.
 //

@@ -12,7 +12,7 @@ struct Fit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a sphere bundle (f_S and S_Z) on frozen DINOv2 features, as the paper does; publishes bundles into --out.",
         discussion: """
-        Defaults are the paper's configuration (SPEC §4.1). Bundles appear in --out as sphere-eNNNNNN.safetensors every \
+        Defaults are the paper's configuration (METHOD §4.1). Bundles appear in --out as sphere-eNNNNNN.safetensors every \
         --save-every epochs and at the end (a running `spherecorr-server --bundles DIR` picks them up); train.jsonl gets one \
         line per epoch. SIGINT/SIGTERM stop at the next batch with the state saved: continue with --resume.
         """)

@@ -22,7 +22,7 @@ import TensorFiles
     }
 
     /// torch 2.x cosine semantics (x/max(‖x‖, eps)), including a zero vector and a vector whose
-    /// norm is below eps, and the 0.8/0.2 blend of SPEC §5.
+    /// norm is below eps, and the 0.8/0.2 blend of METHOD §5.
     @Test func cosineAndBlendMatchReference() throws {
         let t = try inputs()
         let features = try Matching.similarity(source: t.source, target: t.target, sourceRows: t.rows, alpha: 0)

@@ -61,7 +61,7 @@ import TensorFiles
             let c = DinoConfig.variant(v, registers: false)
             #expect(c.variant == v && c.headDim == 64)
         }
-        #expect(DinoConfig.variant(.giant, registers: false).ffnHidden == 4096)  // SwiGLU rounding (SPEC §1.1)
+        #expect(DinoConfig.variant(.giant, registers: false).ffnHidden == 4096)  // SwiGLU rounding (METHOD §1.1)
         #expect(DinoConfig.variant(.base, registers: true).interpolateAntialias)
     }
 }

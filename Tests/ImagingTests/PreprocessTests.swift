@@ -3,7 +3,7 @@ import Testing
 import TensorFiles
 @testable import Imaging
 
-@Suite("Evaluation preprocessing (SPEC §2.3)")
+@Suite("Evaluation preprocessing (METHOD §2.3)")
 struct PreprocessTests {
     @Test("letterbox matches the reference resize() bit-exactly", arguments: Fixtures.manifest.letterbox)
     func letterboxParity(_ c: Manifest.Letterbox) throws {

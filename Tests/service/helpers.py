@@ -291,7 +291,7 @@ CATEGORIES = ["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "c
 
 
 def bundle_tensors(seed: int, d: int = 192, categories: int = len(CATEGORIES)) -> dict:
-    """Every tensor of a sphere bundle (SPEC §3.6 names), small random weights, LayerNorms at identity."""
+    """Every tensor of a sphere bundle (METHOD §3.6 names), small random weights, LayerNorms at identity."""
     h = d // 2
     state = [seed * 7919 + 1]
 

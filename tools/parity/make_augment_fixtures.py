@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Parity fixtures for the training augmentation (SPEC §2.1, hazards H6-H8) → Tests/Fixtures/augment.
+"""Parity fixtures for the training augmentation (METHOD §2.1, hazards H6-H8) → Tests/Fixtures/augment.
 
 The expected values come from the REAL torchvision, never re-implemented here:
   * boxes:  `torchvision.transforms.RandomResizedCrop.get_params(img, scale=(0.5, 1.5), ratio=(3/4, 4/3))`
@@ -130,7 +130,7 @@ def main() -> None:
         "cases": cases,
     }, indent=None, separators=(",", ":")) + "\n")
 
-    # Tensor: the first training source of the dev set (SPEC §2.1), with two boxes: one drawn, one fallback.
+    # Tensor: the first training source of the dev set (METHOD §2.1), with two boxes: one drawn, one fallback.
     data = Path(args.data)
     stem, cat = "2101_000001", "car"
     rgb = Image.open(data / "JPEGImages" / cat / f"{stem}.jpg").convert("RGB")

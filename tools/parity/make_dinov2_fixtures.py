@@ -6,7 +6,7 @@ imported from a checkout given by --dinov2-src (the directory that contains the
 `dinov2` package). No reference code is copied into this repository.
 
 Hugging Face layouts are produced by `transformers` itself (`save_pretrained`), after
-loading the torch-hub weights through the torch-hub -> HF key mapping (SPEC §1.4).
+loading the torch-hub weights through the torch-hub -> HF key mapping (METHOD §1.4).
 The script asserts that the HF model reproduces the reference `x_prenorm` at 518x518
 (where neither side interpolates the positional embedding), which proves the mapping.
 
@@ -305,7 +305,7 @@ def run_reference(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
 # --------------------------------------------------------------------------------------
 
 def hub_to_hf(sd: dict[str, torch.Tensor], depth: int, swiglu: bool, registers: bool) -> dict[str, torch.Tensor]:
-    """torch-hub -> HF checkpoint keys (SPEC §1.4; transformers' convert_dinov2_to_hf.py)."""
+    """torch-hub -> HF checkpoint keys (METHOD §1.4; transformers' convert_dinov2_to_hf.py)."""
     D = sd["cls_token"].shape[-1]
     used = set()
 
@@ -477,7 +477,7 @@ def write_hf_prefixed(out_dir: str, ref_model, seed: int, notes: list[str]) -> s
 
 @torch.no_grad()
 def hf_interp_report(name: str, out_dir: str, ref_model, case_inputs: list[torch.Tensor], notes: list[str]):
-    """Informational: HF vs reference where the pos-embed IS interpolated (SPEC §1.3, H9)."""
+    """Informational: HF vs reference where the pos-embed IS interpolated (METHOD §1.3, H9)."""
     _, model_cls = hf_classes(name)
     model = hf_load(model_cls, os.path.join(out_dir, HF_DIRS[name]))
     for x in case_inputs:

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Parity fixtures for the Swift `Imaging` module (SPEC §2, hazards H1-H8).
+"""Parity fixtures for the Swift `Imaging` module (METHOD §2, hazards H1-H8).
 
 Everything expected is produced by the REAL references, never re-implemented here:
   * decoding:   Pillow  `Image.open(path).convert('RGB')`

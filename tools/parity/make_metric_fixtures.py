@@ -10,7 +10,7 @@ Writes into --out:
   expected.json                                      everything the Swift tests compare against
   synth_expected.json                                reader facts of the synthetic SPair dataset
 
-The evaluation loop of VICO-UoE/SphericalMaps `pck_spair_pascal_sphere.py` (SPEC §2.3, §5, §6) is
+The evaluation loop of VICO-UoE/SphericalMaps `pck_spair_pascal_sphere.py` (METHOD §2.3, §5, §6) is
 re-stated here in numpy with the dtypes PyTorch uses at every step (float32 keypoints and
 similarities, float64 thresholds for PCK, float32 thresholds for KAP, float32 alpha), and AP comes
 from scikit-learn's real `average_precision_score`. `--check-torch` additionally runs the same

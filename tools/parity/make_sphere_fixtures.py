@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Parity fixtures for the spherical mapper f_S, the prototypes S_Z and sphere bundles (SPEC §3).
+"""Parity fixtures for the spherical mapper f_S, the prototypes S_Z and sphere bundles (METHOD §3).
 
 Runs the REAL reference code, VICO-UoE/SphericalMaps `dino_mapper.py` (imported from a checkout given by
 --spherical-maps-src, never copied), on the tiny DINOv2 backbone of Tests/Fixtures/dinov2/plain.safetensors
@@ -98,7 +98,7 @@ def main():
     m, ref = build_mapper(a.spherical_maps_src, dino, len(CATEGORIES))
     perturb(m, g)
     m.eval()
-    # The two prototype blocks are one module (SPEC §3.3, H16).
+    # The two prototype blocks are one module (METHOD §3.3, H16).
     assert m.prototypes.blocks[0] is m.prototypes.blocks[1]
 
     # Bundle: the reference checkpoint, converted key for key by our tool.
@@ -122,7 +122,7 @@ def main():
         cats = torch.tensor([2, 0])
         onehot = F.one_hot(cats, len(CATEGORIES)).float()
         recon = m.prototypes(sph, onehot.unsqueeze(1))
-        # A non-binary mask as bicubic resampling produces (SPEC §3.2): zeros, ringing, ≈1.
+        # A non-binary mask as bicubic resampling produces (METHOD §3.2): zeros, ringing, ≈1.
         mask = torch.tensor([0.0, 1.0, 0.97, 1.04, -0.03, 1.0, 0.0, 1.0, 0.5, 1.0, 1.0, 0.0] * 2).view(2, 12, 1)
         sph_masked = sph * mask
         rec_loss = m.sphere_loss_prototypes_implicit(feats, sph_masked, onehot)

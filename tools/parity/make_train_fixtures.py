@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Training parity fixtures for the Swift trainer (SPEC §3, §4; Sources/Training).
+"""Training parity fixtures for the Swift trainer (METHOD §3, §4; Sources/Training).
 
 Runs the REAL reference code, VICO-UoE/SphericalMaps `dino_mapper.py` (imported from a checkout given by
 --spherical-maps-src, never copied): its Block, ConditionalPrototypes, DINOMapper.sphere_loss_prototypes_implicit,
