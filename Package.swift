@@ -86,7 +86,7 @@ let package = Package(
 
         .executableTarget(
             name: "spherecorr-server",
-            dependencies: ["Service", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["Service", "Imaging", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "spherecorr-train",

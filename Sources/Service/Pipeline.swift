@@ -81,7 +81,7 @@ package final class Pipeline: Sendable {
         guard let query else { return limits.defaultResolution }
         // Decimal digits only: Int("+28") would read a sign.
         guard query.utf8.count <= 6, query.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-              let r = Int(query), r >= 14, r % 14 == 0, r <= limits.maxResolution else {
+              let r = Int(query), PatchGrid(resolution: r) != nil, r <= limits.maxResolution else {
             throw HTTPError(status: .unprocessableContent, code: "invalid_parameter", title: "Invalid parameter",
                             detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
                             extensions: ["pointer": .string("/resolution")])

@@ -2,6 +2,9 @@ import Foundation
 import HTTPServer
 import Prometheus
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The service's Prometheus metrics (SERVICE.md §4.6): names with base units, `_total` counters, seconds,
 /// low-cardinality labels only (route templates, methods, status codes, stages, reasons).
@@ -201,7 +204,3 @@ enum ProcessMetrics {
         return lines.joined(separator: "\n") + "\n"
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -47,9 +47,9 @@ package enum Rendering {
             let colour = (UInt8(255 * (1 - u)), UInt8(255 * u), UInt8(60))
             let a = (Int((m.sx * scale).rounded()), Int((m.sy * scale).rounded()))
             let b = (Int((m.tx * scale).rounded()) + source.width, Int((m.ty * scale).rounded()))
-            line(&canvas, a, b, colour)
-            dot(&canvas, a, colour)
-            dot(&canvas, b, colour)
+            drawLine(&canvas, from: a, to: b, colour)
+            drawDot(&canvas, a, colour)
+            drawDot(&canvas, b, colour)
         }
         return canvas
     }
@@ -105,7 +105,7 @@ package enum Rendering {
     }
 
     /// Bresenham.
-    static func line(_ img: inout RGBImage, _ a: (Int, Int), _ b: (Int, Int), _ c: (UInt8, UInt8, UInt8)) {
+    package static func drawLine(_ img: inout RGBImage, from a: (Int, Int), to b: (Int, Int), _ c: (UInt8, UInt8, UInt8)) {
         var (x, y) = a
         let dx = abs(b.0 - a.0), dy = -abs(b.1 - a.1), sx = a.0 < b.0 ? 1 : -1, sy = a.1 < b.1 ? 1 : -1
         var err = dx + dy
@@ -118,7 +118,7 @@ package enum Rendering {
         }
     }
 
-    static func dot(_ img: inout RGBImage, _ p: (Int, Int), _ c: (UInt8, UInt8, UInt8)) {
+    package static func drawDot(_ img: inout RGBImage, _ p: (Int, Int), _ c: (UInt8, UInt8, UInt8)) {
         for dy in -2...2 { for dx in -2...2 where dx * dx + dy * dy <= 5 { put(&img, p.0 + dx, p.1 + dy, c) } }
     }
 }
@@ -140,8 +140,6 @@ extension Rendering {
         return canvas
     }
 
-    package static func drawLine(_ img: inout RGBImage, from a: (Int, Int), to b: (Int, Int), _ c: (UInt8, UInt8, UInt8)) { line(&img, a, b, c) }
-    package static func drawDot(_ img: inout RGBImage, _ p: (Int, Int), _ c: (UInt8, UInt8, UInt8)) { dot(&img, p, c) }
 
     /// A grouped bar chart as SVG: one group per category, one bar per series, values in [0, 1].
     package static func barChartSVG(title: String, categories: [String], series: [(name: String, values: [Double?])]) -> String {
@@ -189,9 +187,9 @@ extension Rendering {
         let ymax = top1 > 0 ? top1 : 1
         for q in 0...4 {
             let y = top + ph - ph * q / 4
-            line(&img, (left, y), (left + pw, y), q == 0 ? (0, 0, 0) : (220, 220, 220))
+            drawLine(&img, from: (left, y), to: (left + pw, y), q == 0 ? (0, 0, 0) : (220, 220, 220))
         }
-        line(&img, (left, top), (left, top + ph), (0, 0, 0))
+        drawLine(&img, from: (left, top), to: (left, top + ph), (0, 0, 0))
         func point(_ i: Int, _ v: Double) -> (Int, Int) {
             let x = left + (n > 1 ? pw * i / (n - 1) : pw / 2)
             return (x, top + ph - Int((Double(ph) * max(0, min(1, v / ymax))).rounded()))
@@ -202,7 +200,7 @@ extension Rendering {
             for (i, v) in values.enumerated() {
                 guard v.isFinite else { prev = nil; continue }
                 let p = point(i, v)
-                if let q = prev { line(&img, q, p, c) } else { dot(&img, p, c) }
+                if let q = prev { drawLine(&img, from: q, to: p, c) } else { drawDot(&img, p, c) }
                 prev = p
             }
         }

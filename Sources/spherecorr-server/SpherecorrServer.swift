@@ -3,6 +3,7 @@ import DINOv2
 import Dispatch
 import Foundation
 import HTTPServer
+import Imaging
 import Kernels
 import Logging
 import Runtime
@@ -105,7 +106,7 @@ struct SpherecorrServer: ParsableCommand {
         o.port = try env.int("PORT", port, range: 0...65535) ?? o.port
         o.resolution = try env.int("RESOLUTION", resolution, range: 14...4998) ?? o.resolution
         o.maxResolution = try env.int("MAX_RESOLUTION", maxResolution, range: 14...4998) ?? o.maxResolution
-        guard o.resolution % 14 == 0, o.maxResolution % 14 == 0, o.resolution <= o.maxResolution else {
+        guard PatchGrid(resolution: o.resolution) != nil, PatchGrid(resolution: o.maxResolution) != nil, o.resolution <= o.maxResolution else {
             throw ValidationError("resolution (\(o.resolution)) and max-resolution (\(o.maxResolution)) must be multiples of 14, resolution ≤ max-resolution")
         }
         o.maxBodyBytes = try env.int("MAX_BODY_BYTES", maxBodyBytes, range: 1024...(1 << 31)) ?? o.maxBodyBytes

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DINOv2
 import Foundation
+import Imaging
 import Kernels
 import Runtime
 import SPair
@@ -83,8 +84,8 @@ struct Fit: ParsableCommand {
         }
         guard views >= 0 else { throw ValidationError("--views must be 0 (fresh crops) or a positive count; got \(views)") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number; got \(lr)") }
-        guard resolution >= 14, resolution % 14 == 0 else { throw ValidationError("--resolution must be a positive multiple of 14; got \(resolution)") }
-        guard evalResolution >= 14, evalResolution % 14 == 0 else { throw ValidationError("--eval-resolution must be a positive multiple of 14; got \(evalResolution)") }
+        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
+        if let why = PatchGrid.invalidReason(resolution: evalResolution) { throw ValidationError("--eval-resolution \(why)") }
         guard CachePrecision(rawValue: cachePrecision) != nil else { throw ValidationError("--cache-precision must be float16 or bfloat16; got '\(cachePrecision)'") }
         do { _ = try LossWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
