@@ -22,63 +22,66 @@ struct SpherecorrServer: ParsableCommand {
             log, /v1/info and every X-Model-Version header say so.
             """)
 
+    /// The defaults the help texts quote: ServiceOptions owns them.
+    private static let defaults = ServiceOptions()
+
     @Option(help: "Backbone: Hugging Face directory (config.json + model.safetensors) or torch-hub .safetensors file. Default: built-in demo model.")
     var backbone: String?
     @Option(help: "Variant of a torch-hub file: small, base, large, giant. Default: inferred from shapes.")
     var variant: String?
     @Option(help: "Directory of sphere bundles; the newest valid *.safetensors is live and hot-reloaded. Default: demo bundle.")
     var bundles: String?
-    @Option(help: "Listen address. Default 0.0.0.0.")
+    @Option(help: "Listen address. Default \(Self.defaults.host).")
     var host: String?
-    @Option(help: "Listen port. Default 8080.")
+    @Option(help: "Listen port. Default \(Self.defaults.port).")
     var port: Int?
-    @Option(help: "Default letterbox resolution (multiple of 14). Default 448.")
+    @Option(help: "Default letterbox resolution (multiple of 14). Default \(Self.defaults.resolution).")
     var resolution: Int?
-    @Option(help: "Largest ?resolution a request may ask for. Default 1036.")
+    @Option(help: "Largest ?resolution a request may ask for. Default \(Self.defaults.maxResolution).")
     var maxResolution: Int?
-    @Option(help: "Largest request body in bytes. Default 33554432.")
+    @Option(help: "Largest request body in bytes. Default \(Self.defaults.maxBodyBytes).")
     var maxBodyBytes: Int?
-    @Option(help: "Largest image (width × height, checked from the header before decoding). Default 40000000.")
+    @Option(help: "Largest image (width × height, checked from the header before decoding). Default \(Self.defaults.maxImagePixels).")
     var maxImagePixels: Int?
-    @Option(help: "Largest image file in bytes (one upload). Default 16777216.")
+    @Option(help: "Largest image file in bytes (one upload). Default \(Self.defaults.maxImageBytes).")
     var maxImageBytes: Int?
-    @Option(help: "Most points in one /v1/match request. Default 10000.")
+    @Option(help: "Most points in one /v1/match request. Default \(Self.defaults.maxPoints).")
     var maxPoints: Int?
-    @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default 16.")
+    @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default \(Self.defaults.queueSize).")
     var queueSize: Int?
     @Option(help: "Memory budget of image decodes in flight, in bytes, priced from each image's header; over it requests wait in the queue (503 overloaded when it is full), an image larger than it is 413. Default: a quarter of the machine's (or cgroup's) memory.")
     var maxDecodeBytes: Int?
-    @Option(help: "Longest side of a drawn PNG answer (Accept: image/png), aspect kept. Default 2048.")
+    @Option(help: "Longest side of a drawn PNG answer (Accept: image/png), aspect kept. Default \(Self.defaults.maxRenderSide).")
     var maxRenderSide: Int?
-    @Option(help: "Feature cache size in bytes. Default 536870912.")
+    @Option(help: "Feature cache size in bytes. Default \(Self.defaults.featureCacheBytes).")
     var featureCacheBytes: Int?
-    @Option(help: "Seconds between polls of the bundles directory (0: only SIGHUP and /admin/reload). Default 2.")
+    @Option(help: "Seconds between polls of the bundles directory (0: only SIGHUP and /admin/reload). Default \(Self.defaults.reloadInterval).")
     var reloadInterval: Double?
-    @Option(help: "Admin listener address (POST /admin/reload). Default 127.0.0.1.")
+    @Option(help: "Admin listener address (POST /admin/reload). Default \(Self.defaults.adminHost).")
     var adminHost: String?
-    @Option(help: "Admin listener port. Default 8081.")
+    @Option(help: "Admin listener port. Default \(Self.defaults.adminPort).")
     var adminPort: Int?
     @Option(help: "Bearer token for the admin listener. Default: random, printed in the log.")
     var adminToken: String?
-    @Option(help: "Seconds to keep serving after SIGTERM before closing the listener (Kubernetes: above the readiness period). Default 0.")
+    @Option(help: "Seconds to keep serving after SIGTERM before closing the listener (Kubernetes: above the readiness period). Default \(Self.defaults.drainDelay).")
     var drainDelay: Double?
-    @Option(help: "Seconds to wait for in-flight requests on shutdown. Default 20.")
+    @Option(help: "Seconds to wait for in-flight requests on shutdown. Default \(Self.defaults.shutdownTimeout).")
     var shutdownTimeout: Double?
-    @Option(help: "Seconds to receive a request head. Default 15.")
+    @Option(help: "Seconds to receive a request head. Default \(Self.defaults.headerReadTimeout).")
     var headerReadTimeout: Double?
-    @Option(help: "Seconds a request body may stall. Default 30.")
+    @Option(help: "Seconds a request body may stall. Default \(Self.defaults.bodyIdleTimeout).")
     var bodyIdleTimeout: Double?
-    @Option(help: "Seconds an idle keep-alive connection stays open (above a proxy's 60 s). Default 75.")
+    @Option(help: "Seconds an idle keep-alive connection stays open (above a proxy's 60 s). Default \(Self.defaults.keepAliveTimeout).")
     var keepAliveTimeout: Double?
-    @Option(help: "Seconds a request may take in total, queueing included. Default 120.")
+    @Option(help: "Seconds a request may take in total, queueing included. Default \(Self.defaults.requestDeadline).")
     var requestDeadline: Double?
-    @Option(help: "Most concurrent connections. Default 1024.")
+    @Option(help: "Most concurrent connections. Default \(Self.defaults.maxConnections).")
     var maxConnections: Int?
-    @Option(help: "Access log format: text or json. Default text.")
+    @Option(help: "Access log format: text or json. Default \(Self.defaults.logFormat.rawValue).")
     var logFormat: String?
     @Option(help: "Inference worker threads. Default: online cores.")
     var threads: Int?
-    @Option(help: "GEMM library of the portable kernels: onednn or openblas. Default onednn.")
+    @Option(help: "GEMM library of the portable kernels: onednn or openblas. Default \(Self.defaults.gemm.rawValue).")
     var gemm: String?
     @Option(help: "Kernels: avx2 (hand-written; the default when the CPU has AVX2+FMA) or portable (library GEMM).")
     var kernels: String?
