@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData",
+                "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData",
                 "TrainingRun",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -39,6 +39,9 @@ package struct EvaluationOptions: Sendable {
     package var plotsDirectory: String?
     package var plotPairsPerCategory = 2
     package var progress = true
+    /// Sub-patch refinement of the PCK predictions (issue #14); `.none` is the paper's protocol. KAP scores
+    /// the similarity maps and does not depend on it.
+    package var refine: Refinement = .none
     package init(data: String) { self.data = data }
 }
 
@@ -80,6 +83,11 @@ package final class Evaluator {
 
     package init(options: EvaluationOptions, backbone: DinoVisionTransformer, backboneKey: String, bundle: SphereBundle?) throws {
         if let why = PatchGrid.invalidReason(resolution: options.resolution) { throw EvaluationError.config("--resolution \(why)") }
+        if let grid = PatchGrid(resolution: options.resolution) {
+            do { try options.refine.check(gridRows: grid.side, gridColumns: grid.side) } catch {
+                throw EvaluationError.config("--\(error) (at --resolution \(options.resolution))")
+            }
+        }
         if options.alphas.contains(where: { $0 > 0 }) && bundle == nil {
             throw EvaluationError.config("alpha > 0 blends in the sphere similarity and needs --bundle")
         }
@@ -154,7 +162,8 @@ package final class Evaluator {
                     do {
                         sim = try Matching.similarity(source: descriptors[paths[0]]!, target: descriptors[paths[1]]!, sourceRows: rows, alpha: alpha)
                         if options.metric.pck {
-                            try pck[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr, grid: grid)
+                            try pck[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr, grid: grid,
+                                          refinement: options.refine)
                         }
                         if options.metric.kap {
                             try kap[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr)
