@@ -83,6 +83,7 @@ package enum Refinement: Sendable, Equatable, CustomStringConvertible {
 package enum RefinementError: Error, Equatable, CustomStringConvertible {
     case field(String, String)
     package var field: String { switch self { case let .field(f, _): f } }
+    package var detail: String { switch self { case let .field(_, d): d } }
     package var description: String { switch self { case let .field(f, d): "\(f): \(d)" } }
 }
 

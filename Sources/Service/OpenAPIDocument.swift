@@ -410,6 +410,24 @@ components:
           type: boolean
           default: true
           description: Consider only patches inside the image, not the letterbox padding (false = the paper's evaluation).
+        refine:
+          type: string
+          enum: [none, soft-argmax]
+          default: none
+          description: >-
+            Points mode. `none`: the centre of the best target patch (the paper). `soft-argmax`: the expected target
+            point under a softmax of the blended similarity over a window around the best patch (GeoAware-SC's window
+            soft-argmax, with patches outside the window given no weight; docs/METHOD.md §5).
+        window:
+          type: integer
+          minimum: 1
+          default: 5
+          description: soft-argmax only; patches on each side of the best one. Must be less than the patch grid's side (resolution / 14).
+        temperature:
+          type: number
+          exclusiveMinimum: 0
+          default: 0.02
+          description: soft-argmax only; the softmax temperature.
     ImageDescription:
       type: object
       properties:
@@ -437,6 +455,14 @@ components:
         mode: { type: string, enum: [points, dense] }
         alpha: { type: number }
         resolution: { type: integer }
+        refine:
+          type: object
+          description: >-
+            The refinement used, `{"method": "none"}` or `{"method": "soft-argmax", "window": W, "temperature": T}`.
+          properties:
+            method: { type: string, enum: [none, soft-argmax] }
+            window: { type: integer }
+            temperature: { type: number }
         source: { $ref: '#/components/schemas/ImageDescription' }
         target: { $ref: '#/components/schemas/ImageDescription' }
     Info:
