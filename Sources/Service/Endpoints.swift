@@ -158,7 +158,8 @@ struct Endpoints: Sendable {
             try Inputs.rejectUnknownParts(parts, allowed: ["source", "target", "points", "params"])
             let src = try Inputs.requiredPart(parts, "source"), trg = try Inputs.requiredPart(parts, "target")
             let params = try Inputs.params(try Inputs.optionalPart(parts, "params"),
-                                           allowed: ["alpha", "min_score", "max_matches", "restrict_to_image", "refine", "window", "temperature"])
+                                           allowed: ["alpha", "min_score", "max_matches", "restrict_to_image", "refine", "window", "temperature",
+                                                     "visibility_threshold", "drop_invisible"])
             let alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
             let minScore = try Inputs.double(params, "min_score", default: 0.5, range: -1...1)
             let maxMatches = try Inputs.int(params, "max_matches", default: 1000, range: 1...100_000)
@@ -166,6 +167,10 @@ struct Endpoints: Sendable {
             let points = try Inputs.optionalPart(parts, "points").map { try Inputs.points($0, maxPoints: maxPoints) }
             let r = try pipeline.resolution(request.query("resolution"))
             let refinement = try Endpoints.refinement(params, resolution: r)
+            let visibilityThreshold: Double? = try params["visibility_threshold"].map { _ in
+                try Inputs.double(params, "visibility_threshold", default: 0, range: 0...1e9)
+            }
+            let dropInvisible = try Inputs.bool(params, "drop_invisible", default: false)
             let snap = try snapshot()
             var times = StageTimes()
             let uploads = [Pipeline.upload(part: "source", bytes: src.body), Pipeline.upload(part: "target", bytes: trg.body)]
@@ -190,7 +195,10 @@ struct Endpoints: Sendable {
             let spheres: [FloatStorage]? = alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
             let result = try MatchComputation(source: images[0], target: images[1], spheres: spheres, alpha: alpha, restrict: restrict)
-            let matches: [MatchOut] = if let points { try result.points(points, refinement: refinement) } else { result.dense(minScore: Float(minScore), max: maxMatches) }
+            var matches: [MatchOut] = if let points {
+                try result.points(points, refinement: refinement, visibilityThreshold: visibilityThreshold)
+            } else { result.dense(minScore: Float(minScore), max: maxMatches) }
+            if dropInvisible { matches.removeAll { $0.visible == false } }
             times.match = Measure.now() - t0
             metrics.recordStages(times, images: misses)
             var h = commonHeaders(snap, nil, times)
@@ -208,7 +216,10 @@ struct Endpoints: Sendable {
                 "refine": refinement.record,
                 "source": describe(images[0]), "target": describe(images[1]),
                 "matches": matches.map { m -> [String: Any] in
-                    ["source": [m.sx, m.sy], "target": [m.tx, m.ty], "score": Double(m.score), "source_patch": m.sourcePatch, "target_patch": m.targetPatch]
+                    var o: [String: Any] = ["source": [m.sx, m.sy], "target": [m.tx, m.ty], "score": Double(m.score),
+                                            "source_patch": m.sourcePatch, "target_patch": m.targetPatch]
+                    if let v = m.visible, let e = m.cycleError { o["visible"] = v; o["cycle_error_px"] = e }
+                    return o
                 },
             ]
             h.append(name: "Content-Type", value: "application/json")
@@ -309,6 +320,9 @@ struct MatchOut {
     var sx: Double, sy: Double, tx: Double, ty: Double
     var score: Float
     var sourcePatch: Int, targetPatch: Int
+    /// Points mode: the forward–backward check (nil in dense mode, where every mutual match is consistent).
+    var visible: Bool? = nil
+    var cycleError: Double? = nil
 }
 
 /// SPEC §5 matching for the service: blended cosine similarities, argmax with first-index ties. With
@@ -367,7 +381,12 @@ struct MatchComputation {
     /// For each source point (original pixels), its patch, then the best target patch; with `soft-argmax`, the
     /// expected target point over the window around it (docs/METHOD.md §5), patches outside the image (when
     /// `restrict`) taking no part, like those outside the window.
-    func points(_ pts: [(Double, Double)], refinement: Refinement = .none) throws -> [MatchOut] {
+    ///
+    /// Visibility (issue #14): the target patch's own best source patch (same blend, same candidates); `cycleError`
+    /// is the distance between its centre and the centre of the query's patch, in source pixels (0 for a consistent
+    /// cycle, whatever the patch size), and the point is `visible` when that is at most `visibilityThreshold`
+    /// (default `CycleCheck.defaultFraction` × the source's longer side).
+    func points(_ pts: [(Double, Double)], refinement: Refinement = .none, visibilityThreshold: Double? = nil) throws -> [MatchOut] {
         let t = source.transform
         let patchOf: [Int] = pts.map { p in
             let l = t.toLetterbox(x: Float(p.0), y: Float(p.1))
@@ -384,11 +403,18 @@ struct MatchComputation {
         if case let .softArgmax(window, temperature) = refinement {
             refined = try refine(queries: queries, window: window, temperature: temperature)
         }
+        let back: [PatchMatch]
+        do { back = try Matching.nearestNeighbours(source: trgDesc, target: srcDesc, sourceRows: nn.map(\.target), alpha: alpha) } catch {
+            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
+        }
+        let threshold = visibilityThreshold ?? CycleCheck.defaultFraction * Double(max(source.width, source.height))
         return zip(pts, zip(patchOf, nn)).enumerated().map { k, pm in
             let (p, m) = pm
             let tp = trgRows[m.1.target]
             let (tx, ty) = refined?[k] ?? original(target, patch: tp)
-            return MatchOut(sx: p.0, sy: p.1, tx: tx, ty: ty, score: m.1.score, sourcePatch: m.0, targetPatch: tp)
+            let e = CycleCheck.error(from: original(source, patch: srcRows[queries[k]]), back: original(source, patch: srcRows[back[k].target]))
+            return MatchOut(sx: p.0, sy: p.1, tx: tx, ty: ty, score: m.1.score, sourcePatch: m.0, targetPatch: tp,
+                            visible: CycleCheck.visible(error: e, threshold: threshold), cycleError: e)
         }
     }
 

@@ -428,6 +428,16 @@ components:
           exclusiveMinimum: 0
           default: 0.02
           description: soft-argmax only; the softmax temperature.
+        visibility_threshold:
+          type: number
+          minimum: 0
+          description: >-
+            Points mode; source pixels. A point is `visible` when its forward–backward cycle error is at most this.
+            Default 0.1 × the source image's longer side.
+        drop_invisible:
+          type: boolean
+          default: false
+          description: Points mode; leave the points that are not `visible` out of `matches`.
     ImageDescription:
       type: object
       properties:
@@ -446,6 +456,14 @@ components:
         score: { type: number }
         source_patch: { type: integer }
         target_patch: { type: integer }
+        visible:
+          type: boolean
+          description: Points mode; the forward–backward check passed (`cycle_error_px` ≤ `visibility_threshold`).
+        cycle_error_px:
+          type: number
+          description: >-
+            Points mode; source pixels from the centre of the query's patch to the centre of the source patch that
+            the matched target patch matches back to (0 for a consistent cycle).
     MatchResult:
       type: object
       required: [matches, model_version, mode, alpha, resolution]

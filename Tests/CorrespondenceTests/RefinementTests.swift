@@ -116,3 +116,30 @@ import Imaging
         #expect(c.correct == [2, 2, 1])
     }
 }
+
+@Suite struct CycleCheckTests {
+    @Test func errorAndThreshold() {
+        #expect(CycleCheck.error(from: (1, 2), back: (4, 6)) == 5)
+        #expect(CycleCheck.visible(error: 5, threshold: 5))
+        #expect(!CycleCheck.visible(error: 5.0001, threshold: 5))
+        #expect(!CycleCheck.visible(error: .nan, threshold: 5))
+    }
+
+    @Test func backwardTakesTheFirstBestSource() throws {
+        // Rows = target tokens, columns = source tokens.
+        let m = try SimilarityMatrix(rows: 2, columns: 3, values: [0.1, 0.9, 0.9, 0.7, 0.2, 0.1])
+        #expect(try CycleCheck.backward(m, targets: [0, 1, 0]) == [1, 0, 1])
+        #expect(throws: CorrespondenceError.self) { try CycleCheck.backward(m, targets: [2]) }
+    }
+
+    @Test func precisionRecallF1() {
+        var s = VisibilityScore()
+        #expect(s.precision == nil && s.recall == nil && s.f1 == nil)
+        for (p, h) in [(true, true), (true, false), (false, true), (false, false), (true, true)] { s.add(predictedHidden: p, hidden: h) }
+        #expect(s.precision == 2.0 / 3 && s.recall == 2.0 / 3)
+        #expect(abs(s.f1! - 2.0 / 3) < 1e-12)
+        var none = VisibilityScore()
+        none.add(predictedHidden: false, hidden: true)
+        #expect(none.precision == nil && none.recall == 0 && none.f1 == 0)
+    }
+}

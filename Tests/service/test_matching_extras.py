@@ -71,3 +71,46 @@ def test_window_is_checked_against_the_requested_resolution(server, img_a, img_b
     bad = match(server, img_a, img_b, {"refine": "soft-argmax", "window": 6}, query="?resolution=84")
     body = assert_problem(bad, 422, "invalid_parameter")
     assert body["pointer"] == "/params/window" and "6×6" in body["detail"], body
+
+
+# ---------------------------------------------------------------- visibility (forward–backward check)
+
+def test_every_point_match_carries_visibility(server, img_a, img_b):
+    body = match(server, img_a, img_b).json()
+    w, h = body["source"]["width"], body["source"]["height"]
+    for m in body["matches"]:
+        assert isinstance(m["visible"], bool) and m["cycle_error_px"] >= 0
+        # The default threshold: 0.1 × the source's longer side.
+        assert m["visible"] == (m["cycle_error_px"] <= 0.1 * max(w, h))
+    dense = post_multipart(server, "/v1/match", [image_part("source", img_a), image_part("target", img_b),
+                                                 json_part("params", {"min_score": -1})]).json()
+    assert all("visible" not in m for m in dense["matches"])
+
+
+def test_an_image_matched_to_itself_is_visible(server, img_a):
+    body = match(server, img_a, img_a).json()
+    for m in body["matches"]:
+        # The cycle starts and ends at patch centres: a consistent one is exactly 0 at any patch size.
+        assert m["visible"] is True and m["cycle_error_px"] == 0, m
+
+
+def test_threshold_and_drop_invisible(server, img_a, img_b):
+    strict = match(server, img_a, img_b, {"visibility_threshold": 0}).json()["matches"]
+    assert all(m["visible"] == (m["cycle_error_px"] == 0) for m in strict)
+    assert any(not m["visible"] for m in strict), strict  # random images: some cycle is inconsistent
+    loose = match(server, img_a, img_b, {"visibility_threshold": 1e6}).json()["matches"]
+    assert all(m["visible"] for m in loose)
+    kept = match(server, img_a, img_b, {"visibility_threshold": 0, "drop_invisible": True}).json()["matches"]
+    assert kept == [m for m in strict if m["visible"]]
+    everything = match(server, img_a, img_b, {"visibility_threshold": 1e6, "drop_invisible": True}).json()["matches"]
+    assert len(everything) == len(PTS)
+
+
+@pytest.mark.parametrize("params,field", [
+    ({"visibility_threshold": -1}, "visibility_threshold"),
+    ({"visibility_threshold": "far"}, "visibility_threshold"),
+    ({"drop_invisible": "yes"}, "drop_invisible"),
+])
+def test_bad_visibility_params_are_named(server, img_a, img_b, params, field):
+    body = assert_problem(match(server, img_a, img_b, params), 422, "invalid_parameter")
+    assert body["pointer"] == f"/params/{field}", body
