@@ -42,6 +42,8 @@ package struct EvaluationOptions: Sendable {
     /// Sub-patch refinement of the PCK predictions (issue #14); `.none` is the paper's protocol. KAP scores
     /// the similarity maps and does not depend on it.
     package var refine: Refinement = .none
+    /// Also score the forward–backward visibility check (issue #14) against the target-invisible keypoints.
+    package var visibility = false
     package init(data: String) { self.data = data }
 }
 
@@ -52,6 +54,8 @@ package struct CategoryResult: Sendable {
     package var pckKeypoints: Int
     package var pck: [Double]?
     package var kap: [Double]?
+    /// "Not visible" predictions (cycle error > 0.1·R) against target-invisible labels, source-visible rows.
+    package var visibility: VisibilityScore? = nil
 }
 
 package struct AlphaRun: Sendable {
@@ -138,6 +142,7 @@ package final class Evaluator {
         for (category, pairs) in perCategory {
             var pck = options.alphas.map { _ in PCKAccumulator() }
             var kap = options.alphas.map { _ in KAPAccumulator(grid: grid) }
+            var vis = options.alphas.map { _ in VisibilityScore() }
             var descriptors: [String: ImageDescriptors] = [:]
             var spheres: [String: [Float]] = [:]
             for (pi, pair) in pairs.enumerated() {
@@ -168,6 +173,10 @@ package final class Evaluator {
                         if options.metric.kap {
                             try kap[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr)
                         }
+                        if options.visibility {
+                            try Evaluator.scoreVisibility(&vis[a], similarity: sim, rows: rows, source: descriptors[paths[0]]!,
+                                                          target: descriptors[paths[1]]!, alpha: alpha, ks: ks.values, kt: kt.values, grid: grid)
+                        }
                     } catch { throw EvaluationError.data(file: pair.file, detail: "\(error)") }
                     if pi < options.plotPairsPerCategory, let dir = options.plotsDirectory {
                         try Plots.pair(directory: dir, category: category, index: pi, alpha: alpha, pair: pair, dataset: dataset,
@@ -182,7 +191,8 @@ package final class Evaluator {
             for a in options.alphas.indices {
                 results[a].categories.append(CategoryResult(category: category, pairs: pairs.count, pckKeypoints: pck[a].evaluated,
                                                             pck: options.metric.pck ? pck[a].scores : nil,
-                                                            kap: options.metric.kap ? kap[a].scores : nil))
+                                                            kap: options.metric.kap ? kap[a].scores : nil,
+                                                            visibility: options.visibility ? vis[a] : nil))
             }
         }
         var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
@@ -190,6 +200,24 @@ package final class Evaluator {
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
                                 backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting)
+    }
+}
+
+extension Evaluator {
+    /// Forward–backward check of the source-visible rows in the R×R frame: query patch → argmax target patch →
+    /// its argmax source patch; hidden when the patch centres are more than 0.1·R apart (the service's default,
+    /// 0.1 × the longer side). Labels: the target does not see the keypoint.
+    static func scoreVisibility(_ score: inout VisibilityScore, similarity sim: SimilarityMatrix, rows: [Int],
+                                source: ImageDescriptors, target: ImageDescriptors, alpha: Double,
+                                ks: [Float], kt: [Float], grid: PatchGrid) throws(CorrespondenceError) {
+        let forward = sim.argmaxPerRow()
+        let back = try Matching.nearestNeighbours(source: target, target: source, sourceRows: forward, alpha: alpha)
+        let threshold = CycleCheck.defaultFraction * Double(grid.resolution)
+        for k in rows.indices where ks[3 * k + 2] > 0 {
+            let a = grid.centre(of: rows[k]), b = grid.centre(of: back[k].target)
+            let e = CycleCheck.error(from: (Double(a.x), Double(a.y)), back: (Double(b.x), Double(b.y)))
+            score.add(predictedHidden: !CycleCheck.visible(error: e, threshold: threshold), hidden: !(kt[3 * k + 2] > 0))
+        }
     }
 }
 

@@ -52,6 +52,8 @@ struct Evaluate: ParsableCommand {
     var window: Int?
     @Option(help: "soft-argmax: softmax temperature, > 0 (default 0.02).")
     var temperature: Double?
+    @Flag(help: "Also report precision, recall and F1 of the forward–backward 'not visible' check against the target-invisible keypoints.")
+    var visibility = false
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -101,6 +103,7 @@ struct Evaluate: ParsableCommand {
         o.plotsDirectory = plots
         o.progress = !quiet
         o.refine = try refinement()
+        o.visibility = visibility
         let result: EvaluationResult
         do {
             let evaluator = try Evaluator(options: o, backbone: model, backboneKey: backboneKey(model), bundle: b)

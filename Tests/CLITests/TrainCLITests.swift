@@ -221,6 +221,29 @@ func tempDir() throws -> URL {
         }
     }
 
+    /// `--visibility` (issue #14): per category precision, recall, F1 of "not visible" against the target-invisible
+    /// keypoints; absent without the flag (the paper's report stays as it was).
+    @Test func visibilityIsReportedPerCategory() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func evaluate(_ extra: [String]) throws -> [String: Any] {
+            let report = dir.appendingPathComponent("r.json")
+            let r = try run("spherecorr-train", ["evaluate", "--data", synth.path, "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+                                            "--alpha", "0", "--metric", "pck", "--resolution", "84", "--categories", "car", "dog",
+                                            "--report", report.path, "--quiet"] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+        }
+        #expect(try evaluate([])["visibility"] == nil)
+        let vis = try #require(try evaluate(["--visibility"])["visibility"] as? [String: [String: Any]])
+        #expect(Set(vis.keys) == ["car", "dog"])
+        for (_, v) in vis {
+            let hidden = try #require(v["hidden"] as? Int), n = try #require(v["keypoints"] as? Int)
+            #expect(hidden > 0 && n > hidden)
+            for key in ["precision", "recall", "f1"] { #expect((v[key] as? Double).map { (0...1).contains($0) } ?? true, "\(key)") }
+        }
+    }
+
     @Test func invalidPairIsNamedOrSkippedAndCounted() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
