@@ -59,3 +59,20 @@ package struct VisibilityScore: Sendable, Equatable {
         return 2 * p * r / (p + r)
     }
 }
+
+/// The cycle score as a confidence (issue #14): every source-visible keypoint's match, scored by −cycle error,
+/// positive at α when the target sees the keypoint and the match is within α·thr_p (PCK's test); AP per α.
+package struct CycleConfidence: Sendable {
+    package let alphas: [Float]
+    package private(set) var scores: [Float] = []
+    package private(set) var labels: [[Bool]]
+    package init(alphas: [Float] = defaultPCKAlphas) { self.alphas = alphas; labels = alphas.map { _ in [] } }
+
+    package mutating func add(cycleError: Double, correct: [Bool]) {
+        scores.append(Float(-cycleError))
+        for a in alphas.indices { labels[a].append(correct[a]) }
+    }
+
+    /// AP per α (nil for an α without a positive).
+    package var kap: [Double?] { labels.map { averagePrecision(labels: $0, scores: scores) } }
+}

@@ -56,6 +56,8 @@ package struct CategoryResult: Sendable {
     package var kap: [Double]?
     /// "Not visible" predictions (cycle error > 0.1·R) against target-invisible labels, source-visible rows.
     package var visibility: VisibilityScore? = nil
+    /// KAP of the cycle score as a confidence, per PCK α (nil entries: no positive).
+    package var cycleKAP: [Double?]? = nil
 }
 
 package struct AlphaRun: Sendable {
@@ -143,6 +145,7 @@ package final class Evaluator {
             var pck = options.alphas.map { _ in PCKAccumulator() }
             var kap = options.alphas.map { _ in KAPAccumulator(grid: grid) }
             var vis = options.alphas.map { _ in VisibilityScore() }
+            var conf = options.alphas.map { _ in CycleConfidence() }
             var descriptors: [String: ImageDescriptors] = [:]
             var spheres: [String: [Float]] = [:]
             for (pi, pair) in pairs.enumerated() {
@@ -174,7 +177,7 @@ package final class Evaluator {
                             try kap[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr)
                         }
                         if options.visibility {
-                            try Evaluator.scoreVisibility(&vis[a], similarity: sim, rows: rows, source: descriptors[paths[0]]!,
+                            try Evaluator.scoreVisibility(&vis[a], &conf[a], threshold: thr, similarity: sim, rows: rows, source: descriptors[paths[0]]!,
                                                           target: descriptors[paths[1]]!, alpha: alpha, ks: ks.values, kt: kt.values, grid: grid)
                         }
                     } catch { throw EvaluationError.data(file: pair.file, detail: "\(error)") }
@@ -192,7 +195,8 @@ package final class Evaluator {
                 results[a].categories.append(CategoryResult(category: category, pairs: pairs.count, pckKeypoints: pck[a].evaluated,
                                                             pck: options.metric.pck ? pck[a].scores : nil,
                                                             kap: options.metric.kap ? kap[a].scores : nil,
-                                                            visibility: options.visibility ? vis[a] : nil))
+                                                            visibility: options.visibility ? vis[a] : nil,
+                                                            cycleKAP: options.visibility ? conf[a].kap : nil))
             }
         }
         var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
@@ -207,7 +211,8 @@ extension Evaluator {
     /// Forward–backward check of the source-visible rows in the R×R frame: query patch → argmax target patch →
     /// its argmax source patch; hidden when the patch centres are more than 0.1·R apart (the service's default,
     /// 0.1 × the longer side). Labels: the target does not see the keypoint.
-    static func scoreVisibility(_ score: inout VisibilityScore, similarity sim: SimilarityMatrix, rows: [Int],
+    static func scoreVisibility(_ score: inout VisibilityScore, _ confidence: inout CycleConfidence, threshold thr: Double,
+                                similarity sim: SimilarityMatrix, rows: [Int],
                                 source: ImageDescriptors, target: ImageDescriptors, alpha: Double,
                                 ks: [Float], kt: [Float], grid: PatchGrid) throws(CorrespondenceError) {
         let forward = sim.argmaxPerRow()
@@ -216,7 +221,10 @@ extension Evaluator {
         for k in rows.indices where ks[3 * k + 2] > 0 {
             let a = grid.centre(of: rows[k]), b = grid.centre(of: back[k].target)
             let e = CycleCheck.error(from: (Double(a.x), Double(a.y)), back: (Double(b.x), Double(b.y)))
-            score.add(predictedHidden: !CycleCheck.visible(error: e, threshold: threshold), hidden: !(kt[3 * k + 2] > 0))
+            let seen = kt[3 * k + 2] > 0
+            score.add(predictedHidden: !CycleCheck.visible(error: e, threshold: threshold), hidden: !seen)
+            let err = PCK.error(predicted: grid.centre(of: forward[k]), groundTruth: (kt[3 * k], kt[3 * k + 1]))
+            confidence.add(cycleError: e, correct: confidence.alphas.map { seen && PCK.isCorrect(error: err, alpha: $0, threshold: thr) })
         }
     }
 }

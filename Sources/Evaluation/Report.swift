@@ -28,7 +28,9 @@ package enum Report {
                     guard let v = c.visibility else { continue }
                     t[c.category] = ["precision": v.precision ?? NSNull(), "recall": v.recall ?? NSNull(), "f1": v.f1 ?? NSNull(),
                                      "hidden": v.truePositives + v.falseNegatives,
-                                     "keypoints": v.truePositives + v.falseNegatives + v.falsePositives + v.trueNegatives] as [String: Any]
+                                     "keypoints": v.truePositives + v.falseNegatives + v.falsePositives + v.trueNegatives,
+                                     "cycle_kap": Dictionary(uniqueKeysWithValues: zip(r.thresholds, c.cycleKAP ?? []).map { (label($0), $1.map { $0 as Any } ?? NSNull()) })]
+                                     as [String: Any]
                 }
                 o["visibility"] = t
             }

@@ -241,6 +241,9 @@ func tempDir() throws -> URL {
             let hidden = try #require(v["hidden"] as? Int), n = try #require(v["keypoints"] as? Int)
             #expect(hidden > 0 && n > hidden)
             for key in ["precision", "recall", "f1"] { #expect((v[key] as? Double).map { (0...1).contains($0) } ?? true, "\(key)") }
+            let kap = try #require(v["cycle_kap"] as? [String: Any])
+            #expect(Set(kap.keys) == ["0.1", "0.05", "0.01"])
+            for (_, x) in kap { #expect(x is NSNull || ((x as? Double).map { (0...1).contains($0) } ?? false)) }
         }
     }
 
