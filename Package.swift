@@ -91,8 +91,8 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training", "TrainingData",
-                "TrainingRun", "Hashing",
+                "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
+                "TrainingData", "TrainingRun", "Hashing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),

@@ -68,7 +68,19 @@ package struct PCKAccumulator: Sendable {
         for k in 0..<n where sourceKeypoints[3 * k + 2] * targetKeypoints[3 * k + 2] > 0 {
             let p = predictions[k]
             guard p >= 0, p < grid.count else { throw .invalidArgument("prediction \(p) outside the \(grid.side)×\(grid.side) grid") }
-            let err = PCK.error(predicted: grid.centre(of: p), groundTruth: (targetKeypoints[3 * k], targetKeypoints[3 * k + 1]))
+        }
+        try add(sourceKeypoints: sourceKeypoints, targetKeypoints: targetKeypoints,
+                points: predictions.map { grid.centre(of: $0) }, threshold: threshold)
+    }
+
+    /// Adds one pair given the predicted target point of every keypoint row in the letterbox frame (the
+    /// patch centre, or a refined point, `Refinement`).
+    package mutating func add(sourceKeypoints: [Float], targetKeypoints: [Float], points: [(x: Float, y: Float)],
+                              threshold: Double) throws(CorrespondenceError) {
+        let n = try keypointRows(sourceKeypoints, targetKeypoints)
+        guard points.count == n else { throw .shape("\(points.count) predictions for \(n) keypoint rows") }
+        for k in 0..<n where sourceKeypoints[3 * k + 2] * targetKeypoints[3 * k + 2] > 0 {
+            let err = PCK.error(predicted: points[k], groundTruth: (targetKeypoints[3 * k], targetKeypoints[3 * k + 1]))
             for (a, alpha) in alphas.enumerated() where PCK.isCorrect(error: err, alpha: alpha, threshold: threshold) {
                 correct[a] += 1
             }
@@ -84,6 +96,18 @@ package struct PCKAccumulator: Sendable {
         guard similarity.columns == grid.count else { throw .shape("similarity has \(similarity.columns) columns, the grid \(grid.count) patches") }
         try add(sourceKeypoints: sourceKeypoints, targetKeypoints: targetKeypoints, predictions: similarity.argmaxPerRow(),
                 threshold: threshold, grid: grid)
+    }
+
+    /// Adds one pair from its similarity rows with a refinement: `.none` is exactly the method above.
+    package mutating func add(sourceKeypoints: [Float], targetKeypoints: [Float], similarity: SimilarityMatrix,
+                              threshold: Double, grid: PatchGrid, refinement: Refinement) throws(CorrespondenceError) {
+        guard case let .softArgmax(window, temperature) = refinement else {
+            return try add(sourceKeypoints: sourceKeypoints, targetKeypoints: targetKeypoints, similarity: similarity,
+                           threshold: threshold, grid: grid)
+        }
+        let refined = try SoftArgmax.refine(similarity, rows: grid.side, columns: grid.side, window: window, temperature: temperature)
+        try add(sourceKeypoints: sourceKeypoints, targetKeypoints: targetKeypoints,
+                points: refined.map { grid.point(column: $0.column, row: $0.row) }, threshold: threshold)
     }
 }
 

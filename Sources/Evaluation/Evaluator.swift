@@ -41,6 +41,11 @@ package struct EvaluationOptions: Sendable {
     package var progress = true
     /// Only this part of the pairs (`--shard K/N`); the report then carries what merge-reports needs.
     package var shard: EvaluationShard?
+    /// Sub-patch refinement of the PCK predictions (issue #14); `.none` is the paper's protocol. KAP scores
+    /// the similarity maps and does not depend on it.
+    package var refine: Refinement = .none
+    /// Also score the forward–backward visibility check (issue #14) against the target-invisible keypoints.
+    package var visibility = false
     package init(data: String) { self.data = data }
 }
 
@@ -51,12 +56,19 @@ package struct CategoryResult: Sendable {
     package var pckKeypoints: Int
     package var pck: [Double]?
     package var kap: [Double]?
+    /// "Not visible" predictions (cycle error > 0.1·R) against target-invisible labels, source-visible rows.
+    package var visibility: VisibilityScore? = nil
+    /// KAP of the cycle score as a confidence, per PCK α (nil entries: no positive).
+    package var cycleKAP: [Double?]? = nil
+
     /// What the scores were computed from, kept so that shards can be merged exactly.
     package var pckState: PCKAccumulator?
     package var kapState: KAPAccumulator?
 
-    package init(category: String, pck: PCKAccumulator?, kap: KAPAccumulator?) {
+    package init(category: String, pck: PCKAccumulator?, kap: KAPAccumulator?, visibility: VisibilityScore? = nil,
+                 cycleKAP: [Double?]? = nil) {
         self.category = category
+        self.visibility = visibility; self.cycleKAP = cycleKAP
         pairs = pck?.pairs ?? kap?.pairs ?? 0
         pckKeypoints = pck?.evaluated ?? 0
         self.pck = pck?.scores
@@ -96,6 +108,11 @@ package final class Evaluator {
 
     package init(options: EvaluationOptions, backbone: DinoVisionTransformer, backboneKey: String, bundle: SphereBundle?) throws {
         if let why = PatchGrid.invalidReason(resolution: options.resolution) { throw EvaluationError.config("--resolution \(why)") }
+        if let grid = PatchGrid(resolution: options.resolution) {
+            do { try options.refine.check(gridRows: grid.side, gridColumns: grid.side) } catch {
+                throw EvaluationError.config("--\(error) (at --resolution \(options.resolution))")
+            }
+        }
         if options.alphas.contains(where: { $0 > 0 }) && bundle == nil {
             throw EvaluationError.config("alpha > 0 blends in the sphere similarity and needs --bundle")
         }
@@ -155,6 +172,8 @@ package final class Evaluator {
         for (category, pairs) in work {
             var pck = options.alphas.map { _ in PCKAccumulator() }
             var kap = options.alphas.map { _ in KAPAccumulator(grid: grid) }
+            var vis = options.alphas.map { _ in VisibilityScore() }
+            var conf = options.alphas.map { _ in CycleConfidence() }
             var descriptors: [String: ImageDescriptors] = [:]
             var spheres: [String: [Float]] = [:]
             for (pi, pair) in pairs {
@@ -179,10 +198,15 @@ package final class Evaluator {
                     do {
                         sim = try Matching.similarity(source: descriptors[paths[0]]!, target: descriptors[paths[1]]!, sourceRows: rows, alpha: alpha)
                         if options.metric.pck {
-                            try pck[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr, grid: grid)
+                            try pck[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr, grid: grid,
+                                          refinement: options.refine)
                         }
                         if options.metric.kap {
                             try kap[a].add(sourceKeypoints: ks.values, targetKeypoints: kt.values, similarity: sim, threshold: thr)
+                        }
+                        if options.visibility {
+                            try Evaluator.scoreVisibility(&vis[a], &conf[a], threshold: thr, similarity: sim, rows: rows, source: descriptors[paths[0]]!,
+                                                          target: descriptors[paths[1]]!, alpha: alpha, ks: ks.values, kt: kt.values, grid: grid)
                         }
                     } catch { throw EvaluationError.data(file: pair.file, detail: "\(error)") }
                     if pi < options.plotPairsPerCategory, let dir = options.plotsDirectory {
@@ -197,7 +221,9 @@ package final class Evaluator {
             store.clearMemory()
             for a in options.alphas.indices {
                 results[a].categories.append(CategoryResult(category: category, pck: options.metric.pck ? pck[a] : nil,
-                                                            kap: options.metric.kap ? kap[a] : nil))
+                                                            kap: options.metric.kap ? kap[a] : nil,
+                                                            visibility: options.visibility ? vis[a] : nil,
+                                                            cycleKAP: options.visibility ? conf[a].kap : nil))
             }
         }
         var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
@@ -205,6 +231,28 @@ package final class Evaluator {
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total, pairsTotal: all,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
                                 backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting)
+    }
+}
+
+extension Evaluator {
+    /// Forward–backward check of the source-visible rows in the R×R frame: query patch → argmax target patch →
+    /// its argmax source patch; hidden when the patch centres are more than 0.1·R apart (the service's default,
+    /// 0.1 × the longer side). Labels: the target does not see the keypoint.
+    static func scoreVisibility(_ score: inout VisibilityScore, _ confidence: inout CycleConfidence, threshold thr: Double,
+                                similarity sim: SimilarityMatrix, rows: [Int],
+                                source: ImageDescriptors, target: ImageDescriptors, alpha: Double,
+                                ks: [Float], kt: [Float], grid: PatchGrid) throws(CorrespondenceError) {
+        let forward = sim.argmaxPerRow()
+        let back = try Matching.nearestNeighbours(source: target, target: source, sourceRows: forward, alpha: alpha)
+        let threshold = CycleCheck.defaultFraction * Double(grid.resolution)
+        for k in rows.indices where ks[3 * k + 2] > 0 {
+            let a = grid.centre(of: rows[k]), b = grid.centre(of: back[k].target)
+            let e = CycleCheck.error(from: (Double(a.x), Double(a.y)), back: (Double(b.x), Double(b.y)))
+            let seen = kt[3 * k + 2] > 0
+            score.add(predictedHidden: !CycleCheck.visible(error: e, threshold: threshold), hidden: !seen)
+            let err = PCK.error(predicted: grid.centre(of: forward[k]), groundTruth: (kt[3 * k], kt[3 * k + 1]))
+            confidence.add(cycleError: e, correct: confidence.alphas.map { seen && PCK.isCorrect(error: err, alpha: $0, threshold: thr) })
+        }
     }
 }
 

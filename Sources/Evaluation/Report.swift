@@ -22,6 +22,18 @@ package enum Report {
             var o: [String: Any] = ["alpha": run.alpha]
             if run.categories.contains(where: { $0.pck != nil }) { o["pck"] = table(run) { $0.pck } }
             if run.categories.contains(where: { $0.kap != nil }) { o["kap"] = table(run) { $0.kap } }
+            if run.categories.contains(where: { $0.visibility != nil }) {
+                var t: [String: Any] = [:]
+                for c in run.categories {
+                    guard let v = c.visibility else { continue }
+                    t[c.category] = ["precision": v.precision ?? NSNull(), "recall": v.recall ?? NSNull(), "f1": v.f1 ?? NSNull(),
+                                     "hidden": v.truePositives + v.falseNegatives,
+                                     "keypoints": v.truePositives + v.falseNegatives + v.falsePositives + v.trueNegatives,
+                                     "cycle_kap": Dictionary(uniqueKeysWithValues: zip(r.thresholds, c.cycleKAP ?? []).map { (label($0), $1.map { $0 as Any } ?? NSNull()) })]
+                                     as [String: Any]
+                }
+                o["visibility"] = t
+            }
             o["pairs"] = Dictionary(uniqueKeysWithValues: run.categories.map { ($0.category, $0.pairs) })
             var c = cfg
             c["alpha"] = run.alpha

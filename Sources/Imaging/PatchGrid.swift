@@ -61,6 +61,13 @@ package struct PatchGrid: Sendable, Equatable, Hashable {
         (Float(PatchGrid.patchSize * (index % side)) + 6.5, Float(PatchGrid.patchSize * (index / side)) + 6.5)
     }
 
+    /// A fractional patch position (column, row), as a sub-patch refinement gives it, in pixels of the R×R
+    /// frame on the same scale as `centre(of:)`: `14·c + 6.5`, rounded once to float32.
+    package func point(column: Double, row: Double) -> (x: Float, y: Float) {
+        let s = Double(PatchGrid.patchSize)
+        return (Float(s * column + 6.5), Float(s * row + 6.5))
+    }
+
     /// The top-left pixel `(14·col, 14·row)`: where torch `nearest` samples a per-pixel map (H8).
     package func topLeft(of index: Int) -> (x: Int, y: Int) {
         (PatchGrid.patchSize * (index % side), PatchGrid.patchSize * (index / side))

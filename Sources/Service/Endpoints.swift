@@ -158,13 +158,19 @@ struct Endpoints: Sendable {
             try Inputs.rejectUnknownParts(parts, allowed: ["source", "target", "points", "params"])
             let src = try Inputs.requiredPart(parts, "source"), trg = try Inputs.requiredPart(parts, "target")
             let params = try Inputs.params(try Inputs.optionalPart(parts, "params"),
-                                           allowed: ["alpha", "min_score", "max_matches", "restrict_to_image"])
+                                           allowed: ["alpha", "min_score", "max_matches", "restrict_to_image", "refine", "window", "temperature",
+                                                     "visibility_threshold", "drop_invisible"])
             let alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
             let minScore = try Inputs.double(params, "min_score", default: 0.5, range: -1...1)
             let maxMatches = try Inputs.int(params, "max_matches", default: 1000, range: 1...100_000)
             let restrict = try Inputs.bool(params, "restrict_to_image", default: true)
             let points = try Inputs.optionalPart(parts, "points").map { try Inputs.points($0, maxPoints: maxPoints) }
             let r = try pipeline.resolution(request.query("resolution"))
+            let refinement = try Endpoints.refinement(params, resolution: r)
+            let visibilityThreshold: Double? = try params["visibility_threshold"].map { _ in
+                try Inputs.double(params, "visibility_threshold", default: 0, range: 0...1e9)
+            }
+            let dropInvisible = try Inputs.bool(params, "drop_invisible", default: false)
             let snap = try snapshot()
             var times = StageTimes()
             let uploads = [Pipeline.upload(part: "source", bytes: src.body), Pipeline.upload(part: "target", bytes: trg.body)]
@@ -189,7 +195,10 @@ struct Endpoints: Sendable {
             let spheres: [FloatStorage]? = alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
             let result = try MatchComputation(source: images[0], target: images[1], spheres: spheres, alpha: alpha, restrict: restrict)
-            let matches: [MatchOut] = if let points { try result.points(points) } else { result.dense(minScore: Float(minScore), max: maxMatches) }
+            var matches: [MatchOut] = if let points {
+                try result.points(points, refinement: refinement, visibilityThreshold: visibilityThreshold)
+            } else { result.dense(minScore: Float(minScore), max: maxMatches) }
+            if dropInvisible { matches.removeAll { $0.visible == false } }
             times.match = Measure.now() - t0
             metrics.recordStages(times, images: misses)
             var h = commonHeaders(snap, nil, times)
@@ -204,9 +213,13 @@ struct Endpoints: Sendable {
             }
             let body: [String: Any] = [
                 "model_version": snap.version, "alpha": alpha, "resolution": r, "mode": points == nil ? "dense" : "points",
+                "refine": refinement.record,
                 "source": describe(images[0]), "target": describe(images[1]),
                 "matches": matches.map { m -> [String: Any] in
-                    ["source": [m.sx, m.sy], "target": [m.tx, m.ty], "score": Double(m.score), "source_patch": m.sourcePatch, "target_patch": m.targetPatch]
+                    var o: [String: Any] = ["source": [m.sx, m.sy], "target": [m.tx, m.ty], "score": Double(m.score),
+                                            "source_patch": m.sourcePatch, "target_patch": m.targetPatch]
+                    if let v = m.visible, let e = m.cycleError { o["visible"] = v; o["cycle_error_px"] = e }
+                    return o
                 },
             ]
             h.append(name: "Content-Type", value: "application/json")
@@ -215,6 +228,29 @@ struct Endpoints: Sendable {
     }
 
     // MARK: helpers
+
+    /// `params.refine` (`none` | `soft-argmax`), `params.window` (patches, default 5, below the patch grid's side at
+    /// this resolution) and `params.temperature` (> 0, default 0.02); 422 naming the field.
+    static func refinement(_ params: [String: JSONValue], resolution r: Int) throws -> Refinement {
+        var method: String?
+        if let v = params["refine"] {
+            guard case .string(let m) = v else { throw Inputs.invalid("/params/refine", "'refine' must be \"none\" or \"soft-argmax\"") }
+            method = m
+        }
+        let window = try params["window"].map { _ in try Inputs.int(params, "window", default: Refinement.defaultWindow, range: 1...10_000) }
+        var temperature: Double?
+        if let v = params["temperature"] {
+            guard case .number(let t) = v, t.isFinite, t > 0 else { throw Inputs.invalid("/params/temperature", "'temperature' must be a number > 0") }
+            temperature = t
+        }
+        do {
+            let refinement = try Refinement.parse(method: method, window: window, temperature: temperature)
+            try refinement.check(gridRows: r / PatchGrid.patchSize, gridColumns: r / PatchGrid.patchSize)
+            return refinement
+        } catch {
+            throw Inputs.invalid("/params/\(error.field)", "'\(error.field)' \(error.detail) (resolution \(r))")
+        }
+    }
 
     func negotiate(_ head: RequestHead, offered: [TensorFormat]) throws -> TensorFormat {
         guard let f = ContentNegotiation.choose(accept: head.headers["Accept"], offered: offered) else {
@@ -284,6 +320,9 @@ struct MatchOut {
     var sx: Double, sy: Double, tx: Double, ty: Double
     var score: Float
     var sourcePatch: Int, targetPatch: Int
+    /// Points mode: the forward–backward check (nil in dense mode, where every mutual match is consistent).
+    var visible: Bool? = nil
+    var cycleError: Double? = nil
 }
 
 /// METHOD §5 matching for the service: blended cosine similarities, argmax with first-index ties. With
@@ -339,8 +378,15 @@ struct MatchComputation {
         return (min(max(o.x, 0), Double(img.width) - 0.5), min(max(o.y, 0), Double(img.height) - 0.5))
     }
 
-    /// For each source point (original pixels), its patch, then the best target patch.
-    func points(_ pts: [(Double, Double)]) throws -> [MatchOut] {
+    /// For each source point (original pixels), its patch, then the best target patch; with `soft-argmax`, the
+    /// expected target point over the window around it (docs/METHOD.md §5), patches outside the image (when
+    /// `restrict`) taking no part, like those outside the window.
+    ///
+    /// Visibility (issue #14): the target patch's own best source patch (same blend, same candidates); `cycleError`
+    /// is the distance between its centre and the centre of the query's patch, in source pixels (0 for a consistent
+    /// cycle, whatever the patch size), and the point is `visible` when that is at most `visibilityThreshold`
+    /// (default `CycleCheck.defaultFraction` × the source's longer side).
+    func points(_ pts: [(Double, Double)], refinement: Refinement = .none, visibilityThreshold: Double? = nil) throws -> [MatchOut] {
         let t = source.transform
         let patchOf: [Int] = pts.map { p in
             let l = t.toLetterbox(x: Float(p.0), y: Float(p.1))
@@ -353,10 +399,44 @@ struct MatchComputation {
         do { nn = try Matching.nearestNeighbours(source: srcDesc, target: trgDesc, sourceRows: queries, alpha: alpha) } catch {
             throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
         }
-        return zip(pts, zip(patchOf, nn)).map { p, m in
+        var refined: [(Double, Double)]? = nil
+        if case let .softArgmax(window, temperature) = refinement {
+            refined = try refine(queries: queries, window: window, temperature: temperature)
+        }
+        let back: [PatchMatch]
+        do { back = try Matching.nearestNeighbours(source: trgDesc, target: srcDesc, sourceRows: nn.map(\.target), alpha: alpha) } catch {
+            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
+        }
+        let threshold = visibilityThreshold ?? CycleCheck.defaultFraction * Double(max(source.width, source.height))
+        return zip(pts, zip(patchOf, nn)).enumerated().map { k, pm in
+            let (p, m) = pm
             let tp = trgRows[m.1.target]
-            let (tx, ty) = original(target, patch: tp)
-            return MatchOut(sx: p.0, sy: p.1, tx: tx, ty: ty, score: m.1.score, sourcePatch: m.0, targetPatch: tp)
+            let (tx, ty) = refined?[k] ?? original(target, patch: tp)
+            let e = CycleCheck.error(from: original(source, patch: srcRows[queries[k]]), back: original(source, patch: srcRows[back[k].target]))
+            return MatchOut(sx: p.0, sy: p.1, tx: tx, ty: ty, score: m.1.score, sourcePatch: m.0, targetPatch: tp,
+                            visible: CycleCheck.visible(error: e, threshold: threshold), cycleError: e)
+        }
+    }
+
+    /// Window soft-argmax of each query row over the full target grid (non-candidate patches −∞), in original
+    /// target pixels, clamped into the image as `original` clamps a patch centre.
+    func refine(queries: [Int], window: Int, temperature: Double) throws -> [(Double, Double)] {
+        let sim: SimilarityMatrix
+        do { sim = try Matching.similarity(source: srcDesc, target: trgDesc, sourceRows: queries, alpha: alpha) } catch {
+            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
+        }
+        let g = target.grid, n = target.tokens
+        var full = [Float](repeating: -.infinity, count: queries.count * n)
+        for k in 0..<queries.count {
+            for (j, t) in trgRows.enumerated() { full[k * n + t] = sim[k, j] }
+        }
+        return full.withUnsafeBufferPointer { p in
+            (0..<queries.count).map { k in
+                let c = SoftArgmax.refine(p.baseAddress! + k * n, rows: g, columns: g, window: window, temperature: temperature)
+                let l = target.transform.grid.point(column: c.column, row: c.row)
+                let o = target.transform.toOriginal(x: Double(l.x), y: Double(l.y))
+                return (min(max(o.x, 0), Double(target.width) - 0.5), min(max(o.y, 0), Double(target.height) - 0.5))
+            }
         }
     }
 

@@ -410,6 +410,34 @@ components:
           type: boolean
           default: true
           description: Consider only patches inside the image, not the letterbox padding (false = the paper's evaluation).
+        refine:
+          type: string
+          enum: [none, soft-argmax]
+          default: none
+          description: >-
+            Points mode. `none`: the centre of the best target patch (the paper). `soft-argmax`: the expected target
+            point under a softmax of the blended similarity over a window around the best patch (GeoAware-SC's window
+            soft-argmax, with patches outside the window given no weight; docs/METHOD.md §5).
+        window:
+          type: integer
+          minimum: 1
+          default: 5
+          description: soft-argmax only; patches on each side of the best one. Must be less than the patch grid's side (resolution / 14).
+        temperature:
+          type: number
+          exclusiveMinimum: 0
+          default: 0.02
+          description: soft-argmax only; the softmax temperature.
+        visibility_threshold:
+          type: number
+          minimum: 0
+          description: >-
+            Points mode; source pixels. A point is `visible` when its forward–backward cycle error is at most this.
+            Default 0.1 × the source image's longer side.
+        drop_invisible:
+          type: boolean
+          default: false
+          description: Points mode; leave the points that are not `visible` out of `matches`.
     ImageDescription:
       type: object
       properties:
@@ -428,6 +456,14 @@ components:
         score: { type: number }
         source_patch: { type: integer }
         target_patch: { type: integer }
+        visible:
+          type: boolean
+          description: Points mode; the forward–backward check passed (`cycle_error_px` ≤ `visibility_threshold`).
+        cycle_error_px:
+          type: number
+          description: >-
+            Points mode; source pixels from the centre of the query's patch to the centre of the source patch that
+            the matched target patch matches back to (0 for a consistent cycle).
     MatchResult:
       type: object
       required: [matches, model_version, mode, alpha, resolution]
@@ -437,6 +473,14 @@ components:
         mode: { type: string, enum: [points, dense] }
         alpha: { type: number }
         resolution: { type: integer }
+        refine:
+          type: object
+          description: >-
+            The refinement used, `{"method": "none"}` or `{"method": "soft-argmax", "window": W, "temperature": T}`.
+          properties:
+            method: { type: string, enum: [none, soft-argmax] }
+            window: { type: integer }
+            temperature: { type: number }
         source: { $ref: '#/components/schemas/ImageDescription' }
         target: { $ref: '#/components/schemas/ImageDescription' }
     Info:

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Correspondence
 import DINOv2
 import Evaluation
 import Foundation
@@ -49,6 +50,14 @@ struct Evaluate: ParsableCommand {
     var plots: String?
     @Flag(help: "No progress bar.")
     var quiet = false
+    @Option(help: "Sub-patch refinement of the PCK predictions: none (the paper) or soft-argmax.")
+    var refine: String = "none"
+    @Option(help: "soft-argmax: patches on each side of the argmax (default 5; less than the patch grid's side).")
+    var window: Int?
+    @Option(help: "soft-argmax: softmax temperature, > 0 (default 0.02).")
+    var temperature: Double?
+    @Flag(help: "Also report precision, recall and F1 of the forward–backward 'not visible' check against the target-invisible keypoints.")
+    var visibility = false
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
@@ -56,6 +65,10 @@ struct Evaluate: ParsableCommand {
         guard MetricSelection(rawValue: metric) != nil else { throw ValidationError("--metric must be pck, kap or both; got '\(metric)'") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         _ = try alphas()
+        let r = try refinement()
+        do { try r.check(gridRows: resolution / 14, gridColumns: resolution / 14) } catch {
+            throw ValidationError("--\(error) (at --resolution \(resolution))")
+        }
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
         if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
         if let shard {
@@ -70,6 +83,12 @@ struct Evaluate: ParsableCommand {
             throw ValidationError("--alpha takes numbers in [0, 1], comma-separated; got '\(alpha)'")
         }
         return values
+    }
+
+    func refinement() throws -> Refinement {
+        do { return try Refinement.parse(method: refine, window: window, temperature: temperature) } catch {
+            throw ValidationError("--\(error)")
+        }
     }
 
     func run() throws {
@@ -91,6 +110,8 @@ struct Evaluate: ParsableCommand {
         o.plotsDirectory = plots
         o.progress = !quiet
         o.shard = try shard.map { try EvaluationShard(parsing: $0) }
+        o.refine = try refinement()
+        o.visibility = visibility
         let result: EvaluationResult
         do {
             let evaluator = try Evaluator(options: o, backbone: model, backboneKey: backboneKey(model), bundle: b)
@@ -99,7 +120,7 @@ struct Evaluate: ParsableCommand {
         let config: [String: Any] = [
             "data": data, "split": split, "backbone": backbone, "backbone_variant": model.config.displayName, "bundle": bundle ?? NSNull(),
             "alphas": o.alphas, "metric": metric, "resolution": resolution, "categories": result.runs.first?.categories.map(\.category) ?? [],
-            "sample": sample ?? NSNull(), "seed": seed, "thresholds": [0.1, 0.05, 0.01],
+            "sample": sample ?? NSNull(), "seed": seed, "thresholds": [0.1, 0.05, 0.01], "refine": o.refine.record,
         ]
         do {
             var out: [String: Any]

@@ -193,6 +193,60 @@ func tempDir() throws -> URL {
         #expect(table.contains("| method | car | dog | avg | w.avg |") && table.contains("DINOv2 + sphere (α = 0.2)"))
     }
 
+    /// `--refine` (issue #14): recorded in the report; `none` is the default and the paper's numbers; bad values
+    /// name the flag.
+    @Test func refinementIsRecordedAndChecked() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func args(_ report: String, _ extra: [String]) -> [String] {
+            ["evaluate", "--data", synth.path, "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+             "--alpha", "0", "--metric", "pck", "--resolution", "84", "--categories", "car",
+             "--report", dir.appendingPathComponent(report).path, "--quiet"] + extra
+        }
+        func config(_ report: String) throws -> [String: Any] {
+            let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(report))) as? [String: Any])
+            return try #require(obj["config"] as? [String: Any])
+        }
+        let plain = try run("spherecorr-train", args("plain.json", []))
+        #expect(plain.status == 0, "\(plain.stderr)")
+        #expect(try config("plain.json")["refine"] as? [String: String] == ["method": "none"])
+        let soft = try run("spherecorr-train", args("soft.json", ["--refine", "soft-argmax", "--window", "2", "--temperature", "0.05"]))
+        #expect(soft.status == 0, "\(soft.stderr)")
+        let rec = try #require(try config("soft.json")["refine"] as? [String: Any])
+        #expect(rec["method"] as? String == "soft-argmax" && rec["window"] as? Int == 2 && rec["temperature"] as? Double == 0.05)
+        for (extra, flag) in [(["--refine", "bilinear"], "--refine"), (["--refine", "soft-argmax", "--temperature", "0"], "--temperature"),
+                              (["--refine", "soft-argmax", "--window", "6"], "--window"), (["--window", "3"], "--window")] {
+            let r = try run("spherecorr-train", args("bad.json", extra))
+            #expect(r.status != 0 && r.stderr.contains(flag), "\(extra): \(r.stderr)")
+        }
+    }
+
+    /// `--visibility` (issue #14): per category precision, recall, F1 of "not visible" against the target-invisible
+    /// keypoints; absent without the flag (the paper's report stays as it was).
+    @Test func visibilityIsReportedPerCategory() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func evaluate(_ extra: [String]) throws -> [String: Any] {
+            let report = dir.appendingPathComponent("r.json")
+            let r = try run("spherecorr-train", ["evaluate", "--data", synth.path, "--backbone", dinoFixtures.appendingPathComponent("plain.safetensors").path,
+                                            "--alpha", "0", "--metric", "pck", "--resolution", "84", "--categories", "car", "dog",
+                                            "--report", report.path, "--quiet"] + extra)
+            #expect(r.status == 0, "\(r.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+        }
+        #expect(try evaluate([])["visibility"] == nil)
+        let vis = try #require(try evaluate(["--visibility"])["visibility"] as? [String: [String: Any]])
+        #expect(Set(vis.keys) == ["car", "dog"])
+        for (_, v) in vis {
+            let hidden = try #require(v["hidden"] as? Int), n = try #require(v["keypoints"] as? Int)
+            #expect(hidden > 0 && n > hidden)
+            for key in ["precision", "recall", "f1"] { #expect((v[key] as? Double).map { (0...1).contains($0) } ?? true, "\(key)") }
+            let kap = try #require(v["cycle_kap"] as? [String: Any])
+            #expect(Set(kap.keys) == ["0.1", "0.05", "0.01"])
+            for (_, x) in kap { #expect(x is NSNull || ((x as? Double).map { (0...1).contains($0) } ?? false)) }
+        }
+    }
+
     @Test func invalidPairIsNamedOrSkippedAndCounted() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
