@@ -21,11 +21,11 @@ struct CLIError: Error, CustomStringConvertible { var description: String; init(
 
 struct Run { var status: Int32; var stdout: String; var stderr: String }
 
-func run(_ tool: String, _ args: [String]) throws -> Run {
+func run(_ tool: String, _ args: [String], extraEnvironment: [String: String] = [:]) throws -> Run {
     let p = Process()
     p.executableURL = try executable(tool)
     p.arguments = args
-    var env = ProcessInfo.processInfo.environment
+    var env = ProcessInfo.processInfo.environment.merging(extraEnvironment) { $1 }
     env["SPHERECORR_NO_REEXEC"] = "1"
     p.environment = env
     let out = Pipe(), err = Pipe()
