@@ -49,9 +49,11 @@ struct Endpoints: Sendable {
     var sphereMapQuery: Inputs.QuerySpec { ["resolution": resolutionCheck, "encoding": Endpoints.encodingCheck, "box": Endpoints.boxCheck] }
     var matchQuery: Inputs.QuerySpec { ["resolution": resolutionCheck] }
 
+    /// Pipeline.resolution's own check and message.
     var resolutionCheck: @Sendable (String) -> String? {
-        { [pipeline] v in (try? pipeline.resolution(v)) == nil
-            ? "resolution must be a multiple of 14 between 14 and \(pipeline.limits.maxResolution); got '\(v.truncatedForEcho)'" : nil }
+        { [pipeline] v in
+            do { _ = try pipeline.resolution(v); return nil } catch let e as HTTPError { return e.detail } catch { return "\(error)" }
+        }
     }
 
     static let encodingCheck: @Sendable (String) -> String? = { v in

@@ -66,7 +66,8 @@ struct Evaluate: ParsableCommand {
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         _ = try alphas()
         let r = try refinement()
-        do { try r.check(gridRows: resolution / 14, gridColumns: resolution / 14) } catch {
+        let side = resolution / PatchGrid.patchSize
+        do { try r.check(gridRows: side, gridColumns: side) } catch {
             throw ValidationError("--\(error) (at --resolution \(resolution))")
         }
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }

@@ -52,3 +52,19 @@ def img_a() -> bytes:
 @pytest.fixture(scope="session")
 def img_b() -> bytes:
     return png(50, 70, seed=2)
+
+
+@pytest.fixture
+def make_server():
+    """Starts servers of the test's own configuration (ready before it returns); stops them all afterwards."""
+    started = []
+
+    def make(*args, **kw):
+        s = ServerProcess(*args, **kw)
+        started.append(s)
+        s.wait_ready()
+        return s
+
+    yield make
+    for s in started:
+        s.stop(timeout=60)

@@ -10,7 +10,7 @@ import struct
 import pytest
 
 from decode_load import big_png, fire, proc_kib
-from helpers import ServerProcess, assert_problem, image_part, post_multipart
+from helpers import assert_problem, image_part, post_multipart
 
 BUDGET = 1 << 30
 # Beyond the budget: what the budget does not price. The 56² demo model's inference buffers, the request bodies
@@ -25,18 +25,9 @@ def large_pngs() -> list[bytes]:
 
 
 @pytest.fixture
-def make_server():
-    started = []
-
-    def make(*args, **kw):
-        s = ServerProcess("--reload-interval", "0", *args, name="decode", **kw)
-        started.append(s)
-        s.wait_ready()
-        return s
-
-    yield make
-    for s in started:
-        s.stop(timeout=60)
+def make_server(make_server):
+    """conftest's servers, without bundle polling, logged as "decode"."""
+    return lambda *args, **kw: make_server("--reload-interval", "0", *args, name="decode", **kw)
 
 
 def png_size(data: bytes) -> tuple[int, int]:

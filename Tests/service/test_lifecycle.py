@@ -42,21 +42,6 @@ def slow_features(server, seed: int, results: list, resolution: int = BLOCKER_RE
         results.append(e)
 
 
-@pytest.fixture
-def make_server():
-    started = []
-
-    def make(*args, **kw):
-        s = ServerProcess(*args, **kw)
-        started.append(s)
-        s.wait_ready()
-        return s
-
-    yield make
-    for s in started:
-        s.stop(timeout=60)
-
-
 def version_of(server) -> str:
     return server.request("GET", "/v1/info").json()["model_version"]
 
