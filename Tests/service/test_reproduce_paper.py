@@ -36,9 +36,11 @@ def spair_archive() -> bytes:
 
 class StandIn(http.server.BaseHTTPRequestHandler):
     """GET and HEAD of fixed bytes by path (query ignored), `Range: bytes=N-` answered 206. `cut` > 0: that many next
-    GETs send the full Content-Length but only half of what they owe, then close (a dropped connection)."""
+    GETs send the full Content-Length but only half of what they owe, then close (a dropped connection). `announce`:
+    the Content-Length a HEAD reports instead of the real one."""
     files: dict[str, bytes] = {}
     cut = 0
+    announce: int | None = None
     ranges: list[str | None] = []
 
     def log_message(self, *args):  # quiet
@@ -63,7 +65,8 @@ class StandIn(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 return
         self.send_response(status)
-        self.send_header("Content-Length", str(len(data) - start))
+        announced = StandIn.announce if StandIn.announce is not None and not body_wanted else len(data) - start
+        self.send_header("Content-Length", str(announced))
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -96,7 +99,7 @@ def stand_in(archive):
         "/facebook/dinov2-base/resolve/main/config.json": (TINY_BACKBONE / "config.json").read_bytes(),
         "/facebook/dinov2-base/resolve/main/model.safetensors": (TINY_BACKBONE / "model.safetensors").read_bytes(),
     }
-    StandIn.cut, StandIn.ranges = 0, []
+    StandIn.cut, StandIn.ranges, StandIn.announce = 0, [], None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -238,6 +241,13 @@ def test_truncated_or_foreign_archive_is_named(stand_in, tmp_path):
     assert not [x for x in (tmp_path / "b").iterdir() if x.name.startswith(".extract")]
 
 
+def test_no_space_left_is_said_before_downloading(stand_in, tmp_path):
+    StandIn.announce = 1 << 50  # a 1 PiB archive: larger than any disk here
+    p = fetch_spair(tmp_path / "s", stand_in)
+    assert p.returncode == 1 and "no space left on the device of" in p.stderr and "free some space" in p.stderr, p.stderr
+    assert StandIn.ranges == [] and not (tmp_path / "s/SPair-71k.tar.gz.part").exists()  # nothing was downloaded
+
+
 # ---------------------------------------------------------------- the comparison table
 
 HAND_PAPER = {
@@ -304,6 +314,21 @@ def test_comparison_table_against_a_hand_made_report(tmp_path):
                        capture_output=True, text=True, timeout=60, env=env_with({}))
     assert p.returncode == 0, p.stderr
     assert "| | difference | — | — | not run |" in out.read_text()
+
+
+def test_night_budget_fits_the_hours_at_the_measured_costs(tmp_path):
+    """--budget night: --views 4 --replications 10 and the epochs that fit 10 h with the view cache built first; the
+    synthetic set has 58 training images: ⌊(36000 − 4·58·1.54) / (10·58·0.31)⌋ = 198."""
+    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
+                        "--budget", "night", "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE)],
+                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    assert p.returncode == 0, p.stderr
+    assert "budget night: 58 training images" in p.stderr and "198 epochs × 10 × 58 × 0.31 s" in p.stderr, p.stderr
+    assert "198 epochs, --views 4, --replications 10" in (tmp_path / "w/reproduction.md").read_text()
+    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
+                        "--budget", "night", "--step-seconds", "0.62", "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE)],
+                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    assert "99 epochs" in p.stderr and "costs given on the command line" in p.stderr, p.stderr
 
 
 def test_bad_paper_numbers_are_named(tmp_path):
