@@ -11,9 +11,11 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,38 @@ def test_pipeline_end_to_end_then_everything_reused(stand_in, tmp_path):
                        "evaluate ours", "evaluate no-vp", "evaluate no-rd", "evaluate no-o"], second.stderr
     assert ": $ " not in second.stderr  # no command was run again
     assert (work / "reproduction.md").read_text() == md
+
+
+def test_stopped_training_resumes(tmp_path):
+    """SIGTERM to the script while fit trains: passed on, fit saves its state, the script exits 143 saying to run
+    again; the same command then continues the run with fit --resume to the last epoch."""
+    work = tmp_path / "w"
+    cmd = ["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--data", str(SYNTH),
+           "--backbone", str(TINY_BACKBONE), "--skip", "evaluate,report", "--epochs", "6"] + TINY[2:]
+    journal = work / "runs/ours/train.jsonl"
+    with open(tmp_path / "log1", "w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env_with({}))
+        try:
+            deadline = time.monotonic() + 300
+            while not (journal.exists() and journal.read_text().strip()) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log.seek(0)
+        text = log.read()
+    assert code == 143, text
+    assert "train ours stopped by SIGTERM; run the same command again to resume" in text, text
+    done = len(journal.read_text().splitlines())
+    assert 1 <= done < 6 and (work / "runs/ours/resume.state").is_file(), text
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env_with({}))
+    assert again.returncode == 0, again.stderr
+    assert "cache: skipped" in again.stderr and "--resume" in again.stderr, again.stderr
+    assert f"resuming at epoch {done + 1}" in again.stdout, again.stdout
+    assert [json.loads(x)["epoch"] for x in journal.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    assert (work / "runs/ours/sphere-e000006.safetensors").is_file()
 
 
 # ---------------------------------------------------------------- fetch-spair
