@@ -284,6 +284,13 @@ def test_no_space_left_is_said_before_downloading(stand_in, tmp_path):
 
 # ---------------------------------------------------------------- the comparison table
 
+def report_only(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    """scripts/reproduce-paper --only report on the synthetic set (nothing is trained or evaluated)."""
+    return subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--only", "report",
+                           "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), *extra],
+                          capture_output=True, text=True, timeout=60, env=env_with({}))
+
+
 HAND_PAPER = {
     "paper": "Hand-made paper numbers",
     "tables": [
@@ -320,9 +327,7 @@ def test_comparison_table_against_a_hand_made_report(tmp_path):
     paper = tmp_path / "paper.json"
     paper.write_text(json.dumps(HAND_PAPER))
     out = tmp_path / "reproduction.md"
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--only", "report",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper), "--out", str(out)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(work, "--paper-numbers", str(paper), "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert re.findall(r"reproduce-paper: (\w+): skipped \(not asked for\)", p.stderr) == ["fetch", "cache", "train", "evaluate"]
     tables = [ln for ln in out.read_text().splitlines() if ln.startswith("|") or ln.startswith("###")]
@@ -343,9 +348,7 @@ def test_comparison_table_against_a_hand_made_report(tmp_path):
     ]
     assert "Paper numbers missing for \"Ours (sphere only)\": not in this test" in out.read_text()
     # With --ablations, a run that is not there is "not run".
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--only", "report", "--ablations",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper), "--out", str(out)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(work, "--ablations", "--paper-numbers", str(paper), "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert "| | difference | — | — | not run |" in out.read_text()
 
@@ -353,15 +356,11 @@ def test_comparison_table_against_a_hand_made_report(tmp_path):
 def test_night_budget_fits_the_hours_at_the_measured_costs(tmp_path):
     """--budget night: --views 4 --replications 10 and the epochs that fit 10 h with the view cache built first; the
     synthetic set has 58 training images: ⌊(36000 − 4·58·1.54) / (10·58·0.31)⌋ = 198."""
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
-                        "--budget", "night", "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(tmp_path / "w", "--budget", "night")
     assert p.returncode == 0, p.stderr
     assert "budget night: 58 training images" in p.stderr and "198 epochs × 10 × 58 × 0.31 s" in p.stderr, p.stderr
     assert "198 epochs, --views 4, --replications 10" in (tmp_path / "w/reproduction.md").read_text()
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
-                        "--budget", "night", "--step-seconds", "0.62", "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(tmp_path / "w", "--budget", "night", "--step-seconds", "0.62")
     assert "99 epochs" in p.stderr and "costs given on the command line" in p.stderr, p.stderr
 
 
@@ -370,13 +369,9 @@ def test_bad_paper_numbers_are_named(tmp_path):
     broken["tables"][0]["rows"][1]["values"]["car"] = "61"
     paper = tmp_path / "paper.json"
     paper.write_text(json.dumps(broken))
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(tmp_path / "w", "--paper-numbers", str(paper))
     assert p.returncode == 1
     assert f"{paper}: field 'tables[0].rows[1].values' must be null or an object of numbers" in p.stderr, p.stderr
     paper.write_text("{")
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(tmp_path / "w", "--paper-numbers", str(paper))
     assert p.returncode == 1 and f"{paper}: not valid JSON" in p.stderr, p.stderr
