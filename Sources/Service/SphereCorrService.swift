@@ -115,7 +115,7 @@ package final class SphereCorrService: Sendable {
         }
     }
 
-    /// SIGTERM (SERVICE.md §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
+    /// SIGTERM (SERVICE-NOTES §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
     /// balancer needs that long to stop sending); then the listener closes, in-flight and queued requests finish
     /// (a match's second queue pass included) up to shutdown_timeout, and what is left is answered 503 draining.
     package func shutdown() {

@@ -3,7 +3,7 @@ import Kernels
 import TensorFiles
 
 /// A sphere bundle: one safetensors file with the reference checkpoint's tensor names (METHOD §3.6) and
-/// `__metadata__` `format` = `spherecorr-bundle`, `version` = `1` (CONTRACTS.md).
+/// `__metadata__` `format` = `spherecorr-bundle`, `version` = `1` (docs/CONTRACTS.md).
 package struct SphereBundle: Sendable {
     package static let format = "spherecorr-bundle"
     package static let version = "1"
