@@ -85,6 +85,8 @@ struct SpherecorrServer: ParsableCommand {
     var gemm: String?
     @Option(help: "Kernels: avx2 (hand-written; the default when the CPU has AVX2+FMA) or portable (library GEMM).")
     var kernels: String?
+    @Flag(inversion: .prefixedNo, help: "Serve the demo page at / (SPHERECORR_UI=true|false). Default \(Self.defaults.ui ? "on" : "off"); turn it off in production.")
+    var ui: Bool?
 
     static func main() {
         BLASCore.reexecWithSuitableCoreIfNeeded()
@@ -143,6 +145,7 @@ struct SpherecorrServer: ParsableCommand {
         if let k = env.string("KERNELS", kernels) {
             o.kernels = try KernelFamily.named(k).mapError { ValidationError("kernels \($0.message)") }.get()
         }
+        o.ui = try env.bool("UI", ui) ?? o.ui
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -196,6 +199,16 @@ struct Environment {
         } else { return nil }
         guard range.contains(v) else { throw ValidationError("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound); got \(v)") }
         return v
+    }
+
+    func bool(_ name: String, _ flag: Bool?) throws -> Bool? {
+        if let flag { return flag }
+        guard let s = string(name, nil) else { return nil }
+        switch s.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ValidationError("SPHERECORR_\(name)='\(s)' is not a boolean (true/false, 1/0, yes/no, on/off)")
+        }
     }
 
     func double(_ name: String, _ flag: Double?, range: ClosedRange<Double>) throws -> Double? {
