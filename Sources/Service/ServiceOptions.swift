@@ -43,6 +43,8 @@ package struct ServiceOptions: Sendable {
     /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
     package var kernels: KernelFamily? = nil
     package var demoSeed: UInt64 = 0
+    /// The demo page at / (issue #15); off in production deployments that expose only the API.
+    package var ui = true
 
     package init() {}
 

@@ -78,6 +78,8 @@ struct SpherecorrServer: ParsableCommand {
     @Option(help: "Access log format. Default \(Self.defaults.logFormat.rawValue).")
     var logFormat: AccessLogFormat?
     @OptionGroup var engine: EngineOptions
+    @Flag(inversion: .prefixedNo, help: "Serve the demo page at / (SPHERECORR_UI=true|false). Default \(Self.defaults.ui ? "on" : "off"); turn it off in production.")
+    var ui: Bool?
 
     static func main() { mainCheckingBLASCore() }
 
@@ -118,6 +120,7 @@ struct SpherecorrServer: ParsableCommand {
         o.gemm = try env.choice("GEMM", engine.gemm) ?? o.gemm
         o.kernels = try env.choice("KERNELS", engine.kernels)
         if let why = o.kernels?.unavailableReason { throw ValidationError("kernels \(why)") }
+        o.ui = try env.bool("UI", ui) ?? o.ui
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -173,6 +176,16 @@ struct Environment {
             throw ValidationError("SPHERECORR_\(name)='\(s)' must be one of \(T.allValueStrings.joined(separator: ", "))")
         }
         return v
+    }
+
+    func bool(_ name: String, _ flag: Bool?) throws -> Bool? {
+        if let flag { return flag }
+        guard let s = string(name, nil) else { return nil }
+        switch s.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ValidationError("SPHERECORR_\(name)='\(s)' is not a boolean (true/false, 1/0, yes/no, on/off)")
+        }
     }
 
     func int(_ name: String, _ flag: Int?, range: ClosedRange<Int>) throws -> Int? { try number(name, flag, range: range, kind: "an integer") }
