@@ -6,8 +6,8 @@ import Runtime
 struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
-        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, Bench.self, Fit.self, BenchTrain.self])
+        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, point transfer, benchmarks.",
+        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, Transfer.self, Bench.self, Fit.self, BenchTrain.self])
 
     static func main() {
         BLASCore.reexecWithSuitableCoreIfNeeded()
