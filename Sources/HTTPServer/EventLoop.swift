@@ -256,7 +256,18 @@ final class EventLoop: @unchecked Sendable {
         }
         now = monotonicNanoseconds()
         socket.setNoDelay()
-        let connection = Connection(socket: socket, peer: peer, id: nextConnectionID, loop: self)
+        var tls: TLSSession? = nil
+        if let certificates = core.configuration.tls {
+            guard let session = certificates.session(fd: socket.fd) else {
+                core.logger.error("TLS session allocation failed", metadata: ["error": "\(openSSLError())"])
+                core.observer?.tlsHandshakeFailed(.other, peer: peer)
+                socket.close()
+                core.openConnections.wrappingSubtract(1, ordering: .relaxed)
+                return
+            }
+            tls = session
+        }
+        let connection = Connection(socket: socket, tls: tls, peer: peer, id: nextConnectionID, loop: self)
         nextConnectionID &+= 1
         let fd = Int(socket.fd)
         if fd >= connections.count {
