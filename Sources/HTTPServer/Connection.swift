@@ -165,6 +165,7 @@ final class Connection {
             ])
             handshakeWantsWrite = false
             startLingeringClose()
+            if !closed { updateInterest() }
         }
     }
 

@@ -26,7 +26,9 @@ package struct CompressionPolicy: Sendable, Hashable {
     /// compressible: a body-carrying status, a compressible type, at least `minimumBytes`, no coding yet. Every
     /// such response says `Vary: Accept-Encoding`, gzipped or not, so a cache keeps the two apart. The compressed
     /// body replaces the original only when it is smaller, so a response never grows past its uncompressed size
-    /// (the size limits that hold for it hold for the gzip form too).
+    /// (the size limits that hold for it hold for the gzip form too). A strong `ETag` becomes weak on the gzip form
+    /// (RFC 9110 §8.8.1: a strong validator names one exact byte sequence), as nginx does; If-None-Match compares
+    /// weakly (§13.1.2), so revalidation still answers 304.
     package func apply(acceptEncoding: String?, to response: inout Response) {
         guard response.status.mayHaveBody, response.body.count >= minimumBytes,
               !response.headers.contains("Content-Encoding"),
@@ -43,5 +45,8 @@ package struct CompressionPolicy: Sendable, Hashable {
         else { return }
         response.body = compressed
         response.headers.append(name: "Content-Encoding", value: ContentCoding.gzip.rawValue)
+        if let etag = response.headers["ETag"], !etag.hasPrefix("W/") {
+            response.headers.replaceOrAdd(name: "ETag", value: "W/" + etag)
+        }
     }
 }

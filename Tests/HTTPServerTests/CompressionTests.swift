@@ -37,6 +37,13 @@ struct CompressionTests {
         #expect(plain.body == Self.json && plain.headers["Content-Encoding"] == nil)
         #expect(plain.headers["Vary"] == "Accept-Encoding")
 
+        var tagged = Response.json(Self.json, headers: ["ETag": "\"abc\""])
+        policy.apply(acceptEncoding: "gzip", to: &tagged)
+        #expect(tagged.headers["ETag"] == "W/\"abc\"", "a strong ETag names the identity bytes only")
+        var untouched = Response.json(Self.json, headers: ["ETag": "\"abc\""])
+        policy.apply(acceptEncoding: nil, to: &untouched)
+        #expect(untouched.headers["ETag"] == "\"abc\"")
+
         var refused = Response.json(Self.json, headers: ["Vary": "Accept"])
         policy.apply(acceptEncoding: "gzip;q=0, identity", to: &refused)
         #expect(refused.body == Self.json && refused.headers["Content-Encoding"] == nil)

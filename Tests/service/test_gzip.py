@@ -89,3 +89,11 @@ def test_tiny_bodies_are_not_gzipped(server):
     assert r.status == 200 and r.header("Content-Encoding") is None and r.json() == {"status": "ok"}
     info = server.request("GET", "/v1/info").json()
     assert info["compression"]["codings"] == ["gzip"] and info["compression"]["min_bytes"] == 1024
+
+
+def test_demo_page_gzip_weakens_the_etag_and_still_revalidates(server):
+    plain, gz = fetch(server, "/"), fetch(server, "/", "gzip")
+    assert_gzip_same(plain, gz)
+    assert gz.header("ETag") == "W/" + plain.header("ETag")
+    r = server.request("GET", "/", headers={"Accept-Encoding": "gzip", "If-None-Match": gz.header("ETag")})
+    assert r.status == 304 and r.body == b""
