@@ -177,6 +177,12 @@ package let webScript = ##"""
       showError(e);
       return;
     }
+    if (info.ready === "failed") {
+      $("model").textContent = "Model: failed to load.";
+      showError(new ServerError("The server's model failed to load, so every match will be refused (503). " +
+        "Its log and /readyz say why."));
+      return;
+    }
     if (info.demo === undefined) { // the model is still loading: ask again
       $("model").textContent = `Model: ${info.ready}…`;
       setTimeout(loadInfo, 2000);
