@@ -48,6 +48,7 @@
     } catch (_) { /* keep the status line */ }
     if (r.status === 503) {
       const after = r.headers.get("Retry-After");
+      text = text.replace(/\.?\s*$/, ".");
       text += after ? ` The server is busy or not ready: try again in ${after} s.` : " The server is busy or not ready: try again shortly.";
     }
     throw new ServerError(text);
@@ -235,6 +236,7 @@
       hideDense();
       state.denseUrl = URL.createObjectURL(blob);
       $("dense-img").src = state.denseUrl;
+      await $("dense-img").decode().catch(() => {}); // its size is known before it is scrolled to
       $("dense-alpha").textContent = String(state.alpha);
       $("dense").hidden = false;
       clearError();
