@@ -107,8 +107,10 @@ class Browser:
         return base64.b64decode(b["body"]) if b.get("base64Encoded") else b["body"].encode()
 
     def sent_fields(self, rid: str) -> dict[str, str]:
-        """The multipart fields of a request as the browser sent them, files left out (CDP gives their bytes empty)."""
-        data = self.driver.execute_cdp_cmd("Network.getRequestPostData", {"requestId": rid})["postData"]
+        """The multipart fields of a request as the browser sent them (file parts, which carry a filename, left out)."""
+        r = self.driver.execute_cdp_cmd("Network.getRequestPostData", {"requestId": rid})
+        # Base64 when the body holds binary (files read from memory); text otherwise.
+        data = base64.b64decode(r["postData"]).decode("latin-1") if r.get("base64Encoded") else r["postData"]
         return {m.group(1): m.group(2) for m in re.finditer(r'Content-Disposition: form-data; name="([^"]+)"\r\n\r\n(.*?)\r\n--', data, re.S)}
 
     def testid(self, name: str):
@@ -365,3 +367,25 @@ def test_failed_model_answers_503_in_the_page(browser, tmp_path):
         assert [r["status"] for r in b.requests.values() if (r["status"] or 0) >= 400 or r["failed"]] == [503]
     finally:
         s.stop()
+
+
+def test_dropped_images_are_matched(ui_server, browser):
+    """Images dropped on the two views (a drop event carrying files, as a file manager sends it) work like picked ones."""
+    b, d = browser, browser.driver
+    d.get(ui_server.base + "/")
+    wait("the demo banner", lambda: b.testid("demo-banner").is_displayed())
+    for role, name in (("source", SOURCE_JPEG), ("target", TARGET_JPEG)):
+        b.js("""const [role, b64, name] = arguments;
+                const dt = new DataTransfer();
+                dt.items.add(new File([Uint8Array.from(atob(b64), c => c.charCodeAt(0))], name, { type: 'image/jpeg' }));
+                const view = document.querySelector(`[data-testid="${role}-view"]`);
+                for (const type of ['dragover', 'drop'])
+                  view.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));""",
+             role, base64.b64encode(fixture_image(name)).decode(), name)
+    wait("both dropped images", lambda: b.js("return ['source-img', 'target-img'].every(id => "
+                                             "document.getElementById(id).naturalWidth > 0)"))
+    ActionChains(d).move_to_element(d.find_element(By.ID, "source-img")).click().perform()
+    idle(b, 1)
+    check_page_answers_like_the_api(b, ui_server, 0.2)
+    b.screenshot("direct-dropped")
+    assert_only_console_errors(b, [])
