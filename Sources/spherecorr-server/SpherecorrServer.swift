@@ -43,8 +43,10 @@ struct SpherecorrServer: ParsableCommand {
     var maxImagePixels: Int?
     @Option(help: "Largest image file in bytes (one upload). Default \(Self.defaults.maxImageBytes).")
     var maxImageBytes: Int?
-    @Option(help: "Most points in one /v1/match request. Default \(Self.defaults.maxPoints).")
+    @Option(help: "Most points in one /v1/match or /v1/transfer request. Default \(Self.defaults.maxPoints).")
     var maxPoints: Int?
+    @Option(help: "Most 'target' images in one /v1/transfer request; more is 422 too_many_targets. Default \(Self.defaults.maxTargets).")
+    var maxTargets: Int?
     @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default \(Self.defaults.queueSize).")
     var queueSize: Int?
     @Option(help: "Memory budget of image decodes in flight, in bytes, priced from each image's header; over it requests wait in the queue (503 overloaded when it is full), an image larger than it is 413. Default: a quarter of the machine's (or cgroup's) memory.")
@@ -100,6 +102,7 @@ struct SpherecorrServer: ParsableCommand {
         o.maxImagePixels = try env.int("MAX_IMAGE_PIXELS", maxImagePixels, range: 196...(1 << 30)) ?? o.maxImagePixels
         o.maxImageBytes = try env.int("MAX_IMAGE_BYTES", maxImageBytes, range: 64...(1 << 31)) ?? o.maxImageBytes
         o.maxPoints = try env.int("MAX_POINTS", maxPoints, range: 1...1_000_000) ?? o.maxPoints
+        o.maxTargets = try env.int("MAX_TARGETS", maxTargets, range: 1...1024) ?? o.maxTargets
         o.queueSize = try env.int("QUEUE_SIZE", queueSize, range: 0...100_000) ?? o.queueSize
         o.maxDecodeBytes = try env.int("MAX_DECODE_BYTES", maxDecodeBytes, range: (1 << 20)...(1 << 46)) ?? o.maxDecodeBytes
         o.maxRenderSide = try env.int("MAX_RENDER_SIDE", maxRenderSide, range: 16...16384) ?? o.maxRenderSide

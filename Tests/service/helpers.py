@@ -34,6 +34,17 @@ def server_binary() -> Path:
     return p
 
 
+def train_binary() -> Path:
+    p = Path(os.environ.get("SPHERECORR_TRAIN", REPO / ".build/debug/spherecorr-train"))
+    if not p.exists():
+        raise RuntimeError(f"{p} does not exist: build it first (swift build --build-tests)")
+    return p
+
+
+# The synthetic SPair-format dataset beside the repository clone (shared/data).
+SYNTH = REPO.parent / "shared/data/spair-synth-dev"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
