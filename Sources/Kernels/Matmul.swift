@@ -347,3 +347,11 @@ struct SharedEpilogue: @unchecked Sendable {
     let epilogue: LinearEpilogue
     init(_ e: LinearEpilogue) { epilogue = e }
 }
+
+/// x rounded to bf16 and back (nearest even): what the bf16 path does to each operand (tests' oracle).
+package func bf16Rounded(_ x: Float) -> Float {
+    var v = x, h: UInt16 = 0, back: Float = 0
+    ck_f32_to_bf16(&h, &v, 1)
+    ck_bf16_to_f32(&back, &h, 1)
+    return back
+}

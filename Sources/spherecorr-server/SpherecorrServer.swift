@@ -83,8 +83,10 @@ struct SpherecorrServer: ParsableCommand {
     var threads: Int?
     @Option(help: "GEMM library of the portable kernels: onednn or openblas. Default \(Self.defaults.gemm.rawValue).")
     var gemm: String?
-    @Option(help: "Kernels: avx2 (hand-written; the default when the CPU has AVX2+FMA) or portable (library GEMM).")
+    @Option(help: "Kernels: auto (default: oneDNN matmul for linear layers, hand-written AVX2 attention), avx2 (all hand-written) or portable (library GEMM).")
     var kernels: String?
+    @Option(help: "Backbone arithmetic: fp32 or bf16 (needs AVX512_BF16 or AMX). Default \(Self.defaults.precision.rawValue).")
+    var precision: String?
 
     static func main() {
         BLASCore.reexecWithSuitableCoreIfNeeded()
@@ -143,6 +145,10 @@ struct SpherecorrServer: ParsableCommand {
         if let k = env.string("KERNELS", kernels) {
             o.kernels = try KernelFamily.named(k).mapError { ValidationError("kernels \($0.message)") }.get()
         }
+        if let p = env.string("PRECISION", precision) {
+            o.precision = try Precision.named(p).mapError { ValidationError("precision \($0.message)") }.get()
+        }
+        if let why = Threading.incompatibility(kernels: o.kernels, precision: o.precision) { throw ValidationError(why) }
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -154,7 +160,7 @@ struct SpherecorrServer: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
-        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
+        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels, precision: o.precision)
         lines += configureServerMalloc()
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {

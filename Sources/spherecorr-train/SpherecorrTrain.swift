@@ -25,8 +25,11 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Worker threads (default: online cores).")
     var threads: Int?
 
-    @Option(help: "Kernels: avx2 (hand-written, default when the CPU has AVX2+FMA) or portable (library GEMM).")
+    @Option(help: "Kernels: auto (default: oneDNN matmul for linear layers, hand-written AVX2 attention), avx2 (all hand-written) or portable (library GEMM).")
     var kernels: String?
+
+    @Option(help: "Backbone arithmetic: fp32 (default, the reference) or bf16 (bf16 weights and activations, fp32 accumulation; needs AVX512_BF16 or AMX).")
+    var precision: String = "fp32"
 
     @Option(help: "GEMM library of the portable kernels: onednn or openblas.")
     var gemm: String = "onednn"
@@ -38,8 +41,10 @@ struct EngineOptions: ParsableArguments {
         let family = try kernels.map { k in
             try KernelFamily.named(k).mapError { ValidationError("--kernels \($0.message)") }.get()
         }
+        let p = try Precision.named(precision).mapError { ValidationError("--precision \($0.message)") }.get()
+        if let why = Threading.incompatibility(kernels: family, precision: p) { throw ValidationError(why) }
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1; got \(t)") }
-        let lines = Threading.configure(workers: threads, backend: backend, kernels: family)
+        let lines = Threading.configure(workers: threads, backend: backend, kernels: family, precision: p)
         if verbose { lines.forEach { logToStderr("spherecorr-train: \($0)") } }
     }
 }
