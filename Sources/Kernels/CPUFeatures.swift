@@ -65,19 +65,24 @@ package enum CPUTier: String, Sendable, CaseIterable {
     /// The tiers this CPU has, lowest first.
     package static var available: [CPUTier] { allCases.filter(\.present) }
 
-    /// The CPU's model name (/proc/cpuinfo), "unknown" where it is not readable.
+    /// The CPU's model name with its family and model numbers (/proc/cpuinfo; a VM may show only "AMD EPYC"),
+    /// "unknown" where it is not readable.
     package static var modelName: String {
         guard let f = fopen("/proc/cpuinfo", "r") else { return "unknown" }
         defer { fclose(f) }
         var line: UnsafeMutablePointer<CChar>? = nil, cap = 0
         defer { free(line) }
+        var fields: [String: String] = [:]
         while getline(&line, &cap, f) > 0 {
             let s = String(cString: line!)
-            if s.hasPrefix("model name"), let colon = s.firstIndex(of: ":") {
-                return s[s.index(after: colon)...].trimmingCharacters(in: " \t\n")
+            if s == "\n" { break }  // the first processor's block is enough
+            if let colon = s.firstIndex(of: ":") {
+                fields[s[..<colon].trimmingCharacters(in: " \t")] = s[s.index(after: colon)...].trimmingCharacters(in: " \t\n")
             }
         }
-        return "unknown"
+        guard let name = fields["model name"] else { return "unknown" }
+        guard let family = fields["cpu family"], let model = fields["model"] else { return name }
+        return "\(name) (family \(family) model \(model))"
     }
 }
 
@@ -99,7 +104,7 @@ package enum EngineReport {
             let impl = Matmul.implementation(inFeatures: width, outFeatures: 4 * width, precision: precision)
             return ["linear": "oneDNN matmul \(impl) (\(precision.rawValue), bias/GELU/LayerScale/residual as post-ops)",
                     "attention": "\(hand) fused online-softmax (fp32)", "layer_norm": "portable Swift SIMD",
-                    "gelu": "oneDNN eltwise gelu_erf post-op in the matmul", "similarity": "oneDNN matmul \(impl == "" ? "" : impl)"]
+                    "gelu": "oneDNN eltwise gelu_erf post-op in the matmul", "similarity": "oneDNN matmul \(Matmul.implementation(inFeatures: width, outFeatures: 4 * width, packed: false)) (fp32)"]
         case .avx2, .portable:
             let gemm = family == .avx2 ? "hand-written avx2+fma packed GEMM with fused epilogue" : "library sgemm (\(GEMM.backend.rawValue)) + Swift epilogue"
             return ["linear": gemm, "attention": family == .avx2 ? "\(hand) fused online-softmax" : "two library GEMMs per query block",

@@ -202,6 +202,7 @@ package enum Matmul {
         var packed: Bool, bias: Bool, epilogue: Int
     }
     private static let cache = Mutex<[Key: MatmulPrimitive]>([:])
+    private static let implementations = Mutex<[String: String]>([:])
 
     private static func epilogueCode(_ e: LinearEpilogue) -> Int {
         switch e {
@@ -255,11 +256,18 @@ package enum Matmul {
     }
 
     /// Which kernel oneDNN runs for a layer of this shape (e.g. "brg:avx512_core"), for /v1/info and benchmarks.
-    package static func implementation(inFeatures i: Int, outFeatures o: Int, rows: Int = 512, precision: Precision = .fp32) -> String {
+    /// `packed: false`: on weights as given (the sphere mapper, similarities), fp32.
+    package static func implementation(inFeatures i: Int, outFeatures o: Int, rows: Int = 512, precision: Precision = .fp32,
+                                       packed: Bool = true) -> String {
+        let name = "\(i) \(o) \(rows) \(precision) \(packed)"
+        if let known = implementations.withLock({ $0[name] }) { return known }
         let w = FloatStorage(count: i * o)
         let weights = MatmulWeights(weight: w.pointer, inFeatures: i, outFeatures: o, owner: w)
-        let key = Key(rows: rows, i: i, o: o, precision: precision, output: .f32, packed: true, bias: true, epilogue: 0)
-        return primitive(key, weightsMD: weights.packed(precision).md).implementation
+        let key = Key(rows: rows, i: i, o: o, precision: packed ? precision : .fp32, output: .f32, packed: packed, bias: true, epilogue: 0)
+        let md = packed ? weights.packed(precision).md : OneDNN.matrix(i, o, dnnl_f32, dnnl_ba)
+        let impl = primitive(key, weightsMD: md).implementation
+        implementations.withLock { $0[name] = impl }
+        return impl
     }
 
     /// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]) on the calling thread (rows: a worker's slice).
