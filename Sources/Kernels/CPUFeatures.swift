@@ -39,14 +39,10 @@ package enum KernelFamily: String, Sendable, CaseIterable {
         }
     }
 
-    /// A family named on the command line or in the environment; the error message names what was wrong.
-    package static func named(_ name: String) -> Result<KernelFamily, ChoiceError> {
-        guard let f = KernelFamily(rawValue: name) else { return .failure(ChoiceError(message: "must be auto, avx2 or portable; got '\(name)'")) }
-        if f == .avx2 && !avx2Supported { return .failure(ChoiceError(message: "avx2: this CPU has no AVX2+FMA")) }
-        return .success(f)
+    /// Why this CPU cannot run the family asked for on the command line or in the environment; nil when it can.
+    package var unavailableReason: String? {
+        self == .avx2 && !Self.avx2Supported ? "avx2: this CPU has no AVX2+FMA" : nil
     }
-
-    package struct ChoiceError: Error { package var message: String }
 }
 
 /// The x86 ISA tiers the engine tells apart, what this CPU has, and what each kernel runs on it.

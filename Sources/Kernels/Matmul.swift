@@ -41,14 +41,8 @@ package enum Precision: String, Sendable, CaseIterable {
         set { lock.withLock { _ in _current = newValue } }
     }
 
-    /// A precision named on the command line or in the environment; the error names what was wrong.
-    package static func named(_ name: String) -> Result<Precision, KernelFamily.ChoiceError> {
-        guard let p = Precision(rawValue: name) else {
-            return .failure(KernelFamily.ChoiceError(message: "must be fp32 or bf16; got '\(name)'"))
-        }
-        if p == .bf16, let why = bf16Unavailable { return .failure(KernelFamily.ChoiceError(message: why)) }
-        return .success(p)
-    }
+    /// Why this CPU (or ONEDNN_MAX_CPU_ISA) cannot run the precision asked for; nil when it can.
+    package var unavailableReason: String? { self == .bf16 ? Self.bf16Unavailable : nil }
 
     var dataType: dnnl_data_type_t { self == .fp32 ? dnnl_f32 : dnnl_bf16 }
     var elementBytes: Int { self == .fp32 ? 4 : 2 }

@@ -28,6 +28,6 @@ package enum Threading {
     /// Why a kernel family and precision cannot run together (nil when they can): bf16 is oneDNN's matmul.
     package static func incompatibility(kernels: KernelFamily?, precision: Precision) -> String? {
         guard precision == .bf16, let k = kernels, k != .auto else { return nil }
-        return "precision bf16 runs on the auto kernels (oneDNN matmul); kernels \(k.rawValue) is fp32 only"
+        return "precision bf16 runs on the auto kernels (oneDNN matmul); --kernels \(k.rawValue) is fp32 only"
     }
 }
