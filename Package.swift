@@ -99,7 +99,7 @@ let package = Package(
             name: "spherecorr-train",
             dependencies: [
                 "CommandLineOptions", "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
-                "TrainingData", "TrainingRun", "Hashing",
+                "TrainingData", "TrainingRun", "Hashing", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
