@@ -653,7 +653,29 @@ components:
             max_decode_bytes: { type: integer, description: Memory budget of image decodes in flight. }
             max_render_side_px: { type: integer, description: Longest side of a drawn PNG answer. }
           additionalProperties: true
-        engine: { type: object }
+        engine:
+          type: object
+          description: What computes here (README "Speed").
+          properties:
+            kernels: { type: string, enum: [auto, avx2, portable] }
+            precision: { type: string, enum: [fp32, bf16] }
+            cpu: { type: string, description: Model name with family and model numbers. }
+            cpu_tiers: { type: array, items: { type: string, enum: [avx2, avx512, avx512_bf16, amx] } }
+            onednn_isa: { type: string, description: The ISA oneDNN runs on (ONEDNN_MAX_CPU_ISA caps it). }
+            bf16: { type: string, description: "'available (AVX512_BF16|AMX)' or 'unavailable: ' and the missing ISA." }
+            kernel_paths:
+              type: object
+              description: Each kernel (linear, attention, layer_norm, gelu, similarity) and what runs it, with oneDNN's implementation name.
+              additionalProperties: { type: string }
+            bf16_vs_fp32:
+              type: object
+              description: Under bf16 only. Per-token cosine of the live backbone's bf16 features against fp32, measured once on a probe image.
+              properties:
+                mean_token_cosine: { type: number }
+                min_token_cosine: { type: number }
+                tokens: { type: integer }
+                input: { type: string }
+          additionalProperties: true
         tls:
           type: object
           description: '`enabled`; with TLS also the certificate and key files, `subject`, `not_after`, `loaded_at`, `last_reload_error`, `protocols`, `alpn`.'

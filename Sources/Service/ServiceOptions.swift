@@ -45,8 +45,10 @@ package struct ServiceOptions: Sendable {
     package var logFormat: AccessLogFormat = .text
     package var threads: Int?
     package var gemm: GEMMBackend = .default
-    /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
+    /// nil: auto (oneDNN matmul for the linear layers, the hand-written tier for attention).
     package var kernels: KernelFamily? = nil
+    /// The backbone's arithmetic; bf16 needs AVX512_BF16 or AMX.
+    package var precision: Precision = .fp32
     package var demoSeed: UInt64 = 0
     /// The demo page at / (issue #15); off in production deployments that expose only the API.
     package var ui = true

@@ -24,6 +24,8 @@ package final class SphereCorrService: Sendable {
     /// The main listener's certificate when it serves TLS (loaded by `start`).
     private let tls = Mutex<TLSCertificates?>(nil)
     private let engineLines: [String]
+    /// The live backbone's measured bf16 agreement (computed on the first /v1/info under bf16).
+    private let bf16Agreements = Mutex<[ObjectIdentifier: PrecisionAgreement]>([:])
     private let adminToken: String
     private let stopped = DispatchSemaphore(value: 0)
 
@@ -230,13 +232,36 @@ package final class SphereCorrService: Sendable {
         return r
     }
 
+    /// /v1/info `engine`: the CPU and its tiers, what each kernel runs here, the precision; under bf16 also the
+    /// measured per-token cosine of the live backbone's bf16 features against fp32 (a probe image, once per backbone).
+    private func engineDescription(backbone: DinoVisionTransformer?) -> [String: Any] {
+        var e: [String: Any] = [
+            "kernels": KernelFamily.current.rawValue, "precision": Precision.current.rawValue, "gemm_backend": GEMM.backend.rawValue,
+            "blas_core": BLASCore.name, "threads": Parallel.workers, "cpu": CPUTier.modelName,
+            "cpu_tiers": CPUTier.available.map(\.rawValue), "onednn_isa": OneDNN.effectiveISA,
+            "bf16": Precision.bf16Unavailable.map { "unavailable: \($0)" } ?? "available (\(Precision.bf16Hardware ?? ""))",
+            "kernel_paths": EngineReport.kernels(width: backbone?.config.embedDim ?? 768),
+        ]
+        if Precision.current == .bf16, let backbone {
+            let a = bf16Agreements.withLock { cache in
+                if let hit = cache[ObjectIdentifier(backbone)] { return hit }
+                let a = backbone.bf16AgreementOnProbe()
+                cache = [ObjectIdentifier(backbone): a]  // only the live backbone's
+                return a
+            }
+            e["bf16_vs_fp32"] = ["mean_token_cosine": a.meanCosine, "min_token_cosine": a.minCosine, "tokens": a.tokens,
+                                 "input": "224² probe image (colour ramps and a checkerboard), this backbone, measured once after load"]
+        }
+        return e
+    }
+
     /// /v1/info: what is serving, every limit and timeout, the engine.
     package func info() -> [String: Any] {
         let s = store.snapshot
         var out: [String: Any] = [
             "service": "spherecorr", "version": serviceVersion, "ready": readiness.current.phase.rawValue,
             "limits": options.limitsDescription.merging(["max_decode_bytes": pipeline.budget.capacity]) { $1 },
-            "engine": ["kernels": KernelFamily.current.rawValue, "gemm_backend": GEMM.backend.rawValue, "blas_core": BLASCore.name, "threads": Parallel.workers],
+            "engine": engineDescription(backbone: s?.backbone),
             "last_reload_error": store.lastReloadError ?? NSNull(),
             "bundles_directory": options.bundlesDirectory ?? NSNull(),
         ]

@@ -132,6 +132,9 @@ struct SpherecorrServer: ParsableCommand {
         o.gemm = try env.choice("GEMM", engine.gemm) ?? o.gemm
         o.kernels = try env.choice("KERNELS", engine.kernels)
         if let why = o.kernels?.unavailableReason { throw ValidationError("kernels \(why)") }
+        o.precision = try env.choice("PRECISION", engine.precision) ?? o.precision
+        if let why = o.precision.unavailableReason { throw ValidationError("precision \(why)") }
+        if let why = Threading.incompatibility(kernels: o.kernels, precision: o.precision) { throw ValidationError(why) }
         o.ui = try env.bool("UI", ui) ?? o.ui
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
@@ -144,7 +147,7 @@ struct SpherecorrServer: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
-        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
+        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels, precision: o.precision)
         lines += configureServerMalloc()
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {
