@@ -18,10 +18,15 @@ struct LayerNormWeights {
 struct LinearWeights {
     var weight: Parameter  // [O, I]
     var bias: Parameter    // [O]
-    init(weight: Parameter, bias: Parameter) { self.weight = weight; self.bias = bias }
+    /// The same weights for oneDNN's matmul, reordered once per precision (the `auto` kernels).
+    let matmul: MatmulWeights
+    init(weight: Parameter, bias: Parameter) {
+        self.weight = weight; self.bias = bias
+        let o = weight.shape[0], i = weight.count / o
+        matmul = MatmulWeights(weight: weight.pointer, inFeatures: i, outFeatures: o, owner: nil)  // `weight` keeps them alive
+    }
     init(_ r: WeightReader, _ prefix: String, in i: Int, out o: Int) throws {
-        weight = try r.take("\(prefix).weight", shape: [o, i])
-        bias = try r.take("\(prefix).bias", shape: [o])
+        self.init(weight: try r.take("\(prefix).weight", shape: [o, i]), bias: try r.take("\(prefix).bias", shape: [o]))
     }
 }
 
@@ -75,8 +80,10 @@ package struct ForwardOptions: Sendable {
     package var normed = false
     /// nil: the process-wide choice (`KernelFamily.current`); tests pin one to check each against the reference.
     package var kernels: KernelFamily? = nil
-    package init(cls: Bool = false, normed: Bool = false, kernels: KernelFamily? = nil) {
-        self.cls = cls; self.normed = normed; self.kernels = kernels
+    /// nil: the process-wide choice (`Precision.current`). bf16 runs with the `auto` kernels only.
+    package var precision: Precision? = nil
+    package init(cls: Bool = false, normed: Bool = false, kernels: KernelFamily? = nil, precision: Precision? = nil) {
+        self.cls = cls; self.normed = normed; self.kernels = kernels; self.precision = precision
     }
 }
 
@@ -108,6 +115,14 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         norm = try LayerNormWeights(r, "norm", dim: d)
         try r.finish()
         named = r.handedOut
+        if KernelFamily.current == .auto { prepare(Precision.current) }
+    }
+
+    /// Reorders every linear layer's weights for oneDNN's matmul at `precision` now rather than on first use.
+    package func prepare(_ precision: Precision) {
+        let layers = blocks.flatMap { [$0.qkv.matmul, $0.proj.matmul, $0.fc1.matmul, $0.fc2.matmul] }
+        Parallel.forEach(layers.count) { layers[$0].prepare(precision) }
+        patchEmbed.matmul.prepare(.fp32)
     }
 
     /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint): the names the
@@ -125,13 +140,27 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         precondition(b > 0 && h % ps == 0 && w % ps == 0 && h > 0 && w > 0, "input must be a positive multiple of the patch size")
         let gh = h / ps, gw = w / ps, n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
         let k = options.kernels ?? KernelFamily.current
+        let precision = options.precision ?? Precision.current
+        precondition(precision == .fp32 || k == .auto, "bf16 runs with the auto kernels (oneDNN matmul)")
+        // One linear layer by the family's kernel. Under bf16 the matmul rounds its fp32 input to bf16 and
+        // may write bf16 (`output`); the patch embedding, attention, LayerNorm and the residual stream stay fp32.
+        func linear(_ out: UnsafeMutableRawPointer, output: Matmul.Activation = .f32, _ x: UnsafeRawPointer, input: Matmul.Activation = .f32,
+                    _ l: LinearWeights, rows: Int, epilogue: LinearEpilogue = .bias, precision p: Precision = precision) {
+            if k == .auto {
+                Matmul.linear(out, output: p == .fp32 ? .f32 : output, x, input: p == .fp32 ? .f32 : input, weights: l.matmul,
+                              bias: l.bias.pointer, rows: rows, epilogue: epilogue, precision: p)
+            } else {
+                linearForward(out.assumingMemoryBound(to: Float.self), x.assumingMemoryBound(to: Float.self), weight: l.weight.pointer,
+                              bias: l.bias.pointer, rows: rows, inFeatures: l.matmul.inFeatures, outFeatures: l.matmul.outFeatures,
+                              epilogue: epilogue, family: k)
+            }
+        }
 
         // Patch embedding: im2col [B·N, P] (c, ky, kx order), then x·Wᵀ + b → [B·N, D].
         let cols = FloatStorage(count: b * n * p, zeroed: false)
         im2col(cols.pointer, images, batch: b, height: h, width: w, patch: ps)
         let patches = FloatStorage(count: b * n * d, zeroed: false)
-        linearForward(patches.pointer, cols.pointer, weight: patchEmbed.weight.pointer, bias: patchEmbed.bias.pointer,
-                      rows: b * n, inFeatures: p, outFeatures: d, family: k)
+        linear(patches.pointer, cols.pointer, patchEmbed, rows: b * n, precision: .fp32)
 
         // Tokens: [CLS + pos0, registers, patches + pos] (registers get no position; METHOD §1.2).
         let pos = interpolatedPositions(gridHeight: gh, gridWidth: gw)  // [1 + N, D]
@@ -156,26 +185,21 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         for (i, blk) in blocks.enumerated() {
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm1.weight.pointer, bias: blk.norm1.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
-            linearForward(qkv.pointer, xn.pointer, weight: blk.qkv.weight.pointer, bias: blk.qkv.bias.pointer,
-                          rows: rows, inFeatures: d, outFeatures: 3 * d, family: k)
+            linear(qkv.pointer, xn.pointer, blk.qkv, rows: rows)
             attentionForward(attn.pointer, qkv: qkv.pointer, batch: b, tokens: t, heads: c.heads, headDim: c.headDim,
                              scale: 1 / Float(c.headDim).squareRoot(), family: k)
-            linearForward(x.pointer, attn.pointer, weight: blk.proj.weight.pointer, bias: blk.proj.bias.pointer,
-                          rows: rows, inFeatures: d, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls1.pointer), family: k)
+            linear(x.pointer, attn.pointer, blk.proj, rows: rows, epilogue: .biasScaleAddInto(gamma: blk.ls1.pointer))
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm2.weight.pointer, bias: blk.norm2.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
             switch c.ffn {
             case .mlp:
-                linearForward(hidden.pointer, xn.pointer, weight: blk.fc1.weight.pointer, bias: blk.fc1.bias.pointer,
-                              rows: rows, inFeatures: d, outFeatures: c.ffnHidden, epilogue: .biasGELU, family: k)
-                linearForward(x.pointer, hidden.pointer, weight: blk.fc2.weight.pointer, bias: blk.fc2.bias.pointer,
-                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer), family: k)
+                // Under bf16 the hidden activations are written and read as bf16 (half the memory traffic).
+                linear(hidden.pointer, output: .bf16, xn.pointer, blk.fc1, rows: rows, epilogue: .biasGELU)
+                linear(x.pointer, hidden.pointer, input: .bf16, blk.fc2, rows: rows, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer))
             case .swiglu:
-                linearForward(hidden.pointer, xn.pointer, weight: blk.fc1.weight.pointer, bias: blk.fc1.bias.pointer,
-                              rows: rows, inFeatures: d, outFeatures: 2 * c.ffnHidden, family: k)
+                linear(hidden.pointer, xn.pointer, blk.fc1, rows: rows)
                 swigluForward(gate!.pointer, hidden.pointer, rows: rows, hidden: c.ffnHidden)
-                linearForward(x.pointer, gate!.pointer, weight: blk.fc2.weight.pointer, bias: blk.fc2.bias.pointer,
-                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer), family: k)
+                linear(x.pointer, gate!.pointer, blk.fc2, rows: rows, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer))
             }
             onBlock?(i, UnsafeBufferPointer(start: x.pointer, count: rows * d))
         }

@@ -32,7 +32,8 @@ package final class FeatureStore {
             do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: p))) } catch {
                 throw EvaluationError.data(file: p, detail: "cannot read image: \(error.localizedDescription)")
             }
-            let key = SHA256.hex(bytes) + "-" + backboneKey + "-r\(resolution)"
+            // bf16 features are other features: their own key (fp32 keys unchanged, existing caches stay valid).
+            let key = SHA256.hex(bytes) + "-" + backboneKey + "-r\(resolution)" + (Precision.current == .bf16 ? "-bf16" : "")
             if let cached = try readCache(key) { memory[p] = cached; diskHits += 1 } else { missing.append((p, bytes, key)) }
         }
         missing.sort { $0.path < $1.path }

@@ -8,6 +8,9 @@ import Kernels
 package struct ServiceOptions: Sendable {
     package var host = "0.0.0.0"
     package var port = 8080
+    /// PEM certificate chain and private key of the main listener: both set → TLS 1.2/1.3 (issue #13); neither → plain.
+    package var tlsCert: String?
+    package var tlsKey: String?
     /// nil: the built-in demo model.
     package var backbone: String?
     package var variant: DinoConfig.Variant?
@@ -42,8 +45,10 @@ package struct ServiceOptions: Sendable {
     package var logFormat: AccessLogFormat = .text
     package var threads: Int?
     package var gemm: GEMMBackend = .default
-    /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
+    /// nil: auto (oneDNN matmul for the linear layers, the hand-written tier for attention).
     package var kernels: KernelFamily? = nil
+    /// The backbone's arithmetic; bf16 needs AVX512_BF16 or AMX.
+    package var precision: Precision = .fp32
     package var demoSeed: UInt64 = 0
     /// The demo page at / (issue #15); off in production deployments that expose only the API.
     package var ui = true
