@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Hand-written AVX2/FMA kernels (fused attention, activations), chosen at run time by CPU features.
         // -O2 in debug builds too: unoptimised, they would make every test that runs a model crawl.
@@ -68,10 +70,13 @@ let package = Package(
         // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
         .target(name: "Evaluation", dependencies: ["SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
                                                    "Kernels", "Runtime", "Visualization", "Hashing"], swiftSettings: swiftSettings),
-        // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
+        // HTTP/1.1 protocol as pure value types: parser, serializer, multipart, Accept-Encoding. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
-        // Sockets, connections, router, problem+json, graceful shutdown. Knows nothing of the model.
-        .target(name: "HTTPServer", dependencies: ["HTTP1", .product(name: "Logging", package: "swift-log")],
+        // gzip (RFC 1952) through zlib: Content-Encoding of responses.
+        .target(name: "Gzip", dependencies: ["CZlib"], swiftSettings: swiftSettings),
+        // Sockets, connections, TLS (OpenSSL), gzip responses, router, problem+json, graceful shutdown. Knows nothing of
+        // the model.
+        .target(name: "HTTPServer", dependencies: ["HTTP1", "CTLS", "Gzip", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
 
         // The correspondence service: model store and hot reload, inference queue, caches, endpoints, metrics.
@@ -119,7 +124,8 @@ let package = Package(
                     swiftSettings: swiftSettings),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1", "Gzip"], swiftSettings: swiftSettings),
+        .testTarget(name: "GzipTests", dependencies: ["Gzip"], swiftSettings: swiftSettings),
         .testTarget(name: "SphereMapTests", dependencies: ["TestSupport", "SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SphereMap", "TensorFiles", "Kernels"],
                     swiftSettings: swiftSettings),

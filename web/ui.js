@@ -48,6 +48,7 @@
     } catch (_) { /* keep the status line */ }
     if (r.status === 503) {
       const after = r.headers.get("Retry-After");
+      text = text.replace(/\.?\s*$/, ".");
       text += after ? ` The server is busy or not ready: try again in ${after} s.` : " The server is busy or not ready: try again shortly.";
     }
     throw new ServerError(text);
@@ -75,6 +76,12 @@
       info = await (await call("v1/info", { headers: { Accept: "application/json" } })).json();
     } catch (e) {
       showError(e);
+      return;
+    }
+    if (info.ready === "failed") {
+      $("model").textContent = "Model: failed to load.";
+      showError(new ServerError("The server's model failed to load, so every match will be refused (503). " +
+        "Its log and /readyz say why."));
       return;
     }
     if (info.demo === undefined) { // the model is still loading: ask again
@@ -229,6 +236,7 @@
       hideDense();
       state.denseUrl = URL.createObjectURL(blob);
       $("dense-img").src = state.denseUrl;
+      await $("dense-img").decode().catch(() => {}); // its size is known before it is scrolled to
       $("dense-alpha").textContent = String(state.alpha);
       $("dense").hidden = false;
       clearError();

@@ -91,6 +91,11 @@ package struct ServerConfiguration: Sendable {
     package var problemTypeBase: String = "/problems/"
     /// Added to every response (a field the handler or the response hook set wins).
     package var defaultHeaders: HTTPHeaders = [:]
+    /// TLS on this listener (nil: plain TCP). The certificates object is shared, so a reload through it reaches
+    /// the running server.
+    package var tls: TLSCertificates? = nil
+    /// gzip for handler responses the client accepts it for (nil: never).
+    package var compression: CompressionPolicy? = CompressionPolicy()
 
     package init() {}
 

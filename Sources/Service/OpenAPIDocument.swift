@@ -33,6 +33,10 @@ info:
     characters with an ellipsis.
     Errors are RFC 9457 `application/problem+json` with a stable `code`. Every response carries `X-Request-Id`
     and `X-Model-Version`; a 503 always carries `Retry-After`.
+    JSON, text and YAML bodies of at least 1,024 bytes are sent with `Content-Encoding: gzip` when the request's
+    `Accept-Encoding` allows it (q-values honoured; `gzip;q=0` refuses it), and carry `Vary: Accept-Encoding`;
+    PNG and binary tensors are never compressed. With `--tls-cert`/`--tls-key` the same API is served over
+    TLS 1.2/1.3 (ALPN `http/1.1`).
   x-limits:
     max_body_bytes: 33554432
     max_image_bytes: 16777216
@@ -44,6 +48,8 @@ info:
     max_render_side_px: 2048
 servers:
   - url: http://localhost:8080
+  - url: https://localhost:8080
+    description: with --tls-cert and --tls-key
 tags:
   - name: inference
   - name: operations
@@ -311,7 +317,10 @@ paths:
         Served on the admin listener (`--admin-host`/`--admin-port`, default 127.0.0.1:8081), not on the main one,
         and only with `Authorization: Bearer <admin token>`. The same happens on SIGHUP and on every poll of the bundles
         directory. A rejected bundle leaves the live one serving: 422 `reload_failed` says why (also in
-        `/v1/info` `last_reload_error` and `spherecorr_model_reloads_total{result="failure"}`).
+        `/v1/info` `last_reload_error` and `spherecorr_model_reloads_total{result="failure"}`). When the main
+        listener serves TLS, the certificate and key are read again first (also on SIGHUP, not on the poll): new
+        connections get the new certificate, open ones keep theirs; a file that cannot be used keeps the old
+        certificate and is answered 422 `tls_reload_failed` with `file` (also in `/v1/info` `tls.last_reload_error`).
       servers:
         - url: http://127.0.0.1:8081
       security:
@@ -329,6 +338,13 @@ paths:
                   file: { type: [string, 'null'] }
                   error: { type: 'null' }
                   model_version: { type: [string, 'null'] }
+                  tls:
+                    type: object
+                    description: The certificate now served (only when the main listener serves TLS).
+                    properties:
+                      subject: { type: string }
+                      not_after: { type: string, format: date-time }
+                      loaded_at: { type: string, format: date-time }
         '401': { $ref: '#/components/responses/Problem' }
         '422': { $ref: '#/components/responses/Problem' }
         '503': { $ref: '#/components/responses/Unavailable' }
@@ -660,6 +676,23 @@ components:
                 tokens: { type: integer }
                 input: { type: string }
           additionalProperties: true
+        tls:
+          type: object
+          description: '`enabled`; with TLS also the certificate and key files, `subject`, `not_after`, `loaded_at`, `last_reload_error`, `protocols`, `alpn`.'
+          required: [enabled]
+          properties:
+            enabled: { type: boolean }
+            subject: { type: string }
+            not_after: { type: string, format: date-time }
+            last_reload_error: { type: [string, 'null'] }
+          additionalProperties: true
+        compression:
+          type: object
+          description: Content codings applied to responses, the smallest body compressed, and the media types.
+          properties:
+            codings: { type: array, items: { type: string } }
+            min_bytes: { type: integer }
+            media_types: { type: array, items: { type: string } }
       additionalProperties: true
 
 """#

@@ -67,6 +67,30 @@ package final class ServiceMetrics: ServerObserver, Sendable {
 
     package func recordRejected(_ reason: String) { rejected(reason).increment() }
 
+    // MARK: TLS (issue #13)
+
+    private func tlsFailures(_ reason: TLSHandshakeFailure) -> Counter {
+        registry.makeCounter(name: "spherecorr_tls_handshake_failures_total", labels: [("reason", reason.rawValue)],
+                             help: "TLS handshakes that failed, by reason: " + TLSHandshakeFailure.allCases.map(\.rawValue).joined(separator: ", ") + ".")
+    }
+
+    private func tlsReloads(_ result: String) -> Counter {
+        registry.makeCounter(name: "spherecorr_tls_certificate_reloads_total", labels: [("result", result)],
+                             help: "TLS certificate reloads (SIGHUP, /admin/reload) by result; a failure keeps the previous certificate.")
+    }
+
+    package func tlsHandshakeFailed(_ reason: TLSHandshakeFailure, peer: SocketAddress) { tlsFailures(reason).increment() }
+
+    package func recordTLSReload(success: Bool) { tlsReloads(success ? "success" : "failure").increment() }
+
+    /// Called once TLS is configured: the series exist from then on, and the certificate's expiry is exported.
+    package func setTLSCertificate(_ status: TLSStatus) {
+        for reason in TLSHandshakeFailure.allCases { _ = tlsFailures(reason) }
+        for result in ["success", "failure"] { _ = tlsReloads(result) }
+        registry.makeGauge(name: "spherecorr_tls_certificate_not_after_timestamp_seconds",
+                           help: "Unix time at which the served TLS certificate expires.").set(Double(status.notAfter))
+    }
+
     package func recordStages(_ t: StageTimes, images: Int) {
         for (s, v) in [("decode", t.decode), ("backbone", t.backbone), ("mapper", t.mapper), ("match", t.match)] where v > 0 {
             stageDuration(s).recordNanoseconds(Int64(v * 1e9))

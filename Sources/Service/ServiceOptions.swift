@@ -8,6 +8,9 @@ import Kernels
 package struct ServiceOptions: Sendable {
     package var host = "0.0.0.0"
     package var port = 8080
+    /// PEM certificate chain and private key of the main listener: both set → TLS 1.2/1.3 (issue #13); neither → plain.
+    package var tlsCert: String?
+    package var tlsKey: String?
     /// nil: the built-in demo model.
     package var backbone: String?
     package var variant: DinoConfig.Variant?

@@ -21,6 +21,8 @@ package final class SphereCorrService: Sendable {
     package let store: ModelStore
     package let pipeline: Pipeline
     private let servers = Mutex<(main: Server?, admin: Server?)>((nil, nil))
+    /// The main listener's certificate when it serves TLS (loaded by `start`).
+    private let tls = Mutex<TLSCertificates?>(nil)
     private let engineLines: [String]
     /// The live backbone's measured bf16 agreement (computed on the first /v1/info under bf16).
     private let bf16Agreements = Mutex<[ObjectIdentifier: PrecisionAgreement]>([:])
@@ -59,7 +61,17 @@ package final class SphereCorrService: Sendable {
                 response.headers.append(name: "X-Model-Version", value: store.snapshot?.version ?? "loading")
             }
         }
-        let main = Server(configuration: options.serverConfiguration, router: router(), logger: logger, observer: metrics,
+        var mainConfig = options.serverConfiguration
+        if let cert = options.tlsCert, let key = options.tlsKey {
+            // A certificate that cannot be used stops the start, naming the file (the message reaches the exit).
+            let certificates = try TLSCertificates(TLSConfiguration(certificateFile: cert, keyFile: key))
+            mainConfig.tls = certificates
+            tls.withLock { $0 = certificates }
+            metrics.setTLSCertificate(certificates.status)
+            logger.info("TLS enabled", metadata: ["certificate": "\(cert)", "subject": "\(certificates.status.subject)",
+                                                  "not_after": "\(Date(timeIntervalSince1970: Double(certificates.status.notAfter)))"])
+        }
+        let main = Server(configuration: mainConfig, router: router(), logger: logger, observer: metrics,
                           responseHook: hook)
         try main.start()
         var adminConfig = ServerConfiguration(host: options.adminHost, port: options.adminPort)
@@ -70,7 +82,7 @@ package final class SphereCorrService: Sendable {
             throw error
         }
         servers.withLock { $0 = (main, admin) }
-        logger.info("listening", metadata: ["address": "\(main.localAddress.map { "\($0)" } ?? "?")",
+        logger.info("listening", metadata: ["address": "\(main.localAddress.map { "\($0)" } ?? "?")", "tls": "\(mainConfig.tls != nil)",
                                             "admin": "\(admin.localAddress.map { "\($0)" } ?? "?")"])
         if options.adminToken == nil {
             logger.notice("admin token generated for this run (set SPHERECORR_ADMIN_TOKEN to choose one)", metadata: ["token": "\(adminToken)"])
@@ -136,6 +148,24 @@ package final class SphereCorrService: Sendable {
 
     package func waitUntilStopped() { stopped.wait() }
 
+    /// SIGHUP and /admin/reload: reads the certificate and key again (nil without TLS). New connections get the new
+    /// certificate, open ones keep theirs; a failure keeps the old certificate and shows in /v1/info.
+    package func reloadTLS() -> Result<TLSStatus, TLSLoadError>? {
+        guard let certificates = tls.withLock({ $0 }) else { return nil }
+        let result = certificates.reload()
+        switch result {
+        case .success(let status):
+            metrics.recordTLSReload(success: true)
+            metrics.setTLSCertificate(status)
+            logger.info("TLS certificate reloaded", metadata: ["subject": "\(status.subject)",
+                                                               "not_after": "\(Date(timeIntervalSince1970: Double(status.notAfter)))"])
+        case .failure(let error):
+            metrics.recordTLSReload(success: false)
+            logger.error("TLS certificate reload failed; the previous certificate keeps serving", metadata: ["error": "\(error)"])
+        }
+        return result
+    }
+
     // MARK: Routes
 
     private func router() -> Router {
@@ -176,7 +206,9 @@ package final class SphereCorrService: Sendable {
             head.headers["Authorization"] == "Bearer \(token)" ? nil
                 : HTTPError(status: HTTPStatus(code: 401), code: "unauthorized", detail: "POST /admin/reload needs 'Authorization: Bearer <admin token>'",
                             headers: ["WWW-Authenticate": "Bearer"])
-        }) { [store] _ in
+        }) { [self, store] _ in
+            // The certificate first: it does not depend on the model, and its failure is reported after the bundles'.
+            let tlsResult = reloadTLS()
             guard store.snapshot != nil else {
                 throw HTTPError.serviceUnavailable(code: "model_not_ready", detail: "the first model is still loading; reload after /readyz is 200")
             }
@@ -187,8 +219,14 @@ package final class SphereCorrService: Sendable {
                                 detail: "\(e.file ?? "bundles directory"): \(e.error ?? "invalid"); the previous bundle keeps serving",
                                 extensions: ["file": .string(e.file ?? ""), "model_version": .string(store.snapshot?.version ?? "")])
             }
-            let body: [String: Any] = ["result": e.result.rawValue, "file": e.file ?? NSNull(), "error": e.error ?? NSNull(),
+            if case .failure(let error)? = tlsResult {
+                throw HTTPError(status: .unprocessableContent, code: "tls_reload_failed", title: "Certificate rejected",
+                                detail: "\(error.file): \(error.reason); the previous certificate keeps serving",
+                                extensions: ["file": .string(error.file)])
+            }
+            var body: [String: Any] = ["result": e.result.rawValue, "file": e.file ?? NSNull(), "error": e.error ?? NSNull(),
                                        "model_version": store.snapshot?.version ?? NSNull()]
+            if case .success(let status)? = tlsResult { body["tls"] = Self.describe(status) }
             return .json([UInt8]((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()))
         }
         return r
@@ -238,8 +276,20 @@ package final class SphereCorrService: Sendable {
                              "metadata": s.bundle.metadata, "categories": s.bundle.categories,
                              "loaded_at": ISO8601DateFormatter().string(from: s.loadedAt)]
         }
+        out["tls"] = tls.withLock { $0?.status }.map { Self.describe($0) as Any } ?? ["enabled": false]
+        out["compression"] = ["codings": [ContentCoding.gzip.rawValue], "min_bytes": CompressionPolicy().minimumBytes,
+                              "media_types": ["text/*", "application/json", "application/*+json", "application/yaml"]]
         out["feature_cache"] = { let c = pipeline.cache.stats; return ["hits": c.hits, "misses": c.misses, "bytes": c.bytes, "entries": c.entries] }()
         return out
+    }
+
+    /// The certificate in use, for /v1/info and /admin/reload.
+    static func describe(_ s: TLSStatus) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        return ["enabled": true, "certificate_file": s.configuration.certificateFile, "key_file": s.configuration.keyFile,
+                "subject": s.subject, "not_after": iso.string(from: Date(timeIntervalSince1970: Double(s.notAfter))),
+                "loaded_at": iso.string(from: s.loadedAt), "last_reload_error": s.lastReloadError ?? NSNull(),
+                "protocols": ["TLSv1.2", "TLSv1.3"], "alpn": ["http/1.1"]]
     }
 
     /// A tiny ViT for `make serve` without weights: deterministic, quick on two cores.

@@ -148,6 +148,7 @@ package let webScript = ##"""
     } catch (_) { /* keep the status line */ }
     if (r.status === 503) {
       const after = r.headers.get("Retry-After");
+      text = text.replace(/\.?\s*$/, ".");
       text += after ? ` The server is busy or not ready: try again in ${after} s.` : " The server is busy or not ready: try again shortly.";
     }
     throw new ServerError(text);
@@ -175,6 +176,12 @@ package let webScript = ##"""
       info = await (await call("v1/info", { headers: { Accept: "application/json" } })).json();
     } catch (e) {
       showError(e);
+      return;
+    }
+    if (info.ready === "failed") {
+      $("model").textContent = "Model: failed to load.";
+      showError(new ServerError("The server's model failed to load, so every match will be refused (503). " +
+        "Its log and /readyz say why."));
       return;
     }
     if (info.demo === undefined) { // the model is still loading: ask again
@@ -329,6 +336,7 @@ package let webScript = ##"""
       hideDense();
       state.denseUrl = URL.createObjectURL(blob);
       $("dense-img").src = state.denseUrl;
+      await $("dense-img").decode().catch(() => {}); // its size is known before it is scrolled to
       $("dense-alpha").textContent = String(state.alpha);
       $("dense").hidden = false;
       clearError();
@@ -573,7 +581,7 @@ figcaption { margin-bottom: 0.3rem; color: var(--muted); }
 .matches { border-collapse: collapse; margin: 1rem 0; font-variant-numeric: tabular-nums; }
 .matches caption { text-align: left; color: var(--muted); padding-bottom: 0.3rem; }
 .matches th, .matches td { border: 1px solid #b5b5b5; padding: 0.2rem 0.6rem; text-align: right; }
-.dense img { display: block; max-width: 100%; border: 1px solid var(--line); }
+.dense img { display: block; width: min(100%, 1000px); height: auto; border: 1px solid var(--line); }
 .model { color: var(--muted); font-size: 0.9rem; }
 footer { margin-top: 1.5rem; border-top: 1px solid #d0d0d0; }
 a { color: #0b4fb3; }

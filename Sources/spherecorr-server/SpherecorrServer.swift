@@ -33,6 +33,10 @@ struct SpherecorrServer: ParsableCommand {
     var host: String?
     @Option(help: "Listen port. Default \(Self.defaults.port).")
     var port: Int?
+    @Option(help: "PEM certificate chain: TLS 1.2/1.3 on the main listener (with --tls-key); reloaded on SIGHUP and /admin/reload. Default: plain HTTP.")
+    var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
     @Option(help: "Default letterbox resolution (multiple of 14). Default \(Self.defaults.resolution).")
     var resolution: Int?
     @Option(help: "Largest ?resolution a request may ask for. Default \(Self.defaults.maxResolution).")
@@ -93,6 +97,11 @@ struct SpherecorrServer: ParsableCommand {
         o.variant = try env.choice("VARIANT", backbone.variant) ?? o.variant
         o.host = env.string("HOST", host) ?? o.host
         o.port = try env.int("PORT", port, range: 0...65535) ?? o.port
+        o.tlsCert = env.string("TLS_CERT", tlsCert)
+        o.tlsKey = env.string("TLS_KEY", tlsKey)
+        guard (o.tlsCert == nil) == (o.tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together (or SPHERECORR_TLS_CERT and SPHERECORR_TLS_KEY); got only \(o.tlsCert == nil ? "the key" : "the certificate")")
+        }
         o.resolution = try env.int("RESOLUTION", resolution, range: 14...4998) ?? o.resolution
         o.maxResolution = try env.int("MAX_RESOLUTION", maxResolution, range: 14...4998) ?? o.maxResolution
         guard PatchGrid(resolution: o.resolution) != nil, PatchGrid(resolution: o.maxResolution) != nil, o.resolution <= o.maxResolution else {
@@ -144,13 +153,17 @@ struct SpherecorrServer: ParsableCommand {
         do { try service.start() } catch {
             throw ValidationError("cannot start: \(error)")
         }
-        // SIGTERM/SIGINT: drain and exit 0; a second one exits at once (128 + signal). SIGHUP: reload bundles.
+        // SIGTERM/SIGINT: drain and exit 0; a second one exits at once (128 + signal). SIGHUP: reload the TLS
+        // certificate (when serving TLS) and the bundles.
         // One trap (a self-pipe, reliable also as PID 1) for all three; it calls onSignal for the first signal
         // and onRepeat for every later one, so the kind is told apart here.
         let stopping = StopFlag()
         let onAny: @Sendable (Int32) -> Void = { sig in
             if sig == SIGHUP {
-                DispatchQueue.global().async { _ = service.store.reload() }
+                DispatchQueue.global().async {
+                    _ = service.reloadTLS()
+                    _ = service.store.reload()
+                }
             } else if stopping.value.exchange(true, ordering: .acquiringAndReleasing) {
                 _exit(128 + sig)
             } else {

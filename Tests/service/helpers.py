@@ -10,6 +10,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -51,24 +52,71 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# ---------------------------------------------------------------- TLS: a throwaway CA (openssl CLI)
+
+class PKI:
+    """A CA and leaf certificates for 127.0.0.1/localhost in `directory`, made with the openssl CLI (EC P-256)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.ca = self.directory / "ca.pem"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                      "-subj", "/CN=SphereCorr test CA", "-keyout", str(self.directory / "ca.key"), "-out", str(self.ca))
+        self.cert, self.key = self.leaf("leaf", "first")
+
+    def leaf(self, name: str, common_name: str) -> tuple[Path, Path]:
+        """(certificate, key) of a new leaf signed by the CA, written as <name>.pem / <name>.key (replacing them)."""
+        d = self.directory
+        (d / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={common_name}",
+                      "-keyout", str(d / f"{name}.key.new"), "-out", str(d / f"{name}.csr"))
+        self._openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(self.ca), "-CAkey", str(d / "ca.key"),
+                      "-CAcreateserial", "-days", "2", "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.pem.new"))
+        # Each file replaced atomically, the key first: a reload never reads half a file.
+        os.replace(d / f"{name}.key.new", d / f"{name}.key")
+        os.replace(d / f"{name}.pem.new", d / f"{name}.pem")
+        return d / f"{name}.pem", d / f"{name}.key"
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    @staticmethod
+    def _openssl(*args: str) -> None:
+        tool = shutil.which("openssl")
+        if tool is None:
+            raise RuntimeError("the TLS tests need the openssl CLI (scripts/install-deps installs it)")
+        r = subprocess.run([tool, *args], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(args)}: {r.stderr.decode(errors='replace')}")
+
+
 # ---------------------------------------------------------------- the server process
 
 class ServerProcess:
     """spherecorr-server on 127.0.0.1 with ports chosen by the kernel (--port 0), read back from its log."""
 
     def __init__(self, *args: str, bundles: Path | None = None, env: dict | None = None, resolution: int = 56,
-                 token: str = "test-token", name: str = "server"):
+                 token: str = "test-token", name: str = "server", tls: PKI | None = None, tls_via_env: bool = False):
         self.token = token
         self.bundles = bundles
+        # With a PKI the main listener serves TLS with its leaf; requests verify it against the test CA.
+        self.ssl_context = tls.client_context() if tls is not None else None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"spherecorr-{name}-"))
         self.log_path = self.workdir / "server.log"
         cmd = [str(server_binary()), "--host", "127.0.0.1", "--port", "0", "--admin-port", "0",
                "--admin-token", token, "--resolution", str(resolution), "--log-format", "json"]
         if bundles is not None:
             cmd += ["--bundles", str(bundles)]
+        if tls is not None and not tls_via_env:
+            cmd += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
         cmd += list(args)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPHERECORR_")}
         full_env.update(env or {})
+        if tls is not None and tls_via_env:
+            full_env.update({"SPHERECORR_TLS_CERT": str(tls.cert), "SPHERECORR_TLS_KEY": str(tls.key)})
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
                                      stdin=subprocess.DEVNULL)
@@ -104,12 +152,31 @@ class ServerProcess:
         raise RuntimeError(f"server not ready within {timeout} s:\n{self.log_text()[-4000:]}")
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 120, admin: bool = False) -> "Reply":
-        return request("127.0.0.1", self.admin_port if admin else self.port, method, path, body, headers, timeout)
+        # The admin listener is always plain HTTP (loopback only).
+        return request("127.0.0.1", self.admin_port if admin else self.port, method, path, body, headers, timeout,
+                       ssl_context=None if admin else self.ssl_context)
+
+    def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
+        """A keep-alive connection to the main listener (HTTPS when the server serves TLS)."""
+        if self.ssl_context is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ssl_context)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def raw_socket(self, timeout: float = 10) -> socket.socket:
+        """A connected socket to the main listener, TLS-wrapped when the server serves TLS."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.ssl_context is not None:
+            s = self.ssl_context.wrap_socket(s, server_hostname="127.0.0.1")
+        return s
 
     def metric(self, name: str, labels: dict | None = None) -> float:
         return metric_value(self.request("GET", "/metrics").text, name, labels)
@@ -244,8 +311,9 @@ class Reply:
 
 
 def request(host: str, port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-            timeout: float = 120) -> Reply:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            timeout: float = 120, ssl_context: ssl.SSLContext | None = None) -> Reply:
+    conn = (http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context) if ssl_context is not None
+            else http.client.HTTPConnection(host, port, timeout=timeout))
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -501,3 +569,12 @@ def assert_problem(reply: Reply, status: int, code: str | None = None) -> dict:
     if status == 503:
         assert reply.header("Retry-After") and int(reply.header("Retry-After")) >= 1, reply
     return body
+
+
+def _over_tls():
+    import pytest  # only the suite needs it; the helpers also serve stand-alone scripts
+    return pytest.mark.parametrize("server", ["http", "https"], indirect=True)
+
+
+# A test marked with this runs twice: over plain HTTP and over TLS (the `server` fixture in conftest.py).
+over_tls = _over_tls()

@@ -11,9 +11,11 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -36,9 +38,11 @@ def spair_archive() -> bytes:
 
 class StandIn(http.server.BaseHTTPRequestHandler):
     """GET and HEAD of fixed bytes by path (query ignored), `Range: bytes=N-` answered 206. `cut` > 0: that many next
-    GETs send the full Content-Length but only half of what they owe, then close (a dropped connection)."""
+    GETs send the full Content-Length but only half of what they owe, then close (a dropped connection). `announce`:
+    the Content-Length a HEAD reports instead of the real one."""
     files: dict[str, bytes] = {}
     cut = 0
+    announce: int | None = None
     ranges: list[str | None] = []
 
     def log_message(self, *args):  # quiet
@@ -63,7 +67,8 @@ class StandIn(http.server.BaseHTTPRequestHandler):
                 self.end_headers()
                 return
         self.send_response(status)
-        self.send_header("Content-Length", str(len(data) - start))
+        announced = StandIn.announce if StandIn.announce is not None and not body_wanted else len(data) - start
+        self.send_header("Content-Length", str(announced))
         self.send_header("Accept-Ranges", "bytes")
         if status == 206:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -96,7 +101,7 @@ def stand_in(archive):
         "/facebook/dinov2-base/resolve/main/config.json": (TINY_BACKBONE / "config.json").read_bytes(),
         "/facebook/dinov2-base/resolve/main/model.safetensors": (TINY_BACKBONE / "model.safetensors").read_bytes(),
     }
-    StandIn.cut, StandIn.ranges = 0, []
+    StandIn.cut, StandIn.ranges, StandIn.announce = 0, [], None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
     t = threading.Thread(target=httpd.serve_forever, daemon=True)
     t.start()
@@ -170,6 +175,38 @@ def test_pipeline_end_to_end_then_everything_reused(stand_in, tmp_path):
     assert (work / "reproduction.md").read_text() == md
 
 
+def test_stopped_training_resumes(tmp_path):
+    """SIGTERM to the script while fit trains: passed on, fit saves its state, the script exits 143 saying to run
+    again; the same command then continues the run with fit --resume to the last epoch."""
+    work = tmp_path / "w"
+    cmd = ["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--data", str(SYNTH),
+           "--backbone", str(TINY_BACKBONE), "--skip", "evaluate,report", "--epochs", "6"] + TINY[2:]
+    journal = work / "runs/ours/train.jsonl"
+    with open(tmp_path / "log1", "w+") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env_with({}))
+        try:
+            deadline = time.monotonic() + 300
+            while not (journal.exists() and journal.read_text().strip()) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        log.seek(0)
+        text = log.read()
+    assert code == 143, text
+    assert "train ours stopped by SIGTERM; run the same command again to resume" in text, text
+    done = len(journal.read_text().splitlines())
+    assert 1 <= done < 6 and (work / "runs/ours/resume.state").is_file(), text
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env_with({}))
+    assert again.returncode == 0, again.stderr
+    assert "cache: skipped" in again.stderr and "--resume" in again.stderr, again.stderr
+    assert f"resuming at epoch {done + 1}" in again.stdout, again.stdout
+    assert [json.loads(x)["epoch"] for x in journal.read_text().splitlines()] == [1, 2, 3, 4, 5, 6]
+    assert (work / "runs/ours/sphere-e000006.safetensors").is_file()
+
+
 # ---------------------------------------------------------------- fetch-spair
 
 def test_interrupted_download_resumes(stand_in, tmp_path):
@@ -238,7 +275,21 @@ def test_truncated_or_foreign_archive_is_named(stand_in, tmp_path):
     assert not [x for x in (tmp_path / "b").iterdir() if x.name.startswith(".extract")]
 
 
+def test_no_space_left_is_said_before_downloading(stand_in, tmp_path):
+    StandIn.announce = 1 << 50  # a 1 PiB archive: larger than any disk here
+    p = fetch_spair(tmp_path / "s", stand_in)
+    assert p.returncode == 1 and "no space left on the device of" in p.stderr and "free some space" in p.stderr, p.stderr
+    assert StandIn.ranges == [] and not (tmp_path / "s/SPair-71k.tar.gz.part").exists()  # nothing was downloaded
+
+
 # ---------------------------------------------------------------- the comparison table
+
+def report_only(work: Path, *extra: str) -> subprocess.CompletedProcess:
+    """scripts/reproduce-paper --only report on the synthetic set (nothing is trained or evaluated)."""
+    return subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--only", "report",
+                           "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), *extra],
+                          capture_output=True, text=True, timeout=60, env=env_with({}))
+
 
 HAND_PAPER = {
     "paper": "Hand-made paper numbers",
@@ -276,9 +327,7 @@ def test_comparison_table_against_a_hand_made_report(tmp_path):
     paper = tmp_path / "paper.json"
     paper.write_text(json.dumps(HAND_PAPER))
     out = tmp_path / "reproduction.md"
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--only", "report",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper), "--out", str(out)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(work, "--paper-numbers", str(paper), "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert re.findall(r"reproduce-paper: (\w+): skipped \(not asked for\)", p.stderr) == ["fetch", "cache", "train", "evaluate"]
     tables = [ln for ln in out.read_text().splitlines() if ln.startswith("|") or ln.startswith("###")]
@@ -299,11 +348,20 @@ def test_comparison_table_against_a_hand_made_report(tmp_path):
     ]
     assert "Paper numbers missing for \"Ours (sphere only)\": not in this test" in out.read_text()
     # With --ablations, a run that is not there is "not run".
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(work), "--only", "report", "--ablations",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper), "--out", str(out)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(work, "--ablations", "--paper-numbers", str(paper), "--out", str(out))
     assert p.returncode == 0, p.stderr
     assert "| | difference | — | — | not run |" in out.read_text()
+
+
+def test_night_budget_fits_the_hours_at_the_measured_costs(tmp_path):
+    """--budget night: --views 4 --replications 10 and the epochs that fit 10 h with the view cache built first; the
+    synthetic set has 58 training images: ⌊(36000 − 4·58·1.54) / (10·58·0.31)⌋ = 198."""
+    p = report_only(tmp_path / "w", "--budget", "night")
+    assert p.returncode == 0, p.stderr
+    assert "budget night: 58 training images" in p.stderr and "198 epochs × 10 × 58 × 0.31 s" in p.stderr, p.stderr
+    assert "198 epochs, --views 4, --replications 10" in (tmp_path / "w/reproduction.md").read_text()
+    p = report_only(tmp_path / "w", "--budget", "night", "--step-seconds", "0.62")
+    assert "99 epochs" in p.stderr and "costs given on the command line" in p.stderr, p.stderr
 
 
 def test_bad_paper_numbers_are_named(tmp_path):
@@ -311,13 +369,9 @@ def test_bad_paper_numbers_are_named(tmp_path):
     broken["tables"][0]["rows"][1]["values"]["car"] = "61"
     paper = tmp_path / "paper.json"
     paper.write_text(json.dumps(broken))
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(tmp_path / "w", "--paper-numbers", str(paper))
     assert p.returncode == 1
     assert f"{paper}: field 'tables[0].rows[1].values' must be null or an object of numbers" in p.stderr, p.stderr
     paper.write_text("{")
-    p = subprocess.run(["python3", str(REPO / "scripts/reproduce-paper"), "--work", str(tmp_path / "w"), "--only", "report",
-                        "--data", str(SYNTH), "--backbone", str(TINY_BACKBONE), "--paper-numbers", str(paper)],
-                       capture_output=True, text=True, timeout=60, env=env_with({}))
+    p = report_only(tmp_path / "w", "--paper-numbers", str(paper))
     assert p.returncode == 1 and f"{paper}: not valid JSON" in p.stderr, p.stderr

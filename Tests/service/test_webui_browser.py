@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, NginxFront, ServerProcess, fixture_image, image_part, json_part, post_multipart
+from helpers import REPO, NginxFront, ServerProcess, fixture_image, image_part, json_part, png, post_multipart, request
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="pip selenium (Tests/service/requirements.txt)")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -107,8 +107,10 @@ class Browser:
         return base64.b64decode(b["body"]) if b.get("base64Encoded") else b["body"].encode()
 
     def sent_fields(self, rid: str) -> dict[str, str]:
-        """The multipart fields of a request as the browser sent them, files left out (CDP gives their bytes empty)."""
-        data = self.driver.execute_cdp_cmd("Network.getRequestPostData", {"requestId": rid})["postData"]
+        """The multipart fields of a request as the browser sent them (file parts, which carry a filename, left out)."""
+        r = self.driver.execute_cdp_cmd("Network.getRequestPostData", {"requestId": rid})
+        # Base64 when the body holds binary (files read from memory); text otherwise.
+        data = base64.b64decode(r["postData"]).decode("latin-1") if r.get("base64Encoded") else r["postData"]
         return {m.group(1): m.group(2) for m in re.finditer(r'Content-Disposition: form-data; name="([^"]+)"\r\n\r\n(.*?)\r\n--', data, re.S)}
 
     def testid(self, name: str):
@@ -187,6 +189,38 @@ def check_page_answers_like_the_api(b: Browser, server: ServerProcess, alpha: fl
     return req
 
 
+def assert_only_console_errors(b: Browser, expected: list[tuple[str, int]]) -> None:
+    """Every console error is one of the failed responses the test provoked (chromium logs each as an error)."""
+    b.poll_logs()
+    for e in (e for e in b.console if e["level"] == "SEVERE"):
+        assert any(url in e["message"] and f"status of {status}" in e["message"] for url, status in expected), e
+
+
+# WCAG 2.x relative luminance and contrast ratio, computed in the page from the rendered colours.
+CONTRAST_JS = """
+const lum = (c) => { const [r, g, b] = c.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => v / 255)
+    .map(v => v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4)); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+const background = (el) => { for (let e = el; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+    if (!/rgba\\(.*, 0\\)$/.test(c) && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+return [...document.querySelectorAll(arguments[0])].filter(e => e.offsetParent !== null && e.textContent.trim()).map(e => {
+    const a = lum(getComputedStyle(e).color), b = lum(background(e));
+    return [e.tagName + (e.id ? '#' + e.id : ''), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)]; });
+"""
+
+
+def check_accessibility(b: Browser) -> None:
+    """Every control has a label (or its own text), the source view is reachable with Tab, and all visible text has
+    a contrast of at least 4.5:1 against its background (WCAG AA)."""
+    unlabelled = b.js("return [...document.querySelectorAll('input, select, button')].filter(e => "
+                      "!(e.labels && e.labels.length) && !e.textContent.trim() && !e.getAttribute('aria-label')).map(e => e.id)")
+    assert unlabelled == [], unlabelled
+    assert b.testid("source-view").get_attribute("tabindex") == "0"
+    ratios = b.js(CONTRAST_JS, "h1, p, label, small, figcaption, button, option, .placeholder, a, caption, th, td")
+    assert len(ratios) >= 10, ratios
+    low = [(el, round(r, 2)) for el, r in ratios if r < 4.5]
+    assert not low, f"text below 4.5:1 contrast: {low}"
+
+
 def test_demo_page_in_chromium(front, browser, ui_server, tmp_path):
     name, base = front
     b, d = browser, browser.driver
@@ -195,11 +229,14 @@ def test_demo_page_in_chromium(front, browser, ui_server, tmp_path):
     trg.write_bytes(fixture_image(TARGET_JPEG))
     # A real JPEG padded after its end-of-image marker: the browser shows it, the request is over the server's limit.
     big.write_bytes(fixture_image(TARGET_JPEG) + b"\0" * (LIMIT + 4096))
+    small = tmp_path / "too-small.png"
+    small.write_bytes(png(30, 10, seed=4))
 
     d.get(base)
     assert d.current_url == base
     banner = wait("the demo banner", lambda: b.testid("demo-banner").is_displayed() and b.testid("demo-banner"))
     assert "random" in banner.text and "meaningless" in banner.text, banner.text
+    check_accessibility(b)
 
     # Two real JPEGs, shown both.
     b.testid("source-input").send_keys(str(src))
@@ -280,12 +317,75 @@ def test_demo_page_in_chromium(front, browser, ui_server, tmp_path):
     idle(b, 0)
     b.screenshot(f"{name}-5-error-413")
 
-    # Nothing failed but the 413 we asked for: no console error, no failed or refused request, all relative.
+    # An image the browser shows but the server refuses (10 pixels high, under the 14-pixel minimum): 422, in words.
+    b.testid("target-input").send_keys(str(small))
+    wait("the 422 message", lambda: "422" in b.testid("error").text)
+    rid, req = b.calls("v1/match")[-1]
+    assert req["status"] == 422, req
+    problem = json.loads(b.body(rid))
+    assert problem["code"] == "image_too_small" and problem["detail"] in b.testid("error").text, b.testid("error").text
+    idle(b, 0)
+
+    # Nothing failed but the 413 and 422 we asked for: no console error, no failed or refused request, all relative.
     b.poll_logs()
     problems = [r for r in b.requests.values() if r["failed"] or (r["status"] or 0) >= 400]
-    assert [(r["url"], r["status"]) for r in problems] == [(base + "v1/match", 413)], problems
-    errors = [e for e in b.console if e["level"] == "SEVERE"]
-    unexpected = [e for e in errors if not (f"{base}v1/match" in e["message"] and "413" in e["message"])]
-    assert not unexpected, unexpected
+    assert [(r["url"], r["status"]) for r in problems] == [(base + "v1/match", 413), (base + "v1/match", 422)], problems
+    assert_only_console_errors(b, [(f"{base}v1/match", 413), (f"{base}v1/match", 422)])
     assert all(r["url"].startswith(base) or r["url"].startswith(("blob:", "data:")) for r in b.requests.values()), \
         sorted({r["url"] for r in b.requests.values()})
+
+
+def test_failed_model_answers_503_in_the_page(browser, tmp_path):
+    """A server whose backbone cannot be loaded: the page says so at once, and a match attempt shows the 503 with
+    its Retry-After."""
+    bogus = tmp_path / "not-a-backbone.safetensors"
+    bogus.write_bytes(b"this is not a safetensors file")
+    s = ServerProcess("--backbone", str(bogus), "--reload-interval", "0", name="ui-failed")
+    try:
+        wait("the model load to fail", lambda: "model_load_failed" in request("127.0.0.1", s.port, "GET", "/readyz").text)
+        b, d = browser, browser.driver
+        d.get(s.base + "/")
+        error = wait("the load failure in the page", lambda: b.testid("error").is_displayed() and b.testid("error"))
+        assert "failed to load" in error.text, error.text
+        assert not b.testid("demo-banner").is_displayed()
+        src, trg = tmp_path / "source.jpg", tmp_path / "target.jpg"
+        src.write_bytes(fixture_image(SOURCE_JPEG))
+        trg.write_bytes(fixture_image(TARGET_JPEG))
+        b.testid("source-input").send_keys(str(src))
+        b.testid("target-input").send_keys(str(trg))
+        wait("both images", lambda: b.js("return ['source-img', 'target-img'].every(id => "
+                                         "document.getElementById(id).naturalWidth > 0)"))
+        ActionChains(d).move_to_element(d.find_element(By.ID, "source-img")).click().perform()
+        wait("the 503 message", lambda: "503" in b.testid("error").text)
+        rid, req = b.calls("v1/match")[-1]
+        assert req["status"] == 503
+        problem = json.loads(b.body(rid))
+        text = b.testid("error").text
+        assert problem["code"] == "model_not_ready" and problem["detail"] in text and "try again in 1 s" in text, text
+        b.screenshot("failed-model-503")
+        assert_only_console_errors(b, [(f"{s.base}/v1/match", 503)])
+        assert [r["status"] for r in b.requests.values() if (r["status"] or 0) >= 400 or r["failed"]] == [503]
+    finally:
+        s.stop()
+
+
+def test_dropped_images_are_matched(ui_server, browser):
+    """Images dropped on the two views (a drop event carrying files, as a file manager sends it) work like picked ones."""
+    b, d = browser, browser.driver
+    d.get(ui_server.base + "/")
+    wait("the demo banner", lambda: b.testid("demo-banner").is_displayed())
+    for role, name in (("source", SOURCE_JPEG), ("target", TARGET_JPEG)):
+        b.js("""const [role, b64, name] = arguments;
+                const dt = new DataTransfer();
+                dt.items.add(new File([Uint8Array.from(atob(b64), c => c.charCodeAt(0))], name, { type: 'image/jpeg' }));
+                const view = document.querySelector(`[data-testid="${role}-view"]`);
+                for (const type of ['dragover', 'drop'])
+                  view.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));""",
+             role, base64.b64encode(fixture_image(name)).decode(), name)
+    wait("both dropped images", lambda: b.js("return ['source-img', 'target-img'].every(id => "
+                                             "document.getElementById(id).naturalWidth > 0)"))
+    ActionChains(d).move_to_element(d.find_element(By.ID, "source-img")).click().perform()
+    idle(b, 1)
+    check_page_answers_like_the_api(b, ui_server, 0.2)
+    b.screenshot("direct-dropped")
+    assert_only_console_errors(b, [])
