@@ -98,7 +98,7 @@ package enum EngineReport {
         switch family {
         case .auto:
             let impl = Matmul.implementation(inFeatures: width, outFeatures: 4 * width, precision: precision)
-            return ["linear": "oneDNN matmul \(impl) (\(precision.rawValue), bias/GELU/LayerScale/residual as post-ops)",
+            return ["linear": "oneDNN matmul \(impl) on \(OneDNN.effectiveISA) (\(precision.rawValue), bias/GELU/LayerScale/residual as post-ops)",
                     "attention": "\(hand) fused online-softmax (fp32)", "layer_norm": "portable Swift SIMD",
                     "gelu": "oneDNN eltwise gelu_erf post-op in the matmul", "similarity": "oneDNN matmul \(Matmul.implementation(inFeatures: width, outFeatures: 4 * width, packed: false)) (fp32)"]
         case .avx2, .portable:

@@ -126,6 +126,39 @@ func tempDir() throws -> URL {
         let r = try run("spherecorr-train", ["bench", "--variant", "huge", "--resolution", "28", "--batch", "1", "--repeat", "1"])
         #expect(r.status != 0 && r.stderr.contains("huge"))
     }
+
+    /// --precision: bf16 runs where the CPU has the unit (and says so), is refused naming the missing ISA elsewhere,
+    /// and never with the hand-written fp32 kernels.
+    @Test func precisionIsCheckedAndReported() throws {
+        let base = ["bench", "--variant", "small", "--resolution", "28", "--batch", "1", "--repeat", "1", "--json"]
+        let bad = try run("spherecorr-train", base + ["--precision", "fp16"])
+        #expect(bad.status != 0 && bad.stderr.contains("fp16"), "\(bad.stderr)")
+        let mixed = try run("spherecorr-train", base + ["--precision", "bf16", "--kernels", "avx2"])
+        #expect(mixed.status != 0 && mixed.stderr.contains("auto") && mixed.stderr.contains("avx2"), "\(mixed.stderr)")
+        let r = try run("spherecorr-train", base + ["--precision", "bf16"])
+        if r.status == 0 {
+            let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+            #expect(obj["precision"] as? String == "bf16")
+            let paths = try #require(obj["kernel_paths"] as? [String: String])
+            #expect(paths["linear"]?.contains("bf16") == true || paths["linear"]?.contains("amx") == true, "\(paths)")
+        } else {
+            #expect(r.stderr.contains("AVX512_BF16"), "\(r.stderr)")
+        }
+    }
+
+    /// ONEDNN_MAX_CPU_ISA (read once per process, hence a process of its own) caps oneDNN's kernels: the report says
+    /// so, and bf16 is then refused naming the cap.
+    @Test func oneDNNISACapIsHonouredAndReported() throws {
+        let base = ["bench", "--variant", "small", "--resolution", "28", "--batch", "1", "--repeat", "1", "--json"]
+        let r = try run("spherecorr-train", base, extraEnvironment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(obj["onednn_isa"] as? String == "avx2", "\(obj["onednn_isa"] ?? "-")")
+        let paths = try #require(obj["kernel_paths"] as? [String: String])
+        #expect(paths["linear"]?.contains("avx2") == true, "\(paths)")
+        let bf16 = try run("spherecorr-train", base + ["--precision", "bf16"], extraEnvironment: ["ONEDNN_MAX_CPU_ISA": "AVX2"])
+        #expect(bf16.status != 0 && (bf16.stderr.contains("ONEDNN_MAX_CPU_ISA") || bf16.stderr.contains("AVX512_BF16")), "\(bf16.stderr)")
+    }
 }
 
 @Suite struct SphereCommandTests {

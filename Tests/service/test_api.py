@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (REPO, image_part, json_part, np, over_tls, parse_npy, parse_safetensors, png, post_multipart,
-                     assert_problem)
+                     assert_problem, server_binary)
 
 
 @over_tls
@@ -267,3 +267,30 @@ def test_match_elongated_images(server, size):
         for m in r.json()["matches"]:
             assert 0 <= m["target"][0] < tw and 0 <= m["target"][1] < th, m
     assert server.request("GET", "/livez").status == 200
+
+
+def test_info_engine_names_cpu_kernels_and_precision(server):
+    engine = server.request("GET", "/v1/info").json()["engine"]
+    assert engine["kernels"] == "auto" and engine["precision"] == "fp32"
+    assert engine["cpu"] and set(engine["cpu_tiers"]) <= {"avx2", "avx512", "avx512_bf16", "amx"}
+    paths = engine["kernel_paths"]
+    assert set(paths) == {"linear", "attention", "layer_norm", "gelu", "similarity"}
+    assert paths["linear"].startswith("oneDNN matmul ") and engine["onednn_isa"]
+    assert "bf16_vs_fp32" not in engine
+
+
+def test_bf16_server_reports_its_measured_agreement_or_refuses(make_server):
+    """SPHERECORR_PRECISION=bf16: /v1/info carries the live backbone's bf16-vs-fp32 cosine where the CPU has the unit;
+    elsewhere the server refuses to start, naming the missing ISA."""
+    flags = Path("/proc/cpuinfo").read_text()
+    if "avx512_bf16" not in flags and "amx_bf16" not in flags:
+        proc = subprocess.run([str(server_binary()), "--port", "0", "--precision", "bf16"], capture_output=True, text=True, timeout=60)
+        assert proc.returncode != 0 and "AVX512_BF16" in proc.stderr
+        return
+    s = make_server(env={"SPHERECORR_PRECISION": "bf16"})
+    engine = s.request("GET", "/v1/info").json()["engine"]
+    assert engine["precision"] == "bf16" and "bf16" in engine["kernel_paths"]["linear"]
+    a = engine["bf16_vs_fp32"]
+    assert 0.99 <= a["min_token_cosine"] <= a["mean_token_cosine"] <= 1.0 + 1e-9 and a["tokens"] == 256
+    r = features(s, png(40, 30))
+    assert r.status == 200, r.body[:300]
