@@ -84,14 +84,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings),
 
+        // The flags both executables share (backbone, engine) as one OptionGroup each, choices as enums.
+        .target(name: "CommandLineOptions", dependencies: ["DINOv2", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: swiftSettings),
+
         .executableTarget(
             name: "spherecorr-server",
-            dependencies: ["Service", "Imaging", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CommandLineOptions", "Service", "HTTPServer", "Imaging", "Kernels", "Runtime",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
+                "CommandLineOptions", "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
                 "TrainingData", "TrainingRun", "Hashing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

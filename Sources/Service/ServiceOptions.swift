@@ -39,7 +39,7 @@ package struct ServiceOptions: Sendable {
     package var maxConnections = 1024
     package var logFormat: AccessLogFormat = .text
     package var threads: Int?
-    package var gemm: GEMMBackend = .onednn
+    package var gemm: GEMMBackend = .default
     /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
     package var kernels: KernelFamily? = nil
     package var demoSeed: UInt64 = 0
