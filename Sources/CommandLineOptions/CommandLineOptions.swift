@@ -10,7 +10,7 @@ extension DinoConfig.Variant: ExpressibleByArgument {}
 extension GEMMBackend: ExpressibleByArgument {}
 extension KernelFamily: ExpressibleByArgument {}
 
-/// `--backbone` and `--variant`: which DINOv2 runs.
+/// `--backbone`, `--variant` and `--patch-stride`: which backbone runs (DINOv2 or DINOv1, inferred from the files).
 package struct BackboneOptions: ParsableArguments {
     @Option(help: """
         Backbone: a Hugging Face directory (config.json + model.safetensors) or a torch-hub-named .safetensors file. \
@@ -20,6 +20,12 @@ package struct BackboneOptions: ParsableArguments {
 
     @Option(help: "Variant of a torch-hub file. Default: inferred from the weights' shapes.")
     package var variant: DinoConfig.Variant?
+
+    @Option(help: """
+        DINOv1 only: patch-embedding stride, a divisor of the patch size, for a denser grid (the reference's \
+        ViTExtractor stride, e.g. 4 for dino-vits8). Default: the patch size.
+        """)
+    package var patchStride: Int?
 
     package init() {}
 
@@ -32,7 +38,7 @@ package struct BackboneOptions: ParsableArguments {
     /// Loads the backbone; a bad file is a failure naming it.
     package func load() throws -> DinoVisionTransformer {
         let path = try requiredPath()
-        do { return try DinoVisionTransformer.load(path: path, variant: variant) } catch { throw CommandFailure("\(error)") }
+        do { return try DinoVisionTransformer.load(path: path, variant: variant, stride: patchStride) } catch { throw CommandFailure("\(error)") }
     }
 }
 

@@ -1,6 +1,6 @@
 import Foundation
 
-/// Hyper-parameters of a DINO ViT: DINOv2 (METHOD §1.1; patch 14, LayerScale) or DINOv1 (METHOD §1.6; patch 8
+/// Hyper-parameters of a DINO ViT: DINOv2 (METHOD §1.1; patch 14, LayerScale) or DINOv1 (METHOD §1.5; patch 8
 /// or 16, no LayerScale, the reference's key descriptors). Head dim 64 in every released variant.
 package struct DinoConfig: Sendable, Equatable, Codable {
     package enum FFN: String, Sendable, Codable { case mlp, swiglu }
@@ -16,12 +16,12 @@ package struct DinoConfig: Sendable, Equatable, Codable {
     package var family = Family.dinov2
     package var patchSize = 14
     /// Stride of the patch embedding: the patch size, or (DINOv1, the reference's `ViTExtractor(stride:)`) a divisor
-    /// of it for a denser grid (METHOD §1.6).
+    /// of it for a denser grid (METHOD §1.5).
     package var patchStride = 14
     /// Side of the pretraining position grid (518 / 14 = 37; DINOv1 224 / p).
     package var posGrid = 37
     package var layerNormEps: Float = 1e-6
-    /// DINOv1: the features are the keys of this block (facet 'key', METHOD §1.6); nil for DINOv2 (x_prenorm).
+    /// DINOv1: the features are the keys of this block (facet 'key', METHOD §1.5); nil for DINOv2 (x_prenorm).
     package var keyBlock: Int?
 
     /// LayerScale gammas in every block (DINOv2 only).

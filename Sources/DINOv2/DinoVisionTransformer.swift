@@ -240,7 +240,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         gamma.map { .biasScaleAddInto(gamma: $0.pointer) } ?? .biasAddInto
     }
 
-    /// The reference's DINOv1 descriptor (METHOD §1.6): facet 'key' of the patch tokens, [B, N, D] with channel
+    /// The reference's DINOv1 descriptor (METHOD §1.5): facet 'key' of the patch tokens, [B, N, D] with channel
     /// c = j·H + h for head h, head-dim index j (`keys.permute(0, 2, 3, 1).flatten(-2)` of [B, H, T, d]).
     /// qkv: [B, T, 3D], each row q | k | v, each D = H blocks of d.
     private func keyDescriptors(_ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, batch b: Int, tokens t: Int, patches n: Int) {
@@ -253,7 +253,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         }
     }
 
-    /// interpolate_pos_encoding (METHOD §1.3, §1.6): [1 + Gh·Gw, D]. The M×M grid is returned unchanged only for a
+    /// interpolate_pos_encoding (METHOD §1.3, §1.5): [1 + Gh·Gw, D]. The M×M grid is returned unchanged only for a
     /// square input of M×M patches (518×518 for DINOv2, 224×224 for DINOv1 without a stride).
     package func interpolatedPositions(gridHeight gh: Int, gridWidth gw: Int) -> FloatStorage {
         let c = config, d = c.embedDim, m = c.posGrid

@@ -4,7 +4,7 @@ import TensorFiles
 extension DinoVisionTransformer {
     /// Loads a backbone from a Hugging Face directory (`config.json` + `model.safetensors`) or a single
     /// safetensors file with torch-hub names (variant from `variant`, or inferred from shapes). The family
-    /// (DINOv2 or DINOv1) comes from the files: `model_type`, or LayerScale/mask-token tensors (METHOD §1.6).
+    /// (DINOv2 or DINOv1) comes from the files: `model_type`, or LayerScale/mask-token tensors (METHOD §1.5).
     /// `stride`: a DINOv1 patch-embedding stride below the patch size (the reference's ViTExtractor option).
     package static func load(path: String, variant: DinoConfig.Variant? = nil, stride: Int? = nil) throws -> DinoVisionTransformer {
         var isDir: ObjCBool = false
@@ -19,6 +19,18 @@ extension DinoVisionTransformer {
                                          source: path)
     }
 
+    /// The backbone's configuration without reading its weights (the HF config.json, or a hub file's header): lets
+    /// a server check its flags against the patch grid before it loads.
+    package static func peekConfig(path: String, variant: DinoConfig.Variant? = nil, stride: Int? = nil) throws -> DinoConfig {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw WeightError.config(file: path, detail: "no such file or directory")
+        }
+        if isDir.boolValue { return try huggingFaceConfig(directory: path, variant: variant, stride: stride) }
+        let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path))
+        return try withStride(try inferHubConfig(file, variant: variant), stride, file: path)
+    }
+
     static func withStride(_ c: DinoConfig, _ stride: Int?, file: String) throws -> DinoConfig {
         guard let stride else { return c }
         if let why = c.invalidStrideReason(stride) { throw WeightError.config(file: file, detail: "\(c.displayName): \(why)") }
@@ -28,8 +40,18 @@ extension DinoVisionTransformer {
     }
 
     static func loadHuggingFace(directory: String, variant: DinoConfig.Variant?, stride: Int?) throws -> DinoVisionTransformer {
-        let configPath = directory + "/config.json"
+        let config = try huggingFaceConfig(directory: directory, variant: variant, stride: stride)
         let weightsPath = directory + "/model.safetensors"
+        guard FileManager.default.fileExists(atPath: weightsPath) else {
+            throw WeightError.config(file: weightsPath, detail: "missing (only safetensors weights are read; convert pytorch_model.bin first)")
+        }
+        let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weightsPath))
+        return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: try CheckpointLayout.hfSources(file)),
+                                         source: directory)
+    }
+
+    static func huggingFaceConfig(directory: String, variant: DinoConfig.Variant?, stride: Int?) throws -> DinoConfig {
+        let configPath = directory + "/config.json"
         guard let data = FileManager.default.contents(atPath: configPath) else {
             throw WeightError.config(file: configPath, detail: "missing (a Hugging Face directory holds config.json and model.safetensors)")
         }
@@ -45,7 +67,7 @@ extension DinoVisionTransformer {
         }
         var config: DinoConfig
         if hf.modelType == "vit" {
-            // facebook/dino-vit{s,b}{8,16}: ViTModel with a GELU MLP of 4·D and q/k/v biases (METHOD §1.6).
+            // facebook/dino-vit{s,b}{8,16}: ViTModel with a GELU MLP of 4·D and q/k/v biases (METHOD §1.5).
             let p = hf.patchSize ?? 16, image = hf.imageSize ?? 224
             guard [8, 16].contains(p) else { throw WeightError.config(file: configPath, detail: "patch_size \(p) is not 8 or 16 (DINOv1)") }
             guard image % p == 0 else { throw WeightError.config(file: configPath, detail: "image_size \(image) is not a multiple of patch_size \(p)") }
@@ -68,12 +90,7 @@ extension DinoVisionTransformer {
         if let v = variant, config.variant != v {
             throw WeightError.config(file: configPath, detail: "describes \(config.displayName), not the requested variant '\(v.rawValue)'")
         }
-        guard FileManager.default.fileExists(atPath: weightsPath) else {
-            throw WeightError.config(file: weightsPath, detail: "missing (only safetensors weights are read; convert pytorch_model.bin first)")
-        }
-        let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weightsPath))
-        return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: try CheckpointLayout.hfSources(file)),
-                                         source: directory)
+        return config
     }
 
     /// Variant of a torch-hub-named file from its shapes (D from cls_token, depth from block indices); DINOv1

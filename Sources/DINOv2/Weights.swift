@@ -120,7 +120,7 @@ enum CheckpointLayout {
         Dictionary(uniqueKeysWithValues: file.names.map { ($0, [$0]) })
     }
 
-    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel / ViTModel (DINOv1) names → hub names (METHOD §1.4, §1.6),
+    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel / ViTModel (DINOv1) names → hub names (METHOD §1.4, §1.5),
     /// optional task-head prefix. ViT's pooler (dense + tanh on CLS) is a head the features never use: skipped.
     static func hfSources(_ file: SafeTensorsFile) throws -> [String: [String]] {
         var out: [String: [String]] = [:]

@@ -168,7 +168,7 @@ struct Endpoints: Sendable {
             let restrict = try Inputs.bool(params, "restrict_to_image", default: true)
             let points = try Inputs.optionalPart(parts, "points").map { try Inputs.points($0, maxPoints: maxPoints) }
             let r = try pipeline.resolution(request.query("resolution"))
-            let refinement = try Endpoints.refinement(params, resolution: r)
+            let refinement = try Endpoints.refinement(params, resolution: r, grid: try snapshot().grid(resolution: r))
             let visibilityThreshold: Double? = try params["visibility_threshold"].map { _ in
                 try Inputs.double(params, "visibility_threshold", default: 0, range: 0...1e9)
             }
@@ -233,7 +233,7 @@ struct Endpoints: Sendable {
 
     /// `params.refine` (`none` | `soft-argmax`), `params.window` (patches, default 5, below the patch grid's side at
     /// this resolution) and `params.temperature` (> 0, default 0.02); 422 naming the field.
-    static func refinement(_ params: [String: JSONValue], resolution r: Int) throws -> Refinement {
+    static func refinement(_ params: [String: JSONValue], resolution r: Int, grid: PatchGrid?) throws -> Refinement {
         var method: String?
         if let v = params["refine"] {
             guard case .string(let m) = v else { throw Inputs.invalid("/params/refine", "'refine' must be \"none\" or \"soft-argmax\"") }
@@ -247,7 +247,8 @@ struct Endpoints: Sendable {
         }
         do {
             let refinement = try Refinement.parse(method: method, window: window, temperature: temperature)
-            try refinement.check(gridRows: r / PatchGrid.patchSize, gridColumns: r / PatchGrid.patchSize)
+            let side = grid?.side ?? r / PatchGrid.patchSize
+            try refinement.check(gridRows: side, gridColumns: side)
             return refinement
         } catch {
             throw Inputs.invalid("/params/\(error.field)", "'\(error.field)' \(error.detail) (resolution \(r))")
@@ -283,7 +284,8 @@ struct Endpoints: Sendable {
     }
 
     func describe(_ img: EmbeddedImage) -> [String: Any] {
-        ["width": img.width, "height": img.height, "grid": [img.grid, img.grid], "patch_size": 14,
+        ["width": img.width, "height": img.height, "grid": [img.grid, img.grid], "patch_size": img.transform.grid.patch,
+         "patch_stride": img.transform.grid.stride,
          "letterbox": ["resolution": img.transform.resolution, "scale": Double(img.transform.scale),
                        "offset": [img.transform.offsetX, img.transform.offsetY]],
          "cached": img.cached]
@@ -302,7 +304,7 @@ struct Endpoints: Sendable {
 
     func encoded(_ tensors: [OutputTensor], format: TensorFormat, request: Request, snapshot snap: ModelSnapshot,
                  image img: EmbeddedImage, times: StageTimes) -> Response {
-        var info: [String: any Sendable] = ["model_version": snap.version, "patch_size": 14, "grid": "\(img.grid),\(img.grid)",
+        var info: [String: any Sendable] = ["model_version": snap.version, "patch_size": img.transform.grid.patch, "grid": "\(img.grid),\(img.grid)",
                                             "image_size": "\(img.width),\(img.height)", "resolution": img.transform.resolution]
         if format == .json {
             info["grid"] = [img.grid, img.grid]

@@ -8,7 +8,7 @@ only tiny. Features are taken with the paper code's own `ViTExtractor`
 (VICO-UoE/SphericalMaps extractor_dino.py, imported from --extractor-src): its
 `patch_vit_resolution` sets a patch-embedding stride below the patch size and swaps in
 its position-embedding rule, and `extract_descriptors(layer, facet='key')` gives the
-descriptors the reference evaluates DINOv1 with (METHOD §1.6). No reference code is
+descriptors the reference evaluates DINOv1 with (METHOD §1.5). No reference code is
 copied into this repository. extractor_dino.py imports `timm` at the top for the timm
 model types only; it is not needed for `dino_*` models, so a stub module stands in.
 
@@ -216,7 +216,7 @@ def run_reference(model, ViTExtractor, x: torch.Tensor, stride: int) -> dict[str
 # --------------------------------------------------------------------------------------
 
 def hub_to_hf(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torch-hub -> HF ViTModel checkpoint keys (METHOD §1.6; transformers' convert_dino_to_pytorch.py)."""
+    """torch-hub -> HF ViTModel checkpoint keys (METHOD §1.5; transformers' convert_dino_to_pytorch.py)."""
     D = sd["cls_token"].shape[-1]
     used = set()
 
