@@ -28,6 +28,8 @@ let package = Package(
         .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CTLS", pkgConfig: "libssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
 
         // Hand-written AVX2/FMA kernels (fused attention, activations), chosen at run time by CPU features.
         // -O2 in debug builds too: unoptimised, they would make every test that runs a model crawl.
@@ -49,8 +51,10 @@ let package = Package(
         .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // The spherical mapper f_S and prototypes S_Z (SPEC §3), sphere bundles.
         .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        // RFC 8259 JSON, read strictly and within limits: the service's request parts and the SPair annotation files.
+        .target(name: "JSON", swiftSettings: swiftSettings),
         // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
-        .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        .target(name: "SPair", dependencies: ["Imaging", "JSON"], swiftSettings: swiftSettings),
         // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
         // RandomResizedCrop, backbone features of augmented views and the view cache.
         .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2", "Hashing"], swiftSettings: swiftSettings),
@@ -66,10 +70,13 @@ let package = Package(
         // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
         .target(name: "Evaluation", dependencies: ["SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
                                                    "Kernels", "Runtime", "Visualization", "Hashing"], swiftSettings: swiftSettings),
-        // HTTP/1.1 protocol as pure value types: parser, serializer, multipart. No I/O.
+        // HTTP/1.1 protocol as pure value types: parser, serializer, multipart, Accept-Encoding. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
-        // Sockets, connections, router, problem+json, graceful shutdown. Knows nothing of the model.
-        .target(name: "HTTPServer", dependencies: ["HTTP1", .product(name: "Logging", package: "swift-log")],
+        // gzip (RFC 1952) through zlib: Content-Encoding of responses.
+        .target(name: "Gzip", dependencies: ["CZlib"], swiftSettings: swiftSettings),
+        // Sockets, connections, TLS (OpenSSL), gzip responses, router, problem+json, graceful shutdown. Knows nothing of
+        // the model.
+        .target(name: "HTTPServer", dependencies: ["HTTP1", "CTLS", "Gzip", .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
 
         // The correspondence service: model store and hot reload, inference queue, caches, endpoints, metrics.
@@ -77,7 +84,7 @@ let package = Package(
             name: "Service",
             dependencies: [
                 "DINOv2", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "Runtime", "HTTPServer", "HTTP1", "Visualization",
-                "Hashing",
+                "Hashing", "JSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -97,7 +104,7 @@ let package = Package(
             name: "spherecorr-train",
             dependencies: [
                 "CommandLineOptions", "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
-                "TrainingData", "TrainingRun", "Hashing",
+                "TrainingData", "TrainingRun", "Hashing", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -112,11 +119,13 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["TestSupport", "Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["TestSupport", "DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: swiftSettings),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1", "Gzip"], swiftSettings: swiftSettings),
+        .testTarget(name: "GzipTests", dependencies: ["Gzip"], swiftSettings: swiftSettings),
         .testTarget(name: "SphereMapTests", dependencies: ["TestSupport", "SphereMap", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SphereMap", "TensorFiles", "Kernels"],
                     swiftSettings: swiftSettings),

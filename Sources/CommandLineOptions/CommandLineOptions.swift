@@ -9,6 +9,7 @@ import Runtime
 extension DinoConfig.Variant: ExpressibleByArgument {}
 extension GEMMBackend: ExpressibleByArgument {}
 extension KernelFamily: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 
 /// `--backbone`, `--variant` and `--patch-stride`: which backbone runs (DINOv2 or DINOv1, inferred from the files).
 package struct BackboneOptions: ParsableArguments {
@@ -47,8 +48,17 @@ package struct EngineOptions: ParsableArguments {
     @Option(help: "Worker threads. Default: online cores.")
     package var threads: Int?
 
-    @Option(help: "Kernels: avx2 (hand-written AVX2/FMA) or portable (library GEMM). Default: avx2 when the CPU has AVX2+FMA.")
+    @Option(help: """
+        Kernels: auto (linear layers through oneDNN's matmul at the CPU's best ISA, hand-written AVX2 attention), avx2 \
+        (all hand-written AVX2/FMA) or portable (library GEMM). Default: auto.
+        """)
     package var kernels: KernelFamily?
+
+    @Option(help: """
+        Backbone arithmetic: fp32 (the reference) or bf16 (bf16 weights and activations, fp32 accumulation; needs \
+        AVX512_BF16 or AMX and the auto kernels). Default: \(Precision.fp32.rawValue).
+        """)
+    package var precision: Precision?
 
     @Option(help: "GEMM library of the portable kernels. Default: \(GEMMBackend.default.rawValue).")
     package var gemm: GEMMBackend?
@@ -58,13 +68,15 @@ package struct EngineOptions: ParsableArguments {
     package func validate() throws {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1; got \(t)") }
         if let why = kernels?.unavailableReason { throw ValidationError("--kernels \(why)") }
+        if let why = precision?.unavailableReason { throw ValidationError("--precision \(why)") }
+        if let p = precision, let why = Threading.incompatibility(kernels: kernels, precision: p) { throw ValidationError("--\(why)") }
     }
 
     /// Applies the options; the lines say what the engine runs (threads, kernels, BLAS core), also on stderr
     /// after `logPrefix` when one is given.
     @discardableResult
     package func configure(logPrefix: String? = nil) -> [String] {
-        let lines = Threading.configure(workers: threads, backend: gemm, kernels: kernels)
+        let lines = Threading.configure(workers: threads, backend: gemm, kernels: kernels, precision: precision)
         if let logPrefix { lines.forEach { logToStderr("\(logPrefix): \($0)") } }
         return lines
     }

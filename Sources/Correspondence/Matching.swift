@@ -258,13 +258,8 @@ package enum Matching {
         let offset = contiguous ? rows[0] * k : 0
         source.withUnsafeBufferPointer { ap in
             b.values.withUnsafeBufferPointer { bp in
-                if m >= 64 {
-                    GEMM.sgemmParallel(m: m, n: n, k: k, a: ap.baseAddress! + offset, lda: k, b: bp.baseAddress!, ldb: k,
-                                       bTransposed: true, c: c, ldc: n)
-                } else {
-                    GEMM.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + offset, lda: k, b: bp.baseAddress!, ldb: k,
-                               bTransposed: true, c: c, ldc: n)
-                }
+                // The engine's linear path with B as the weights: c[M, N] = A[M, K] · B[N, K]ᵀ.
+                linearForward(c, ap.baseAddress! + offset, weight: bp.baseAddress!, bias: nil, rows: m, inFeatures: k, outFeatures: n)
             }
         }
     }

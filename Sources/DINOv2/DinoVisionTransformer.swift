@@ -8,8 +8,8 @@ import TensorFiles
 // facebookresearch/dino checkpoints use the same names without LayerScale, mask and register tokens).
 
 struct LayerNormWeights {
-    var weight: Weight  // [D]
-    var bias: Weight    // [D]
+    var weight: Parameter  // [D]
+    var bias: Parameter    // [D]
     init(_ r: WeightReader, _ prefix: String, dim: Int) throws {
         weight = try r.take("\(prefix).weight", shape: [dim])
         bias = try r.take("\(prefix).bias", shape: [dim])
@@ -17,12 +17,17 @@ struct LayerNormWeights {
 }
 
 struct LinearWeights {
-    var weight: Weight  // [O, I]
-    var bias: Weight    // [O]
-    init(weight: Weight, bias: Weight) { self.weight = weight; self.bias = bias }
+    var weight: Parameter  // [O, I]
+    var bias: Parameter    // [O]
+    /// The same weights for oneDNN's matmul, reordered once per precision (the `auto` kernels).
+    let matmul: MatmulWeights
+    init(weight: Parameter, bias: Parameter) {
+        self.weight = weight; self.bias = bias
+        let o = weight.shape[0], i = weight.count / o
+        matmul = MatmulWeights(weight: weight.pointer, inFeatures: i, outFeatures: o, owner: nil)  // `weight` keeps them alive
+    }
     init(_ r: WeightReader, _ prefix: String, in i: Int, out o: Int) throws {
-        weight = try r.take("\(prefix).weight", shape: [o, i])
-        bias = try r.take("\(prefix).bias", shape: [o])
+        self.init(weight: try r.take("\(prefix).weight", shape: [o, i]), bias: try r.take("\(prefix).bias", shape: [o]))
     }
 }
 
@@ -31,11 +36,11 @@ struct BlockWeights {
     var norm1: LayerNormWeights
     var qkv: LinearWeights       // [3D, D], rows q | k | v
     var proj: LinearWeights      // [D, D]
-    var ls1: Weight?             // [D], nil without LayerScale
+    var ls1: Parameter?             // [D], nil without LayerScale
     var norm2: LayerNormWeights
     var fc1: LinearWeights       // mlp: fc1 [F, D]; swiglu: w12 [2F, D]
     var fc2: LinearWeights       // mlp: fc2 [D, F]; swiglu: w3 [D, F]
-    var ls2: Weight?             // [D], nil without LayerScale
+    var ls2: Parameter?             // [D], nil without LayerScale
 
     init(_ r: WeightReader, index i: Int, config c: DinoConfig) throws {
         let p = "blocks.\(i)", d = c.embedDim, f = c.ffnHidden
@@ -77,8 +82,10 @@ package struct ForwardOptions: Sendable {
     package var normed = false
     /// nil: the process-wide choice (`KernelFamily.current`); tests pin one to check each against the reference.
     package var kernels: KernelFamily? = nil
-    package init(cls: Bool = false, normed: Bool = false, kernels: KernelFamily? = nil) {
-        self.cls = cls; self.normed = normed; self.kernels = kernels
+    /// nil: the process-wide choice (`Precision.current`). bf16 runs with the `auto` kernels only.
+    package var precision: Precision? = nil
+    package init(cls: Bool = false, normed: Bool = false, kernels: KernelFamily? = nil, precision: Precision? = nil) {
+        self.cls = cls; self.normed = normed; self.kernels = kernels; self.precision = precision
     }
 }
 
@@ -88,12 +95,13 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     /// Where the weights came from (for /v1/info and logs).
     package let source: String
     let patchEmbed: LinearWeights   // weight viewed as [D, P] (conv weight [D, 3, p, p] flattened)
-    let clsToken: Weight            // [D]
-    let posEmbed: Weight            // [1 + M·M, D], M = posGrid
-    let registerTokens: Weight?     // [R, D]
+    let clsToken: Parameter            // [D]
+    let posEmbed: Parameter            // [1 + M·M, D], M = posGrid
+    let registerTokens: Parameter?     // [R, D]
     let blocks: [BlockWeights]
     let norm: LayerNormWeights
-    let maskToken: Weight?          // [1, D], DINOv2's training-only token; kept so a checkpoint round-trips
+    let maskToken: Parameter?          // [1, D], DINOv2's training-only token; kept so a checkpoint round-trips
+    private let named: [(String, Parameter)]
 
     init(config c: DinoConfig, reader r: WeightReader, source: String) throws {
         config = c
@@ -108,6 +116,8 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         blocks = try (0..<c.depth).map { try BlockWeights(r, index: $0, config: c) }
         norm = try LayerNormWeights(r, "norm", dim: d)
         try r.finish()
+        named = r.handedOut
+        if KernelFamily.current == .auto { prepare(Precision.current) }
     }
 
     /// The same weights under another choice of patch stride or key block (the shapes must agree).
@@ -121,29 +131,19 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         source = other.source
         patchEmbed = other.patchEmbed; clsToken = other.clsToken; posEmbed = other.posEmbed
         registerTokens = other.registerTokens; blocks = other.blocks; norm = other.norm; maskToken = other.maskToken
+        named = other.named
     }
 
-    /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint).
-    package func namedWeights() -> [(String, Weight)] {
-        var out: [(String, Weight)] = [("cls_token", clsToken), ("pos_embed", posEmbed),
-                                       ("patch_embed.proj.weight", patchEmbed.weight), ("patch_embed.proj.bias", patchEmbed.bias)]
-        if let maskToken { out.insert(("mask_token", maskToken), at: 1) }
-        if let registerTokens { out.append(("register_tokens", registerTokens)) }
-        let mlp = config.ffn == .mlp
-        for (i, b) in blocks.enumerated() {
-            let p = "blocks.\(i)"
-            out += [("\(p).norm1.weight", b.norm1.weight), ("\(p).norm1.bias", b.norm1.bias),
-                    ("\(p).attn.qkv.weight", b.qkv.weight), ("\(p).attn.qkv.bias", b.qkv.bias),
-                    ("\(p).attn.proj.weight", b.proj.weight), ("\(p).attn.proj.bias", b.proj.bias)]
-            if let ls1 = b.ls1 { out.append(("\(p).ls1.gamma", ls1)) }
-            out += [("\(p).norm2.weight", b.norm2.weight), ("\(p).norm2.bias", b.norm2.bias),
-                    ("\(p).mlp.\(mlp ? "fc1" : "w12").weight", b.fc1.weight), ("\(p).mlp.\(mlp ? "fc1" : "w12").bias", b.fc1.bias),
-                    ("\(p).mlp.\(mlp ? "fc2" : "w3").weight", b.fc2.weight), ("\(p).mlp.\(mlp ? "fc2" : "w3").bias", b.fc2.bias)]
-            if let ls2 = b.ls2 { out.append(("\(p).ls2.gamma", ls2)) }
-        }
-        out += [("norm.weight", norm.weight), ("norm.bias", norm.bias)]
-        return out
+    /// Reorders every linear layer's weights for oneDNN's matmul at `precision` now rather than on first use.
+    package func prepare(_ precision: Precision) {
+        let layers = blocks.flatMap { [$0.qkv.matmul, $0.proj.matmul, $0.fc1.matmul, $0.fc2.matmul] }
+        Parallel.forEach(layers.count) { layers[$0].prepare(precision) }
+        patchEmbed.matmul.prepare(.fp32)
     }
+
+    /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint): the names the
+    /// model was loaded with (`WeightReader` records them).
+    package func namedWeights() -> [(String, Parameter)] { named }
 
     /// Forward pass over normalised images. images: [B, 3, H, W], each side p + stride·k (a multiple of 14 for DINOv2).
     /// `onBlock(i, x)` sees each block's output [B, T, D] (for parity tests). DINOv1 stops after `keyBlock` unless the
@@ -157,13 +157,27 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         precondition(b > 0 && c.invalidSideReason(h) == nil && c.invalidSideReason(w) == nil, "input must tile the patch grid")
         let gh = c.gridSide(h), gw = c.gridSide(w), n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
         let k = options.kernels ?? KernelFamily.current
+        let precision = options.precision ?? Precision.current
+        precondition(precision == .fp32 || k == .auto, "bf16 runs with the auto kernels (oneDNN matmul)")
+        // One linear layer by the family's kernel. Under bf16 the matmul rounds its fp32 input to bf16 and
+        // may write bf16 (`output`); the patch embedding, attention, LayerNorm and the residual stream stay fp32.
+        func linear(_ out: UnsafeMutableRawPointer, output: Matmul.Activation = .f32, _ x: UnsafeRawPointer, input: Matmul.Activation = .f32,
+                    _ l: LinearWeights, rows: Int, epilogue: LinearEpilogue = .bias, precision p: Precision = precision) {
+            if k == .auto {
+                Matmul.linear(out, output: p == .fp32 ? .f32 : output, x, input: p == .fp32 ? .f32 : input, weights: l.matmul,
+                              bias: l.bias.pointer, rows: rows, epilogue: epilogue, precision: p)
+            } else {
+                linearForward(out.assumingMemoryBound(to: Float.self), x.assumingMemoryBound(to: Float.self), weight: l.weight.pointer,
+                              bias: l.bias.pointer, rows: rows, inFeatures: l.matmul.inFeatures, outFeatures: l.matmul.outFeatures,
+                              epilogue: epilogue, family: k)
+            }
+        }
 
         // Patch embedding: im2col [B·N, P] (c, ky, kx order), then x·Wᵀ + b → [B·N, D].
         let cols = FloatStorage(count: b * n * p, zeroed: false)
         im2col(cols.pointer, images, batch: b, height: h, width: w, patch: ps, stride: c.patchStride)
         let patches = FloatStorage(count: b * n * d, zeroed: false)
-        linearForward(patches.pointer, cols.pointer, weight: patchEmbed.weight.pointer, bias: patchEmbed.bias.pointer,
-                      rows: b * n, inFeatures: p, outFeatures: d, family: k)
+        linear(patches.pointer, cols.pointer, patchEmbed, rows: b * n, precision: .fp32)
 
         // Tokens: [CLS + pos0, registers, patches + pos] (registers get no position; METHOD §1.2).
         let pos = interpolatedPositions(gridHeight: gh, gridWidth: gw)  // [1 + N, D]
@@ -190,27 +204,22 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         for (i, blk) in blocks.enumerated() where i <= lastBlock {
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm1.weight.pointer, bias: blk.norm1.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
-            linearForward(qkv.pointer, xn.pointer, weight: blk.qkv.weight.pointer, bias: blk.qkv.bias.pointer,
-                          rows: rows, inFeatures: d, outFeatures: 3 * d, family: k)
+            linear(qkv.pointer, xn.pointer, blk.qkv, rows: rows)
             attentionForward(attn.pointer, qkv: qkv.pointer, batch: b, tokens: t, heads: c.heads, headDim: c.headDim,
                              scale: 1 / Float(c.headDim).squareRoot(), family: k)
             if i == c.keyBlock { keyDescriptors(features.pointer, qkv: qkv.pointer, batch: b, tokens: t, patches: n) }
-            linearForward(x.pointer, attn.pointer, weight: blk.proj.weight.pointer, bias: blk.proj.bias.pointer,
-                          rows: rows, inFeatures: d, outFeatures: d, epilogue: residual(blk.ls1), family: k)
+            linear(x.pointer, attn.pointer, blk.proj, rows: rows, epilogue: residual(blk.ls1))
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm2.weight.pointer, bias: blk.norm2.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
             switch c.ffn {
             case .mlp:
-                linearForward(hidden.pointer, xn.pointer, weight: blk.fc1.weight.pointer, bias: blk.fc1.bias.pointer,
-                              rows: rows, inFeatures: d, outFeatures: c.ffnHidden, epilogue: .biasGELU, family: k)
-                linearForward(x.pointer, hidden.pointer, weight: blk.fc2.weight.pointer, bias: blk.fc2.bias.pointer,
-                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: residual(blk.ls2), family: k)
+                // Under bf16 the hidden activations are written and read as bf16 (half the memory traffic).
+                linear(hidden.pointer, output: .bf16, xn.pointer, blk.fc1, rows: rows, epilogue: .biasGELU)
+                linear(x.pointer, hidden.pointer, input: .bf16, blk.fc2, rows: rows, epilogue: residual(blk.ls2))
             case .swiglu:
-                linearForward(hidden.pointer, xn.pointer, weight: blk.fc1.weight.pointer, bias: blk.fc1.bias.pointer,
-                              rows: rows, inFeatures: d, outFeatures: 2 * c.ffnHidden, family: k)
+                linear(hidden.pointer, xn.pointer, blk.fc1, rows: rows)
                 swigluForward(gate!.pointer, hidden.pointer, rows: rows, hidden: c.ffnHidden)
-                linearForward(x.pointer, gate!.pointer, weight: blk.fc2.weight.pointer, bias: blk.fc2.bias.pointer,
-                              rows: rows, inFeatures: c.ffnHidden, outFeatures: d, epilogue: residual(blk.ls2), family: k)
+                linear(x.pointer, gate!.pointer, blk.fc2, rows: rows, epilogue: residual(blk.ls2))
             }
             onBlock?(i, UnsafeBufferPointer(start: x.pointer, count: rows * d))
         }
@@ -236,7 +245,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     }
 
     /// The residual add of a block: with its LayerScale gamma (DINOv2), or plain (DINOv1).
-    private func residual(_ gamma: Weight?) -> LinearEpilogue {
+    private func residual(_ gamma: Parameter?) -> LinearEpilogue {
         gamma.map { .biasScaleAddInto(gamma: $0.pointer) } ?? .biasAddInto
     }
 

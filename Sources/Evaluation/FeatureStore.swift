@@ -7,32 +7,33 @@ import TensorFiles
 
 /// Backbone features of evaluation images: each distinct image is embedded once per (backbone, resolution);
 /// with a cache directory they persist across runs as safetensors keyed by image content and backbone.
-final class FeatureStore {
+package final class FeatureStore {
     let backbone: DinoVisionTransformer
     let backboneKey: String
     let resolution: Int
     let cacheDirectory: URL?
     private var memory: [String: [Float]] = [:]   // image path → [G·G, D]
-    private(set) var embedded = 0
+    package private(set) var embedded = 0
     private(set) var diskHits = 0
     private(set) var memoryHits = 0
 
-    init(backbone: DinoVisionTransformer, backboneKey: String, resolution: Int, cacheDirectory: URL?) {
+    package init(backbone: DinoVisionTransformer, backboneKey: String, resolution: Int, cacheDirectory: URL?) {
         self.backbone = backbone; self.backboneKey = backboneKey; self.resolution = resolution; self.cacheDirectory = cacheDirectory
     }
 
     /// Drops the in-memory features (between categories: a category's images fit in memory, all of SPair does not).
-    func clearMemory() { memory.removeAll(keepingCapacity: true) }
+    package func clearMemory() { memory.removeAll(keepingCapacity: true) }
 
     /// Features [G·G, D] of the images at `paths` (absolute), embedding the missing ones two at a time.
-    func features(_ paths: [String]) throws -> [[Float]] {
+    package func features(_ paths: [String]) throws -> [[Float]] {
         var missing: [(path: String, bytes: [UInt8], key: String)] = []
         for p in Set(paths) where memory[p] == nil {
             let bytes: [UInt8]
             do { bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: p))) } catch {
                 throw EvaluationError.data(file: p, detail: "cannot read image: \(error.localizedDescription)")
             }
-            let key = SHA256.hex(bytes) + "-" + backboneKey + "-r\(resolution)"
+            // bf16 features are other features: their own key (fp32 keys unchanged, existing caches stay valid).
+            let key = SHA256.hex(bytes) + "-" + backboneKey + "-r\(resolution)" + (Precision.current == .bf16 ? "-bf16" : "")
             if let cached = try readCache(key) { memory[p] = cached; diskHits += 1 } else { missing.append((p, bytes, key)) }
         }
         missing.sort { $0.path < $1.path }

@@ -9,9 +9,16 @@ enum HandlerOutcome: Sendable {
     /// Any other error: answered 500 `internal`; the description is logged, never sent.
     case failure(String)
 
-    static func run(_ handler: Handler, _ request: Request) -> HandlerOutcome {
+    /// Runs the handler and, on the same thread (a pooled one for slow routes, so the event loop never
+    /// compresses a large body), gzips its response when `compression` and the request allow it.
+    static func run(_ handler: Handler, _ request: Request, compression: CompressionPolicy?) -> HandlerOutcome {
         do {
-            return .response(try handler(request))
+            var response = try handler(request)
+            if let compression {
+                let accepted = request.headers.values(for: "Accept-Encoding")
+                compression.apply(acceptEncoding: accepted.isEmpty ? nil : accepted.joined(separator: ", "), to: &response)
+            }
+            return .response(response)
         } catch let error as HTTPError {
             return .problem(error)
         } catch {
@@ -29,6 +36,10 @@ enum HandlerOutcome: Sendable {
 /// `idle` (keep-alive wait) → `head` (first byte seen; header timeout) → `body` (body idle timeout) →
 /// `handling` (request deadline) → `writing` (write timeout) → `idle` again, or `lingering` (FIN sent,
 /// input discarded) → closed.
+///
+/// With TLS the bytes go through `tls` (OpenSSL, non-blocking): a fresh connection first completes the
+/// handshake within the header timeout (still `idle`), and reads and writes may each wait for the other
+/// direction (`TLSSession.readWantsWrite` / `writeWantsRead`), which `updateInterest` turns into epoll interest.
 final class Connection {
     enum Phase { case idle, head, body, handling, writing, lingering }
 
@@ -39,6 +50,10 @@ final class Connection {
     }
 
     let socket: Socket
+    /// Nil on a plain-TCP listener.
+    private var tls: TLSSession?
+    /// The handshake waits for the socket to become writable.
+    private var handshakeWantsWrite = false
     let peer: SocketAddress
     let id: UInt64
     unowned let loop: EventLoop
@@ -79,8 +94,9 @@ final class Connection {
     private var client = ClientLink()
     private var earlyAnswer: EarlyAnswer?
 
-    init(socket: Socket, peer: SocketAddress, id: UInt64, loop: EventLoop) {
+    init(socket: Socket, tls: TLSSession?, peer: SocketAddress, id: UInt64, loop: EventLoop) {
         self.socket = socket
+        self.tls = tls
         self.peer = peer
         self.id = id
         self.loop = loop
@@ -89,7 +105,7 @@ final class Connection {
         limits.maxBodySize = loop.core.configuration.limits.maxBodyBytes
         parser = RequestParser(limits: limits, options: loop.core.configuration.parserOptions)
         interest = LinuxSyscalls.epollIn | LinuxSyscalls.epollRdHup
-        // A fresh connection gets the header timeout to send its first byte.
+        // A fresh connection gets the header timeout to send its first byte (with TLS: to finish the handshake).
         phaseDeadline = loop.now + loop.core.headerReadTimeout
     }
 
@@ -105,11 +121,17 @@ final class Connection {
             close()
             return
         }
-        if events & LinuxSyscalls.epollOut != 0 {
+        if let tls, !tls.established, phase != .lingering {
+            continueHandshake()
+            // Application data may have come with the client's Finished: read on once established.
+            if closed || !tls.established { return }
+        }
+        let readable = LinuxSyscalls.epollIn | LinuxSyscalls.epollRdHup | LinuxSyscalls.epollHup
+        if events & LinuxSyscalls.epollOut != 0 || (tls?.writeWantsRead == true && events & readable != 0) {
             flush()
         }
-        if !closed, events & (LinuxSyscalls.epollIn | LinuxSyscalls.epollRdHup | LinuxSyscalls.epollHup) != 0 {
-            readable()
+        if !closed, events & readable != 0 || (tls?.readWantsWrite == true && events & LinuxSyscalls.epollOut != 0) {
+            self.readable()
         }
         if !closed, events & LinuxSyscalls.epollHup != 0 {
             // Both directions are shut (reset, or FIN after our own FIN): nothing more can be sent.
@@ -118,6 +140,44 @@ final class Connection {
             return
         }
         pump()
+    }
+
+    /// Drives the TLS handshake one step. A failure is counted by reason and the connection closed with a FIN
+    /// after a bounded drain (`startLingeringClose`), so a client that sent plain HTTP reads a clean close.
+    private func continueHandshake() {
+        guard let tls else { return }
+        switch tls.handshake() {
+        case .done:
+            handshakeWantsWrite = false
+            // The first request gets the whole header timeout of its own.
+            phaseDeadline = loop.now + core.headerReadTimeout
+            updateInterest()
+        case .wantRead:
+            handshakeWantsWrite = false
+            updateInterest()
+        case .wantWrite:
+            handshakeWantsWrite = true
+            updateInterest()
+        case .failed(let reason, let detail):
+            core.observer?.tlsHandshakeFailed(reason, peer: peer)
+            core.logger.debug("TLS handshake failed", metadata: [
+                "peer": .string(peer.description), "reason": .string(reason.rawValue), "error": .string(detail),
+            ])
+            handshakeWantsWrite = false
+            startLingeringClose()
+            if !closed { updateInterest() }
+        }
+    }
+
+    /// One read from the connection: through TLS when the listener has it.
+    private func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> IOOutcome {
+        if let tls { return try tls.read(into: buffer) }
+        return try socket.receive(into: buffer)
+    }
+
+    private func send(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> IOOutcome {
+        if let tls { return try tls.write(bytes) }
+        return try socket.send(bytes)
     }
 
     private func readable() {
@@ -133,7 +193,7 @@ final class Connection {
             if !isParsing, bufferedInput >= core.configuration.limits.maxPipelinedBytes { return }
             let outcome: IOOutcome
             do {
-                outcome = try socket.receive(into: buffer)
+                outcome = try receive(into: buffer)
             } catch {
                 client.set(ClientLink.resetFlag)
                 close()
@@ -150,7 +210,9 @@ final class Connection {
                     appendInput(received)
                     if isParsing { consumeBuffered() }
                 }
-                if n < buffer.count { return }
+                // A short plain read emptied the socket. TLS returns one record per read: read on until it
+                // would block (epoll cannot see what OpenSSL has buffered).
+                if tls == nil && n < buffer.count { return }
             case .wouldBlock:
                 return
             case .endOfFile:
@@ -176,10 +238,10 @@ final class Connection {
         case .idle:
             if bufferedInput == 0 { close() }
         case .head, .body:
-            // Truncated request (SERVICE.md F12): no answer is due.
+            // Truncated request (SERVICE-NOTES F12): no answer is due.
             close()
         case .handling, .writing:
-            // Half-close after a complete request (SERVICE.md C7): still answer it and any complete
+            // Half-close after a complete request (SERVICE-NOTES C7): still answer it and any complete
             // requests pipelined before the FIN; the last response says `Connection: close`.
             break
         case .lingering:
@@ -196,9 +258,16 @@ final class Connection {
                 continue
             }
             if isParsing && bufferedInput > 0 {
-                let before = inputStart
+                // Progress is what was used up: `inputStart` itself returns to 0 when the buffer empties, so
+                // comparing it would miss a last pipelined request consumed whole (its exchange never finished).
+                let before = bufferedInput
                 consumeBuffered()
-                if inputStart != before && !closed { continue }
+                if bufferedInput != before && !closed { continue }
+            }
+            if let tls, tls.pending > 0, isParsing, !inputClosed {
+                // Decrypted input left inside OpenSSL (the read loop stopped early): no epoll event will come.
+                readable()
+                if !closed { continue }
             }
             if isParsing && inputClosed && bufferedInput == 0 && !closed {
                 // The client sent FIN and what it sent is used up: nothing more can arrive. A request
@@ -336,15 +405,16 @@ final class Connection {
         body = []
         switch route.execution {
         case .eventLoop:
-            complete(HandlerOutcome.run(route.handler, request))
+            complete(HandlerOutcome.run(route.handler, request, compression: core.configuration.compression))
         case .pooled:
             let loop = self.loop
             let fd = socket.fd, connectionID = id, sequence = self.sequence
             let handler = route.handler
+            let compression = core.configuration.compression
             let accepted = core.pool.submit {
                 // Queued work whose connection is already gone (reset, deadline, shutdown) is dropped.
                 if request.client.isGone { return }
-                let outcome = HandlerOutcome.run(handler, request)
+                let outcome = HandlerOutcome.run(handler, request, compression: compression)
                 loop.execute { loop in
                     loop.deliver(fd: fd, connectionID: connectionID, sequence: sequence, outcome: outcome)
                 }
@@ -464,7 +534,7 @@ final class Connection {
             let outcome: IOOutcome
             do {
                 outcome = try output.withUnsafeBytes { raw throws(SocketError) in
-                    try socket.send(UnsafeRawBufferPointer(rebasing: raw[start...]))
+                    try send(UnsafeRawBufferPointer(rebasing: raw[start...]))
                 }
             } catch {
                 client.set(ClientLink.resetFlag)
@@ -518,6 +588,7 @@ final class Connection {
             close()
             return
         }
+        tls?.shutdown()
         socket.shutdownWrite()
         phaseDeadline = loop.now + core.lingeringCloseTimeout
         discardLingeringInput()
@@ -551,7 +622,8 @@ final class Connection {
             reading = !inputClosed && bufferedInput < core.configuration.limits.maxPipelinedBytes
         }
         if reading { wanted |= LinuxSyscalls.epollIn | LinuxSyscalls.epollRdHup }
-        if outputPending { wanted |= LinuxSyscalls.epollOut }
+        if tls?.writeWantsRead == true && phase != .lingering { wanted |= LinuxSyscalls.epollIn | LinuxSyscalls.epollRdHup }
+        if outputPending || handshakeWantsWrite || (tls?.readWantsWrite == true && reading) { wanted |= LinuxSyscalls.epollOut }
         if wanted != interest {
             interest = wanted
             loop.control(LinuxSyscalls.epollCtlMod, fd: socket.fd, events: wanted, key: UInt64(socket.fd))
@@ -568,9 +640,13 @@ final class Connection {
         guard now >= phaseDeadline else { return }
         switch phase {
         case .idle:
+            if let tls, !tls.established {
+                // A slow or garbage handshake holds a slot no longer than a slow request head would.
+                core.observer?.tlsHandshakeFailed(.timeout, peer: peer)
+            }
             close()
         case .head:
-            // Slowloris (SERVICE.md C1).
+            // Slowloris (SERVICE-NOTES C1).
             core.observer?.requestRejected(.headerTimeout, status: 408, peer: peer)
             if requestID == nil { requestID = loop.requestIDs.next() }
             respondProblem(.requestTimeout("the request head was not received in time"), forceClose: true)
@@ -580,7 +656,7 @@ final class Connection {
                 close()
                 return
             }
-            // Slow body (SERVICE.md C2).
+            // Slow body (SERVICE-NOTES C2).
             core.observer?.requestRejected(.bodyTimeout, status: 408, peer: peer)
             respondProblem(.requestTimeout("the request body stalled"), forceClose: true)
             pump()
@@ -618,6 +694,7 @@ final class Connection {
         closed = true
         if !client.wasReset { client.set(ClientLink.closedByServerFlag) }
         loop.control(LinuxSyscalls.epollCtlDel, fd: socket.fd, events: 0, key: UInt64(socket.fd))
+        tls = nil
         socket.close()
         input = []
         output = []

@@ -7,7 +7,8 @@ import Synchronization
 
 /// One epoll event loop on its own thread, owning a share of the connections.
 ///
-/// Concurrency contract (this and `Connection` are the module's only unchecked types):
+/// Concurrency contract (this and `Connection` are the module's only unchecked types, besides `TLSContext`, an
+/// immutable `SSL_CTX` that OpenSSL lets threads share):
 /// - Everything below "loop-thread state" — the connection table, every `Connection` and its parser
 ///   and buffers, the listener, timers — is touched only on this loop's thread.
 /// - Other threads talk to the loop only through `execute(_:)`: the closure is queued under a `Mutex`
@@ -232,6 +233,12 @@ final class EventLoop: @unchecked Sendable {
 
     /// Above `maxConnections`: a 503 problem and close, without reading a request.
     private func refuseOverLimit(_ socket: Socket, peer: SocketAddress) {
+        if core.configuration.tls != nil {
+            // A TLS client cannot read a plaintext answer: close at once (it sees the connection fail and retries).
+            core.observer?.requestRejected(.connectionLimit, status: nil, peer: peer)
+            socket.close()
+            return
+        }
         // Read what the client already sent, so closing does not reset the connection before it reads
         // the answer.
         _ = try? socket.receive(into: readBuffer)
@@ -256,7 +263,18 @@ final class EventLoop: @unchecked Sendable {
         }
         now = monotonicNanoseconds()
         socket.setNoDelay()
-        let connection = Connection(socket: socket, peer: peer, id: nextConnectionID, loop: self)
+        var tls: TLSSession? = nil
+        if let certificates = core.configuration.tls {
+            guard let session = certificates.session(fd: socket.fd) else {
+                core.logger.error("TLS session allocation failed", metadata: ["error": "\(openSSLError())"])
+                core.observer?.tlsHandshakeFailed(.other, peer: peer)
+                socket.close()
+                core.openConnections.wrappingSubtract(1, ordering: .relaxed)
+                return
+            }
+            tls = session
+        }
+        let connection = Connection(socket: socket, tls: tls, peer: peer, id: nextConnectionID, loop: self)
         nextConnectionID &+= 1
         let fd = Int(socket.fd)
         if fd >= connections.count {

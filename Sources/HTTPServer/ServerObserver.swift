@@ -73,6 +73,8 @@ package protocol ServerObserver: Sendable {
     func requestCompleted(_ completion: RequestCompletion)
     /// The server refused or cut short a request or connection. `status` is the status sent, if any.
     func requestRejected(_ reason: RejectionReason, status: Int?, peer: SocketAddress)
+    /// A TLS handshake failed (or timed out); the connection was closed without a request.
+    func tlsHandshakeFailed(_ reason: TLSHandshakeFailure, peer: SocketAddress)
 }
 
 extension ServerObserver {
@@ -80,6 +82,7 @@ extension ServerObserver {
     package func connectionClosed(peer: SocketAddress, requests: Int) {}
     package func requestCompleted(_ completion: RequestCompletion) {}
     package func requestRejected(_ reason: RejectionReason, status: Int?, peer: SocketAddress) {}
+    package func tlsHandshakeFailed(_ reason: TLSHandshakeFailure, peer: SocketAddress) {}
 }
 
 /// Observes nothing.

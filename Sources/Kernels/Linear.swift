@@ -15,8 +15,10 @@ package enum LinearEpilogue {
     case biasAddInto
 }
 
-/// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]). The packed AVX2 kernel (CKernels/linear.c) when the
-/// CPU has it, the library GEMM with a tiled epilogue otherwise.
+/// out[R, O] = epilogue(x[R, I] · W[O, I]ᵀ + b[O]), by the family's linear kernel: oneDNN's matmul primitive
+/// (auto; weights used in place in their [O, I] layout: for layers called once per forward, not worth a reorder;
+/// the backbone keeps reordered `MatmulWeights` instead), the packed AVX2 kernel (CKernels/linear.c), or the
+/// library GEMM with a tiled epilogue.
 package func linearForward(
     _ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>,
     weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
@@ -25,9 +27,13 @@ package func linearForward(
 ) {
     precondition(rows >= 0 && i > 0 && o > 0)
     if rows == 0 { return }
-    if family.runsAVX2 {
+    switch family {
+    case .auto:
+        let w = MatmulWeights(weight: weight, inFeatures: i, outFeatures: o, owner: nil)
+        Matmul.linear(UnsafeMutableRawPointer(out), UnsafeRawPointer(x), weights: w, packed: false, bias: bias, rows: rows, epilogue: epilogue)
+    case .avx2 where family.runsAVX2:
         packedLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue)
-    } else {
+    default:
         libraryLinearForward(out, x, weight: weight, bias: bias, rows: rows, inFeatures: i, outFeatures: o, epilogue: epilogue,
                              backend: backend)
     }
@@ -135,7 +141,7 @@ package func multiplyAddInPlace(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePoi
     while j < n { y[j] += a[j] * b[j]; j += 1 }
 }
 
-// MARK: backward (METHOD §4; DESIGN-ANCHORS §2.5: each backward beside its forward)
+// MARK: backward (METHOD §4; docs/ARCHITECTURE.md §5: each backward beside its forward)
 
 /// Backward of `linearForward` with the `.bias` epilogue, y[R, O] = x[R, I]·W[O, I]ᵀ + b[O]:
 ///   dW[O, I] += dyᵀ·x,   db[O] += Σ_r dy[r, :],   dx[R, I] = dy·W (or += when `accumulateInput`).

@@ -6,7 +6,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The service's Prometheus metrics (SERVICE.md §4.6): names with base units, `_total` counters, seconds,
+/// The service's Prometheus metrics (SERVICE-NOTES §4.6): names with base units, `_total` counters, seconds,
 /// low-cardinality labels only (route templates, methods, status codes, stages, reasons).
 package final class ServiceMetrics: ServerObserver, Sendable {
     package let registry = PrometheusCollectorRegistry()
@@ -43,7 +43,7 @@ package final class ServiceMetrics: ServerObserver, Sendable {
                                                help: "Unix time of the last successful bundle load.")
         registry.makeGauge(name: "spherecorr_build_info", labels: [("version", buildVersion), ("swift", "6")],
                            help: "Build information (value 1).").set(Double(1))
-        // Zeroed series so that /metrics is complete before the first request (SERVICE.md O3).
+        // Zeroed series so that /metrics is complete before the first request (SERVICE-NOTES O3).
         for r in ["success", "failure"] { _ = reloads(r) }
         for r in ["overloaded", "deadline", "too_large", "not_ready", "draining"] { _ = rejected(r) }
         for s in ["decode", "backbone", "mapper", "match"] { _ = stageDuration(s) }
@@ -66,6 +66,30 @@ package final class ServiceMetrics: ServerObserver, Sendable {
     }
 
     package func recordRejected(_ reason: String) { rejected(reason).increment() }
+
+    // MARK: TLS (issue #13)
+
+    private func tlsFailures(_ reason: TLSHandshakeFailure) -> Counter {
+        registry.makeCounter(name: "spherecorr_tls_handshake_failures_total", labels: [("reason", reason.rawValue)],
+                             help: "TLS handshakes that failed, by reason: " + TLSHandshakeFailure.allCases.map(\.rawValue).joined(separator: ", ") + ".")
+    }
+
+    private func tlsReloads(_ result: String) -> Counter {
+        registry.makeCounter(name: "spherecorr_tls_certificate_reloads_total", labels: [("result", result)],
+                             help: "TLS certificate reloads (SIGHUP, /admin/reload) by result; a failure keeps the previous certificate.")
+    }
+
+    package func tlsHandshakeFailed(_ reason: TLSHandshakeFailure, peer: SocketAddress) { tlsFailures(reason).increment() }
+
+    package func recordTLSReload(success: Bool) { tlsReloads(success ? "success" : "failure").increment() }
+
+    /// Called once TLS is configured: the series exist from then on, and the certificate's expiry is exported.
+    package func setTLSCertificate(_ status: TLSStatus) {
+        for reason in TLSHandshakeFailure.allCases { _ = tlsFailures(reason) }
+        for result in ["success", "failure"] { _ = tlsReloads(result) }
+        registry.makeGauge(name: "spherecorr_tls_certificate_not_after_timestamp_seconds",
+                           help: "Unix time at which the served TLS certificate expires.").set(Double(status.notAfter))
+    }
 
     package func recordStages(_ t: StageTimes, images: Int) {
         for (s, v) in [("decode", t.decode), ("backbone", t.backbone), ("mapper", t.mapper), ("match", t.match)] where v > 0 {

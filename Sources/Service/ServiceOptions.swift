@@ -8,6 +8,9 @@ import Kernels
 package struct ServiceOptions: Sendable {
     package var host = "0.0.0.0"
     package var port = 8080
+    /// PEM certificate chain and private key of the main listener: both set → TLS 1.2/1.3 (issue #13); neither → plain.
+    package var tlsCert: String?
+    package var tlsKey: String?
     /// nil: the built-in demo model.
     package var backbone: String?
     package var variant: DinoConfig.Variant?
@@ -22,6 +25,8 @@ package struct ServiceOptions: Sendable {
     package var maxImageBytes = 16 << 20
     package var maxPoints = 10_000
     package var maxParts = 8
+    /// Most `target` parts of one /v1/transfer request (its multipart limit grows to fit them).
+    package var maxTargets = 16
     package var queueSize = 16
     /// Bytes of image decodes in flight (issue #16); nil: `DecodeBudget.defaultCapacity()`.
     package var maxDecodeBytes: Int? = nil
@@ -42,9 +47,13 @@ package struct ServiceOptions: Sendable {
     package var logFormat: AccessLogFormat = .text
     package var threads: Int?
     package var gemm: GEMMBackend = .default
-    /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
+    /// nil: auto (oneDNN matmul for the linear layers, the hand-written tier for attention).
     package var kernels: KernelFamily? = nil
+    /// The backbone's arithmetic; bf16 needs AVX512_BF16 or AMX.
+    package var precision: Precision = .fp32
     package var demoSeed: UInt64 = 0
+    /// The demo page at / (issue #15); off in production deployments that expose only the API.
+    package var ui = true
 
     package init() {}
 
@@ -64,7 +73,7 @@ package struct ServiceOptions: Sendable {
     /// Limits and timeouts under self-describing keys, for /v1/info.
     package var limitsDescription: [String: Any] {
         ["max_body_bytes": maxBodyBytes, "max_image_bytes": maxImageBytes, "max_image_pixels": maxImagePixels, "min_image_side_px": 14, "max_points": maxPoints,
-         "max_multipart_parts": maxParts, "default_resolution": resolution, "max_resolution": maxResolution,
+         "max_multipart_parts": maxParts, "max_targets": maxTargets, "default_resolution": resolution, "max_resolution": maxResolution,
          "inference_queue_size": queueSize, "max_decode_bytes": maxDecodeBytes ?? DecodeBudget.defaultCapacity(),
          "max_render_side_px": maxRenderSide, "feature_cache_bytes": featureCacheBytes, "max_connections": maxConnections,
          "header_read_timeout_s": headerReadTimeout, "body_idle_timeout_s": bodyIdleTimeout, "keep_alive_timeout_s": keepAliveTimeout,

@@ -22,7 +22,11 @@ package final class SphereCorrService: Sendable {
     package let store: ModelStore
     package let pipeline: Pipeline
     private let servers = Mutex<(main: Server?, admin: Server?)>((nil, nil))
+    /// The main listener's certificate when it serves TLS (loaded by `start`).
+    private let tls = Mutex<TLSCertificates?>(nil)
     private let engineLines: [String]
+    /// The live backbone's measured bf16 agreement (computed on the first /v1/info under bf16).
+    private let bf16Agreements = Mutex<[ObjectIdentifier: PrecisionAgreement]>([:])
     private let adminToken: String
     private let stopped = DispatchSemaphore(value: 0)
 
@@ -58,7 +62,17 @@ package final class SphereCorrService: Sendable {
                 response.headers.append(name: "X-Model-Version", value: store.snapshot?.version ?? "loading")
             }
         }
-        let main = Server(configuration: options.serverConfiguration, router: router(), logger: logger, observer: metrics,
+        var mainConfig = options.serverConfiguration
+        if let cert = options.tlsCert, let key = options.tlsKey {
+            // A certificate that cannot be used stops the start, naming the file (the message reaches the exit).
+            let certificates = try TLSCertificates(TLSConfiguration(certificateFile: cert, keyFile: key))
+            mainConfig.tls = certificates
+            tls.withLock { $0 = certificates }
+            metrics.setTLSCertificate(certificates.status)
+            logger.info("TLS enabled", metadata: ["certificate": "\(cert)", "subject": "\(certificates.status.subject)",
+                                                  "not_after": "\(Date(timeIntervalSince1970: Double(certificates.status.notAfter)))"])
+        }
+        let main = Server(configuration: mainConfig, router: router(), logger: logger, observer: metrics,
                           responseHook: hook)
         try main.start()
         var adminConfig = ServerConfiguration(host: options.adminHost, port: options.adminPort)
@@ -69,7 +83,7 @@ package final class SphereCorrService: Sendable {
             throw error
         }
         servers.withLock { $0 = (main, admin) }
-        logger.info("listening", metadata: ["address": "\(main.localAddress.map { "\($0)" } ?? "?")",
+        logger.info("listening", metadata: ["address": "\(main.localAddress.map { "\($0)" } ?? "?")", "tls": "\(mainConfig.tls != nil)",
                                             "admin": "\(admin.localAddress.map { "\($0)" } ?? "?")"])
         if options.adminToken == nil {
             logger.notice("admin token generated for this run (set SPHERECORR_ADMIN_TOKEN to choose one)", metadata: ["token": "\(adminToken)"])
@@ -122,7 +136,7 @@ package final class SphereCorrService: Sendable {
         }
     }
 
-    /// SIGTERM (SERVICE.md §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
+    /// SIGTERM (SERVICE-NOTES §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
     /// balancer needs that long to stop sending); then the listener closes, in-flight and queued requests finish
     /// (a match's second queue pass included) up to shutdown_timeout, and what is left is answered 503 draining.
     package func shutdown() {
@@ -141,13 +155,31 @@ package final class SphereCorrService: Sendable {
 
     package func waitUntilStopped() { stopped.wait() }
 
+    /// SIGHUP and /admin/reload: reads the certificate and key again (nil without TLS). New connections get the new
+    /// certificate, open ones keep theirs; a failure keeps the old certificate and shows in /v1/info.
+    package func reloadTLS() -> Result<TLSStatus, TLSLoadError>? {
+        guard let certificates = tls.withLock({ $0 }) else { return nil }
+        let result = certificates.reload()
+        switch result {
+        case .success(let status):
+            metrics.recordTLSReload(success: true)
+            metrics.setTLSCertificate(status)
+            logger.info("TLS certificate reloaded", metadata: ["subject": "\(status.subject)",
+                                                               "not_after": "\(Date(timeIntervalSince1970: Double(status.notAfter)))"])
+        case .failure(let error):
+            metrics.recordTLSReload(success: false)
+            logger.error("TLS certificate reload failed; the previous certificate keeps serving", metadata: ["error": "\(error)"])
+        }
+        return result
+    }
+
     // MARK: Routes
 
     private func router() -> Router {
         var r = Router()
         let endpoints = Endpoints(pipeline: pipeline, metrics: metrics,
                                   multipartLimits: MultipartLimits(maxParts: options.maxParts, maxPartSize: options.maxBodyBytes),
-                                  maxPoints: options.maxPoints, readiness: readiness)
+                                  maxPoints: options.maxPoints, maxTargets: options.maxTargets, readiness: readiness)
         r.get("/livez", execution: .eventLoop) { _ in .json(Array(#"{"status":"ok"}"#.utf8)) }
         r.get("/readyz", execution: .eventLoop) { [readiness] _ in
             let (phase, detail) = readiness.current
@@ -165,10 +197,12 @@ package final class SphereCorrService: Sendable {
         r.get("/openapi.yaml", execution: .eventLoop) { _ in
             Response(status: .ok, headers: ["Content-Type": "application/yaml"], body: Array(openAPIDocument.utf8))
         }
+        if options.ui { WebUI.register(on: &r) }
         // The head checks (query, Accept, Content-Type) refuse a request before its body is read or 100 Continue sent.
         r.post("/v1/features", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.featuresHead)) { try endpoints.features($0) }
         r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.sphereMapHead)) { try endpoints.sphereMap($0) }
         r.post("/v1/match", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.matchHead)) { try endpoints.match($0) }
+        r.post("/v1/transfer", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.transferHead)) { try endpoints.transfer($0) }
         return r
     }
 
@@ -179,7 +213,9 @@ package final class SphereCorrService: Sendable {
             head.headers["Authorization"] == "Bearer \(token)" ? nil
                 : HTTPError(status: HTTPStatus(code: 401), code: "unauthorized", detail: "POST /admin/reload needs 'Authorization: Bearer <admin token>'",
                             headers: ["WWW-Authenticate": "Bearer"])
-        }) { [store] _ in
+        }) { [self, store] _ in
+            // The certificate first: it does not depend on the model, and its failure is reported after the bundles'.
+            let tlsResult = reloadTLS()
             guard store.snapshot != nil else {
                 throw HTTPError.serviceUnavailable(code: "model_not_ready", detail: "the first model is still loading; reload after /readyz is 200")
             }
@@ -190,11 +226,40 @@ package final class SphereCorrService: Sendable {
                                 detail: "\(e.file ?? "bundles directory"): \(e.error ?? "invalid"); the previous bundle keeps serving",
                                 extensions: ["file": .string(e.file ?? ""), "model_version": .string(store.snapshot?.version ?? "")])
             }
-            let body: [String: Any] = ["result": e.result.rawValue, "file": e.file ?? NSNull(), "error": e.error ?? NSNull(),
+            if case .failure(let error)? = tlsResult {
+                throw HTTPError(status: .unprocessableContent, code: "tls_reload_failed", title: "Certificate rejected",
+                                detail: "\(error.file): \(error.reason); the previous certificate keeps serving",
+                                extensions: ["file": .string(error.file)])
+            }
+            var body: [String: Any] = ["result": e.result.rawValue, "file": e.file ?? NSNull(), "error": e.error ?? NSNull(),
                                        "model_version": store.snapshot?.version ?? NSNull()]
+            if case .success(let status)? = tlsResult { body["tls"] = Self.describe(status) }
             return .json([UInt8]((try? JSONSerialization.data(withJSONObject: body, options: [.sortedKeys])) ?? Data()))
         }
         return r
+    }
+
+    /// /v1/info `engine`: the CPU and its tiers, what each kernel runs here, the precision; under bf16 also the
+    /// measured per-token cosine of the live backbone's bf16 features against fp32 (a probe image, once per backbone).
+    private func engineDescription(backbone: DinoVisionTransformer?) -> [String: Any] {
+        var e: [String: Any] = [
+            "kernels": KernelFamily.current.rawValue, "precision": Precision.current.rawValue, "gemm_backend": GEMM.backend.rawValue,
+            "blas_core": BLASCore.name, "threads": Parallel.workers, "cpu": CPUTier.modelName,
+            "cpu_tiers": CPUTier.available.map(\.rawValue), "onednn_isa": OneDNN.effectiveISA,
+            "bf16": Precision.bf16Unavailable.map { "unavailable: \($0)" } ?? "available (\(Precision.bf16Hardware ?? ""))",
+            "kernel_paths": EngineReport.kernels(width: backbone?.config.embedDim ?? 768),
+        ]
+        if Precision.current == .bf16, let backbone {
+            let a = bf16Agreements.withLock { cache in
+                if let hit = cache[ObjectIdentifier(backbone)] { return hit }
+                let a = backbone.bf16AgreementOnProbe()
+                cache = [ObjectIdentifier(backbone): a]  // only the live backbone's
+                return a
+            }
+            e["bf16_vs_fp32"] = ["mean_token_cosine": a.meanCosine, "min_token_cosine": a.minCosine, "tokens": a.tokens,
+                                 "input": "224² probe image (colour ramps and a checkerboard), this backbone, measured once after load"]
+        }
+        return e
     }
 
     /// /v1/info: what is serving, every limit and timeout, the engine.
@@ -203,7 +268,7 @@ package final class SphereCorrService: Sendable {
         var out: [String: Any] = [
             "service": "spherecorr", "version": serviceVersion, "ready": readiness.current.phase.rawValue,
             "limits": options.limitsDescription.merging(["max_decode_bytes": pipeline.budget.capacity]) { $1 },
-            "engine": ["kernels": KernelFamily.current.rawValue, "gemm_backend": GEMM.backend.rawValue, "blas_core": BLASCore.name, "threads": Parallel.workers],
+            "engine": engineDescription(backbone: s?.backbone),
             "last_reload_error": store.lastReloadError ?? NSNull(),
             "bundles_directory": options.bundlesDirectory ?? NSNull(),
         ]
@@ -220,8 +285,20 @@ package final class SphereCorrService: Sendable {
                              "metadata": s.bundle.metadata, "categories": s.bundle.categories,
                              "loaded_at": ISO8601DateFormatter().string(from: s.loadedAt)]
         }
+        out["tls"] = tls.withLock { $0?.status }.map { Self.describe($0) as Any } ?? ["enabled": false]
+        out["compression"] = ["codings": [ContentCoding.gzip.rawValue], "min_bytes": CompressionPolicy().minimumBytes,
+                              "media_types": ["text/*", "application/json", "application/*+json", "application/yaml"]]
         out["feature_cache"] = { let c = pipeline.cache.stats; return ["hits": c.hits, "misses": c.misses, "bytes": c.bytes, "entries": c.entries] }()
         return out
+    }
+
+    /// The certificate in use, for /v1/info and /admin/reload.
+    static func describe(_ s: TLSStatus) -> [String: Any] {
+        let iso = ISO8601DateFormatter()
+        return ["enabled": true, "certificate_file": s.configuration.certificateFile, "key_file": s.configuration.keyFile,
+                "subject": s.subject, "not_after": iso.string(from: Date(timeIntervalSince1970: Double(s.notAfter))),
+                "loaded_at": iso.string(from: s.loadedAt), "last_reload_error": s.lastReloadError ?? NSNull(),
+                "protocols": ["TLSv1.2", "TLSv1.3"], "alpn": ["http/1.1"]]
     }
 
     /// A tiny ViT for `make serve` without weights: deterministic, quick on two cores.

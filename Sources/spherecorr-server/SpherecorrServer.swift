@@ -33,6 +33,10 @@ struct SpherecorrServer: ParsableCommand {
     var host: String?
     @Option(help: "Listen port. Default \(Self.defaults.port).")
     var port: Int?
+    @Option(help: "PEM certificate chain: TLS 1.2/1.3 on the main listener (with --tls-key); reloaded on SIGHUP and /admin/reload. Default: plain HTTP.")
+    var tlsCert: String?
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
     @Option(help: "Default letterbox resolution (a multiple of the patch size: 14 for DINOv2, 8 or 16 for DINOv1). Default \(Self.defaults.resolution).")
     var resolution: Int?
     @Option(help: "Largest ?resolution a request may ask for. Default \(Self.defaults.maxResolution).")
@@ -43,8 +47,10 @@ struct SpherecorrServer: ParsableCommand {
     var maxImagePixels: Int?
     @Option(help: "Largest image file in bytes (one upload). Default \(Self.defaults.maxImageBytes).")
     var maxImageBytes: Int?
-    @Option(help: "Most points in one /v1/match request. Default \(Self.defaults.maxPoints).")
+    @Option(help: "Most points in one /v1/match or /v1/transfer request. Default \(Self.defaults.maxPoints).")
     var maxPoints: Int?
+    @Option(help: "Most 'target' images in one /v1/transfer request; more is 422 too_many_targets. Default \(Self.defaults.maxTargets).")
+    var maxTargets: Int?
     @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default \(Self.defaults.queueSize).")
     var queueSize: Int?
     @Option(help: "Memory budget of image decodes in flight, in bytes, priced from each image's header; over it requests wait in the queue (503 overloaded when it is full), an image larger than it is 413. Default: a quarter of the machine's (or cgroup's) memory.")
@@ -78,6 +84,8 @@ struct SpherecorrServer: ParsableCommand {
     @Option(help: "Access log format. Default \(Self.defaults.logFormat.rawValue).")
     var logFormat: AccessLogFormat?
     @OptionGroup var engine: EngineOptions
+    @Flag(inversion: .prefixedNo, help: "Serve the demo page at / (SPHERECORR_UI=true|false). Default \(Self.defaults.ui ? "on" : "off"); turn it off in production.")
+    var ui: Bool?
 
     static func main() { mainCheckingBLASCore() }
 
@@ -90,6 +98,11 @@ struct SpherecorrServer: ParsableCommand {
         o.patchStride = try env.int("PATCH_STRIDE", backbone.patchStride, range: 1...16) ?? o.patchStride
         o.host = env.string("HOST", host) ?? o.host
         o.port = try env.int("PORT", port, range: 0...65535) ?? o.port
+        o.tlsCert = env.string("TLS_CERT", tlsCert)
+        o.tlsKey = env.string("TLS_KEY", tlsKey)
+        guard (o.tlsCert == nil) == (o.tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together (or SPHERECORR_TLS_CERT and SPHERECORR_TLS_KEY); got only \(o.tlsCert == nil ? "the key" : "the certificate")")
+        }
         o.resolution = try env.int("RESOLUTION", resolution, range: 14...4998) ?? o.resolution
         o.maxResolution = try env.int("MAX_RESOLUTION", maxResolution, range: 14...4998) ?? o.maxResolution
         // The backbone's patch size (14 for DINOv2 and the demo model; 8 or 16 for DINOv1), read without the weights; a
@@ -104,6 +117,7 @@ struct SpherecorrServer: ParsableCommand {
         o.maxImagePixels = try env.int("MAX_IMAGE_PIXELS", maxImagePixels, range: 196...(1 << 30)) ?? o.maxImagePixels
         o.maxImageBytes = try env.int("MAX_IMAGE_BYTES", maxImageBytes, range: 64...(1 << 31)) ?? o.maxImageBytes
         o.maxPoints = try env.int("MAX_POINTS", maxPoints, range: 1...1_000_000) ?? o.maxPoints
+        o.maxTargets = try env.int("MAX_TARGETS", maxTargets, range: 1...1024) ?? o.maxTargets
         o.queueSize = try env.int("QUEUE_SIZE", queueSize, range: 0...100_000) ?? o.queueSize
         o.maxDecodeBytes = try env.int("MAX_DECODE_BYTES", maxDecodeBytes, range: (1 << 20)...(1 << 46)) ?? o.maxDecodeBytes
         o.maxRenderSide = try env.int("MAX_RENDER_SIDE", maxRenderSide, range: 16...16384) ?? o.maxRenderSide
@@ -124,6 +138,10 @@ struct SpherecorrServer: ParsableCommand {
         o.gemm = try env.choice("GEMM", engine.gemm) ?? o.gemm
         o.kernels = try env.choice("KERNELS", engine.kernels)
         if let why = o.kernels?.unavailableReason { throw ValidationError("kernels \(why)") }
+        o.precision = try env.choice("PRECISION", engine.precision) ?? o.precision
+        if let why = o.precision.unavailableReason { throw ValidationError("precision \(why)") }
+        if let why = Threading.incompatibility(kernels: o.kernels, precision: o.precision) { throw ValidationError(why) }
+        o.ui = try env.bool("UI", ui) ?? o.ui
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -135,19 +153,23 @@ struct SpherecorrServer: ParsableCommand {
         LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
-        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels)
+        var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels, precision: o.precision)
         lines += configureServerMalloc()
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {
             throw ValidationError("cannot start: \(error)")
         }
-        // SIGTERM/SIGINT: drain and exit 0; a second one exits at once (128 + signal). SIGHUP: reload bundles.
+        // SIGTERM/SIGINT: drain and exit 0; a second one exits at once (128 + signal). SIGHUP: reload the TLS
+        // certificate (when serving TLS) and the bundles.
         // One trap (a self-pipe, reliable also as PID 1) for all three; it calls onSignal for the first signal
         // and onRepeat for every later one, so the kind is told apart here.
         let stopping = StopFlag()
         let onAny: @Sendable (Int32) -> Void = { sig in
             if sig == SIGHUP {
-                DispatchQueue.global().async { _ = service.store.reload() }
+                DispatchQueue.global().async {
+                    _ = service.reloadTLS()
+                    _ = service.store.reload()
+                }
             } else if stopping.value.exchange(true, ordering: .acquiringAndReleasing) {
                 _exit(128 + sig)
             } else {
@@ -179,6 +201,16 @@ struct Environment {
             throw ValidationError("SPHERECORR_\(name)='\(s)' must be one of \(T.allValueStrings.joined(separator: ", "))")
         }
         return v
+    }
+
+    func bool(_ name: String, _ flag: Bool?) throws -> Bool? {
+        if let flag { return flag }
+        guard let s = string(name, nil) else { return nil }
+        switch s.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ValidationError("SPHERECORR_\(name)='\(s)' is not a boolean (true/false, 1/0, yes/no, on/off)")
+        }
     }
 
     func int(_ name: String, _ flag: Int?, range: ClosedRange<Int>) throws -> Int? { try number(name, flag, range: range, kind: "an integer") }

@@ -92,6 +92,8 @@ struct Bench: ParsableCommand {
             "latency_s": ["min": times.first!, "median": median, "max": times.last!],
             "gflop": gflop, "gflops": gflop / median, "sgemm_gflops": sgemm,
             "blas_core": "kernels \(KernelFamily.summary), portable GEMM \(GEMM.backend.rawValue), openblas core \(BLASCore.name)",
+            "precision": Precision.current.rawValue, "cpu": CPUTier.modelName, "cpu_tiers": CPUTier.available.map(\.rawValue),
+            "onednn_isa": OneDNN.effectiveISA, "kernel_paths": EngineReport.kernels(width: config.embedDim),
             "threads": Parallel.workers, "peak_rss_bytes": Measure.peakResidentBytes(),
             "sphere_mapper_s": sphere,
         ]
@@ -99,8 +101,8 @@ struct Bench: ParsableCommand {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "%@ %d² batch %d: median %.3f s (min %.3f, max %.3f), %.1f GFLOP, %.1f GFLOP/s = %.0f%% of sgemm %.1f GFLOP/s, peak RSS %.0f MiB",
-                         variant.rawValue, resolution, batch, median, times.first!, times.last!, gflop, gflop / median,
+            print(String(format: "%@ %@ %d² batch %d: median %.3f s (min %.3f, max %.3f), %.1f GFLOP, %.1f GFLOP/s = %.0f%% of sgemm %.1f GFLOP/s, peak RSS %.0f MiB",
+                         Precision.current.rawValue, variant.rawValue, resolution, batch, median, times.first!, times.last!, gflop, gflop / median,
                          100 * gflop / median / sgemm, sgemm, Double(Measure.peakResidentBytes()) / 1_048_576))
         }
     }

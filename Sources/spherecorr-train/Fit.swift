@@ -48,6 +48,8 @@ struct Fit: ParsableCommand {
     var cache: String?
     @Option(help: "Cached feature format.")
     var cachePrecision: CachePrecision = .float16
+    @Flag(help: "Only build (or complete) the view cache of --views K, then exit: no training, nothing written to --out.")
+    var cacheOnly = false
     @Option(help: "Publish a bundle every N epochs (and at the end).")
     var saveEvery: Int = 10
     @Option(help: "Seed of the initialisation, data order, crops and triplets.")
@@ -80,6 +82,7 @@ struct Fit: ParsableCommand {
             throw ValidationError("\(name) must be at least 1; got \(v)")
         }
         guard views >= 0 else { throw ValidationError("--views must be 0 (fresh crops) or a positive count; got \(views)") }
+        if cacheOnly && views == 0 { throw ValidationError("--cache-only builds the view cache of --views K: give K ≥ 1") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number; got \(lr)") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let why = PatchGrid.invalidReason(resolution: evalResolution) { throw ValidationError("--eval-resolution \(why)") }
@@ -101,6 +104,7 @@ struct Fit: ParsableCommand {
         o.views = views
         o.cacheDirectory = cache
         o.cachePrecision = cachePrecision
+        o.cacheOnly = cacheOnly
         o.saveEvery = saveEvery
         o.seed = seed
         o.resume = resume
@@ -126,6 +130,10 @@ struct Fit: ParsableCommand {
             logToStderr("spherecorr-train fit: \(e)")
             Foundation.exit(128 + e.signal!)
         } catch { throw CommandFailure("\(error)") }
+        if cacheOnly {
+            if !quiet { print("done: view cache of \(views) views per image ready" + (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : "")) }
+            return
+        }
         if !quiet {
             print("done: \(summary.epochs) epochs, \(summary.bundles.count) bundles published in \(out)" +
                   (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : ""))

@@ -82,8 +82,8 @@ let v1Cases: [V1Case] = (0..<5).map { V1Case(model: "p8", index: $0) } + (0..<3)
         let hub = try DinoVisionTransformer.load(path: dinoV1FixtureDir.appendingPathComponent("\(name).safetensors").path)
         let hf = try DinoVisionTransformer.load(path: dinoV1FixtureDir.appendingPathComponent(dir).path)
         #expect(hf.config == hub.config)
-        let hubWeights = Dictionary(uniqueKeysWithValues: hub.namedWeights().map { ($0.0, $0.1.array) })
-        for (n, w) in hf.namedWeights() { #expect(w.array == hubWeights[n], "\(dir): \(n) differs from the torch-hub file") }
+        let hubWeights = Dictionary(uniqueKeysWithValues: hub.namedWeights().map { ($0.0, $0.1.values) })
+        for (n, w) in hf.namedWeights() { #expect(w.values == hubWeights[n], "\(dir): \(n) differs from the torch-hub file") }
         #expect(hubWeights.count == hf.namedWeights().count)
         let fx = try SafeTensorsFile(contentsOf: dinoV1FixtureDir.appendingPathComponent("\(name).case0.safetensors"))
         let shape = try fx.info("input").shape

@@ -33,6 +33,27 @@ let atol = 2e-5, rtol = 2e-4
     @Test(.enabled(if: KernelFamily.avx2Supported, "this CPU has no AVX2+FMA: the hand-written kernels are not run"), arguments: cases)
     func avx2EveryIntermediateMatchesTheReference(_ c: Case) throws { try check(c, kernels: .avx2) }
 
+    /// The default: oneDNN's matmul on reordered weights, at whatever ISA it picks (ONEDNN_MAX_CPU_ISA=AVX2 in
+    /// scripts/test's second run forces the AVX2 kernels on an AVX-512 machine).
+    @Test(arguments: cases)
+    func autoEveryIntermediateMatchesTheReference(_ c: Case) throws { try check(c, kernels: .auto) }
+
+    /// bf16 against the reference's fp32 features: per-token cosine, mean ≥ 0.999 and min ≥ 0.99 (README quotes them).
+    @Test(.enabled(if: Precision.bf16Unavailable == nil, "bf16 not run: \(Precision.bf16Unavailable ?? "")"), arguments: cases)
+    func bf16FeaturesAgreeWithTheReference(_ c: Case) throws {
+        let model = try DinoVisionTransformer.load(path: fixtureDir.appendingPathComponent("\(c.model).safetensors").path)
+        let fx = try SafeTensorsFile(contentsOf: fixtureDir.appendingPathComponent("\(c.model).case\(c.index).safetensors"))
+        let shape = try fx.info("input").shape
+        let input = try fx.floats("input"), want = try fx.floats("features")
+        let out = input.withUnsafeBufferPointer {
+            model.forward(images: $0.baseAddress!, batch: shape[0], height: shape[2], width: shape[3],
+                          options: ForwardOptions(kernels: .auto, precision: .bf16))
+        }
+        let a = want.withUnsafeBufferPointer { PrecisionAgreement(out.features.pointer, $0.baseAddress!, tokens: out.batch * out.patches, dim: out.dim) }
+        print("bf16 vs reference fp32, \(c): per-token cosine mean \(a.meanCosine), min \(a.minCosine) over \(a.tokens) tokens")
+        #expect(a.meanCosine >= 0.999 && a.minCosine >= 0.99, "\(c): mean \(a.meanCosine), min \(a.minCosine)")
+    }
+
     private func check(_ c: Case, kernels: KernelFamily) throws {
         let model = try DinoVisionTransformer.load(path: fixtureDir.appendingPathComponent("\(c.model).safetensors").path)
         let fx = try SafeTensorsFile(contentsOf: fixtureDir.appendingPathComponent("\(c.model).case\(c.index).safetensors"))

@@ -27,6 +27,9 @@ final class RecordingObserver: ServerObserver {
     func requestRejected(_ reason: RejectionReason, status: Int?, peer: SocketAddress) {
         rejections.withLock { $0.append((reason, status)) }
     }
+    private let tls = Mutex<[TLSHandshakeFailure]>([])
+    func tlsHandshakeFailed(_ reason: TLSHandshakeFailure, peer: SocketAddress) { tls.withLock { $0.append(reason) } }
+    var tlsFailures: [TLSHandshakeFailure] { tls.withLock { $0 } }
 
     var completed: [RequestCompletion] { completions.withLock { $0 } }
     var rejected: [RejectionReason] { rejections.withLock { $0.map(\.0) } }

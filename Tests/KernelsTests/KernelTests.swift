@@ -29,6 +29,10 @@ private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Suppo
         linearCase(config, shape: shape)
     }
 
+    /// auto: oneDNN's matmul primitive on the weights as given ([O, I] viewed as `ba`), every epilogue a post-op.
+    @Test(arguments: linearShapes)
+    func autoLinearEpiloguesMatchNaive(shape: (Int, Int, Int)) { linearCase((.onednn, .auto), shape: shape) }
+
     @Test(avx2Only, arguments: linearShapes)
     func avx2LinearEpiloguesMatchNaive(shape: (Int, Int, Int)) { linearCase((.onednn, .avx2), shape: shape) }
 

@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from helpers import ServerProcess, png, publish_bundle  # noqa: E402
+from helpers import PKI, ServerProcess, png, publish_bundle  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +24,15 @@ def bundles_dir():
 
 
 @pytest.fixture(scope="session")
-def server(bundles_dir):
-    """The shared server: nothing publishes into its bundles directory, so its model version never changes."""
-    s = ServerProcess("--reload-interval", "0", bundles=bundles_dir, name="main")
+def pki():
+    """A test CA and a leaf for 127.0.0.1 (openssl CLI), for the TLS servers."""
+    d = Path(tempfile.mkdtemp(prefix="spherecorr-pki-"))
+    yield PKI(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _shared_server(bundles_dir, **kw):
+    s = ServerProcess("--reload-interval", "0", bundles=bundles_dir, **kw)
     try:
         s.wait_ready()
         yield s
@@ -34,6 +40,24 @@ def server(bundles_dir):
         code = s.stop()
         if code not in (0, None):
             print(s.log_text()[-3000:], file=sys.stderr)
+
+
+@pytest.fixture(scope="session")
+def plain_server(bundles_dir):
+    """The shared server: nothing publishes into its bundles directory, so its model version never changes."""
+    yield from _shared_server(bundles_dir, name="main")
+
+
+@pytest.fixture(scope="session")
+def tls_server(bundles_dir, pki):
+    """The shared server's twin with TLS on its main listener (the test CA's leaf)."""
+    yield from _shared_server(bundles_dir, name="tls", tls=pki)
+
+
+@pytest.fixture
+def server(request):
+    """The shared server over plain HTTP; a test marked `over_tls` (helpers) runs once over HTTP and once over TLS."""
+    return request.getfixturevalue("tls_server" if getattr(request, "param", "http") == "https" else "plain_server")
 
 
 @pytest.fixture
@@ -60,6 +84,7 @@ def make_server():
     started = []
 
     def make(*args, **kw):
+        # tls=pki (the session fixture) serves the main listener over TLS.
         s = ServerProcess(*args, **kw)
         started.append(s)
         s.wait_ready()

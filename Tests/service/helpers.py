@@ -7,8 +7,10 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import tempfile
@@ -33,10 +35,62 @@ def server_binary() -> Path:
     return p
 
 
+def train_binary() -> Path:
+    p = Path(os.environ.get("SPHERECORR_TRAIN", REPO / ".build/debug/spherecorr-train"))
+    if not p.exists():
+        raise RuntimeError(f"{p} does not exist: build it first (swift build --build-tests)")
+    return p
+
+
+# The synthetic SPair-format dataset beside the repository clone (shared/data).
+SYNTH = REPO.parent / "shared/data/spair-synth-dev"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- TLS: a throwaway CA (openssl CLI)
+
+class PKI:
+    """A CA and leaf certificates for 127.0.0.1/localhost in `directory`, made with the openssl CLI (EC P-256)."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.ca = self.directory / "ca.pem"
+        self._openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+                      "-subj", "/CN=SphereCorr test CA", "-keyout", str(self.directory / "ca.key"), "-out", str(self.ca))
+        self.cert, self.key = self.leaf("leaf", "first")
+
+    def leaf(self, name: str, common_name: str) -> tuple[Path, Path]:
+        """(certificate, key) of a new leaf signed by the CA, written as <name>.pem / <name>.key (replacing them)."""
+        d = self.directory
+        (d / f"{name}.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+        self._openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", f"/CN={common_name}",
+                      "-keyout", str(d / f"{name}.key.new"), "-out", str(d / f"{name}.csr"))
+        self._openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(self.ca), "-CAkey", str(d / "ca.key"),
+                      "-CAcreateserial", "-days", "2", "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.pem.new"))
+        # Each file replaced atomically, the key first: a reload never reads half a file.
+        os.replace(d / f"{name}.key.new", d / f"{name}.key")
+        os.replace(d / f"{name}.pem.new", d / f"{name}.pem")
+        return d / f"{name}.pem", d / f"{name}.key"
+
+    def client_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        ctx.set_alpn_protocols(["http/1.1"])
+        return ctx
+
+    @staticmethod
+    def _openssl(*args: str) -> None:
+        tool = shutil.which("openssl")
+        if tool is None:
+            raise RuntimeError("the TLS tests need the openssl CLI (scripts/install-deps installs it)")
+        r = subprocess.run([tool, *args], capture_output=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {' '.join(args)}: {r.stderr.decode(errors='replace')}")
 
 
 # ---------------------------------------------------------------- the server process
@@ -45,18 +99,24 @@ class ServerProcess:
     """spherecorr-server on 127.0.0.1 with ports chosen by the kernel (--port 0), read back from its log."""
 
     def __init__(self, *args: str, bundles: Path | None = None, env: dict | None = None, resolution: int = 56,
-                 token: str = "test-token", name: str = "server"):
+                 token: str = "test-token", name: str = "server", tls: PKI | None = None, tls_via_env: bool = False):
         self.token = token
         self.bundles = bundles
+        # With a PKI the main listener serves TLS with its leaf; requests verify it against the test CA.
+        self.ssl_context = tls.client_context() if tls is not None else None
         self.workdir = Path(tempfile.mkdtemp(prefix=f"spherecorr-{name}-"))
         self.log_path = self.workdir / "server.log"
         cmd = [str(server_binary()), "--host", "127.0.0.1", "--port", "0", "--admin-port", "0",
                "--admin-token", token, "--resolution", str(resolution), "--log-format", "json"]
         if bundles is not None:
             cmd += ["--bundles", str(bundles)]
+        if tls is not None and not tls_via_env:
+            cmd += ["--tls-cert", str(tls.cert), "--tls-key", str(tls.key)]
         cmd += list(args)
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPHERECORR_")}
         full_env.update(env or {})
+        if tls is not None and tls_via_env:
+            full_env.update({"SPHERECORR_TLS_CERT": str(tls.cert), "SPHERECORR_TLS_KEY": str(tls.key)})
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=full_env,
                                      stdin=subprocess.DEVNULL)
@@ -92,12 +152,31 @@ class ServerProcess:
         raise RuntimeError(f"server not ready within {timeout} s:\n{self.log_text()[-4000:]}")
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
                 timeout: float = 120, admin: bool = False) -> "Reply":
-        return request("127.0.0.1", self.admin_port if admin else self.port, method, path, body, headers, timeout)
+        # The admin listener is always plain HTTP (loopback only).
+        return request("127.0.0.1", self.admin_port if admin else self.port, method, path, body, headers, timeout,
+                       ssl_context=None if admin else self.ssl_context)
+
+    def connection(self, timeout: float = 30) -> http.client.HTTPConnection:
+        """A keep-alive connection to the main listener (HTTPS when the server serves TLS)."""
+        if self.ssl_context is not None:
+            return http.client.HTTPSConnection("127.0.0.1", self.port, timeout=timeout, context=self.ssl_context)
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def raw_socket(self, timeout: float = 10) -> socket.socket:
+        """A connected socket to the main listener, TLS-wrapped when the server serves TLS."""
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        if self.ssl_context is not None:
+            s = self.ssl_context.wrap_socket(s, server_hostname="127.0.0.1")
+        return s
 
     def metric(self, name: str, labels: dict | None = None) -> float:
         return metric_value(self.request("GET", "/metrics").text, name, labels)
@@ -124,6 +203,90 @@ class ServerProcess:
             self.proc.wait(timeout=10)
 
 
+# ---------------------------------------------------------------- nginx in front (deploy/nginx/spherecorr.conf)
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def nginx_site_config(server_port: int, nginx_port: int, logs: Path, prefix: str | None = None) -> str:
+    """deploy/nginx/spherecorr.conf with the test's ports and log directory. With `prefix` (e.g. "/spherecorr/"), the
+    site's own `location / { … }` block is also served under that prefix, stripped before the service (proxy_pass
+    with a trailing slash): what a deployment under a path prefix does."""
+    text = (REPO / "deploy/nginx/spherecorr.conf").read_text()
+    text, n1 = re.subn(r"server 127\.0\.0\.1:8080", f"server 127.0.0.1:{server_port}", text)
+    text, n2 = re.subn(r"listen 80;", f"listen 127.0.0.1:{nginx_port};", text)
+    text = text.replace("/var/log/nginx/", f"{logs}/")
+    assert n1 == 1 and n2 == 1, "deploy/nginx/spherecorr.conf changed shape: update the test's templating"
+    if prefix is not None:
+        m = re.search(r"\n    location / \{\n.*?\n    \}\n", text, re.S)
+        assert m and "proxy_pass http://spherecorr;" in m.group(0), "deploy/nginx/spherecorr.conf: no 'location / {' block"
+        prefixed = m.group(0).replace("location / {", f"location {prefix} {{").replace(
+            "proxy_pass http://spherecorr;", "proxy_pass http://spherecorr/;")
+        text = text[:m.end()] + prefixed + text[m.end():]
+    return text
+
+
+class NginxFront:
+    """Real nginx (Debian nginx-light) on a free loopback port in front of a server, with the deploy site file."""
+
+    def __init__(self, server_port: int, prefix: str | None = None):
+        if NGINX is None:
+            raise RuntimeError("nginx is not installed (Debian nginx-light; scripts/install-deps installs it)")
+        self.dir = Path(tempfile.mkdtemp(prefix="spherecorr-nginx-"))
+        os.chmod(self.dir, 0o755)  # workers (user nobody when started as root) create their temp files here
+        self.port = free_port()
+        self.proc = None
+        d = self.dir
+        (d / "site.conf").write_text(nginx_site_config(server_port, self.port, d, prefix))
+        (d / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/site.conf;
+}}
+""")
+        args = [NGINX, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
+        check = subprocess.run(args + ["-t"], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t failed: {check.stderr}")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request("127.0.0.1", self.port, "GET", "/livez", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {(d / 'error.log').read_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("nginx did not come up within 30 s")
+            time.sleep(0.1)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # ---------------------------------------------------------------- HTTP
 
 class Reply:
@@ -148,8 +311,9 @@ class Reply:
 
 
 def request(host: str, port: int, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
-            timeout: float = 120) -> Reply:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            timeout: float = 120, ssl_context: ssl.SSLContext | None = None) -> Reply:
+    conn = (http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl_context) if ssl_context is not None
+            else http.client.HTTPConnection(host, port, timeout=timeout))
     try:
         conn.request(method, path, body=body, headers=headers or {})
         r = conn.getresponse()
@@ -405,3 +569,12 @@ def assert_problem(reply: Reply, status: int, code: str | None = None) -> dict:
     if status == 503:
         assert reply.header("Retry-After") and int(reply.header("Retry-After")) >= 1, reply
     return body
+
+
+def _over_tls():
+    import pytest  # only the suite needs it; the helpers also serve stand-alone scripts
+    return pytest.mark.parametrize("server", ["http", "https"], indirect=True)
+
+
+# A test marked with this runs twice: over plain HTTP and over TLS (the `server` fixture in conftest.py).
+over_tls = _over_tls()

@@ -1,4 +1,4 @@
-"""Every endpoint and every output format over loopback, with stdlib clients and curl (SERVICE.md §2.5–2.6)."""
+"""Every endpoint and every output format over loopback, with stdlib clients and curl (SERVICE-NOTES §2.5, §4.7)."""
 from __future__ import annotations
 
 import base64
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (REPO, image_part, json_part, np, parse_npy, parse_safetensors, png, post_multipart,
+from helpers import (REPO, image_part, json_part, np, over_tls, parse_npy, parse_safetensors, png, post_multipart,
                      assert_problem)
 
 
+@over_tls
 def test_livez_readyz(server):
     r = server.request("GET", "/livez")
     assert r.status == 200 and r.json() == {"status": "ok"}
@@ -23,6 +24,7 @@ def test_livez_readyz(server):
         assert reply.header("X-Request-Id") and reply.header("X-Model-Version") and reply.header("Date")
 
 
+@over_tls
 def test_head_has_no_body(server):
     get = server.request("GET", "/v1/info")
     head = server.request("HEAD", "/v1/info")
@@ -46,12 +48,14 @@ def test_info_names_model_limits_and_demo_warning(server):
     assert server.request("GET", "/livez").header("X-Model-Version") == info["model_version"]
 
 
+@over_tls
 def test_openapi_served_is_the_repository_file(server):
     r = server.request("GET", "/openapi.yaml")
     assert r.status == 200 and r.header("Content-Type").startswith("application/yaml")
     assert r.body == (REPO / "openapi.yaml").read_bytes()
 
 
+@over_tls
 def test_request_id_echoed_and_generated(server):
     r = server.request("GET", "/livez", headers={"X-Request-Id": "client-abc-123"})
     assert r.header("X-Request-Id") == "client-abc-123"
@@ -62,6 +66,7 @@ def test_request_id_echoed_and_generated(server):
     assert body["request_id"] == "err-1"
 
 
+@over_tls
 def test_405_with_allow(server):
     r = server.request("GET", "/v1/match")
     assert_problem(r, 405, "method_not_allowed")
@@ -93,6 +98,7 @@ def test_features_npy_default(server, img_a):
         assert arr[0] == (4, 4, 192)
 
 
+@over_tls
 def test_features_all_formats_agree_bit_for_bit(server, img_a):
     npy = features(server, img_a, "application/x-npy")
     raw = features(server, img_a, "application/octet-stream")
@@ -166,6 +172,7 @@ def test_feature_cache_hits_and_misses_in_metrics(server):
 
 # ---------------------------------------------------------------- /v1/sphere-map
 
+@over_tls
 def test_sphere_map_json_npy_png(server, img_b):
     js = post_multipart(server, "/v1/sphere-map", [image_part("image", img_b)])
     assert js.status == 200 and js.header("Content-Type") == "application/json"
@@ -193,6 +200,7 @@ def test_sphere_map_box_only_for_png(server, img_b):
 
 # ---------------------------------------------------------------- /v1/match
 
+@over_tls
 def test_match_points(server, img_a, img_b):
     pts = [[1, 2], [30, 40], [79.5, 59.5]]
     r = post_multipart(server, "/v1/match", [image_part("source", img_a), image_part("target", img_b),
@@ -208,6 +216,7 @@ def test_match_points(server, img_a, img_b):
     assert body["source"]["width"] == 80 and body["target"]["height"] == 70
 
 
+@over_tls
 def test_match_dense_and_params(server, img_a, img_b):
     r = post_multipart(server, "/v1/match", [image_part("source", img_a), image_part("target", img_b),
                                              json_part("params", {"alpha": 0, "min_score": -1, "max_matches": 3})])
@@ -218,6 +227,7 @@ def test_match_dense_and_params(server, img_a, img_b):
     assert scores == sorted(scores, reverse=True)
 
 
+@over_tls
 def test_match_png(server, img_a, img_b):
     r = post_multipart(server, "/v1/match", [image_part("source", img_a), image_part("target", img_b),
                                              json_part("points", [[10, 10]])], {"Accept": "image/png"})

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch eager fp32 anchor for `make bench`: the DINOv2 forward a user would otherwise run on this CPU.
+"""PyTorch eager fp32 (or bf16 autocast) anchor for `make bench`: the DINOv2 forward a user would otherwise run on this CPU.
 
 Random weights of the real shapes (transformers' Dinov2Model / Dinov2WithRegistersModel, same layers as the
 torch-hub model), same thread count and input size as `spherecorr-train bench`. Prints one JSON object.
@@ -29,6 +29,7 @@ def main():
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--bf16-autocast", action="store_true", help="torch.autocast('cpu', dtype=torch.bfloat16): what a user would try for bf16")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -43,7 +44,8 @@ def main():
     torch.manual_seed(1)
     x = torch.randn(a.batch, 3, a.resolution, a.resolution)
     times = []
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16_autocast)
+    with torch.inference_mode(), autocast:
         for i in range(a.repeat + 1):
             t = time.perf_counter()
             out = model(pixel_values=x, output_hidden_states=True)
@@ -55,7 +57,7 @@ def main():
     print(json.dumps({
         "variant": a.variant + ("-reg" if a.registers else ""), "resolution": a.resolution, "batch": a.batch,
         "latency_s": {"min": min(times), "median": statistics.median(times), "max": max(times)},
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "precision": "bf16-autocast" if a.bf16_autocast else "fp32", "threads": torch.get_num_threads(),
         "blas": "mkl" if torch.backends.mkl.is_available() else "other",
     }, sort_keys=True))
 

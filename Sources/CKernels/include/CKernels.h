@@ -14,6 +14,17 @@ extern "C" {
 
 /// 1 when the CPU (and OS) support AVX2 and FMA.
 int ck_cpu_has_avx2_fma(void);
+/// 1 when the CPU has AVX-512 F/DQ/BW/VL and the OS saves the ZMM state.
+int ck_cpu_has_avx512(void);
+/// 1 when the CPU has AVX512_BF16 (dot products of bf16 pairs into fp32).
+int ck_cpu_has_avx512_bf16(void);
+/// 1 when the CPU has AMX tiles with bf16 (AMX-TILE and AMX-BF16).
+int ck_cpu_has_amx_bf16(void);
+
+/// dst[i] = bf16(src[i]), round to nearest even.   dst, src: [n]
+void ck_f32_to_bf16(unsigned short *dst, const float *src, long n);
+/// dst[i] = float(src[i]) (exact).   dst, src: [n]
+void ck_bf16_to_f32(float *dst, const unsigned short *src, long n);
 
 /// Keys per block of the fused attention and the padding unit of the packed layouts.
 #define CK_ATTENTION_KEY_PANEL 16
