@@ -29,6 +29,10 @@ let v1Cases: [V1Case] = (0..<5).map { V1Case(model: "p8", index: $0) } + (0..<3)
     @Test(.enabled(if: KernelFamily.avx2Supported, "this CPU has no AVX2+FMA: the hand-written kernels are not run"), arguments: v1Cases)
     func avx2EveryIntermediateMatchesTheReference(_ c: V1Case) throws { try check(c, kernels: .avx2) }
 
+    /// The default: oneDNN's matmul on reordered weights (the plain residual epilogue without LayerScale included).
+    @Test(arguments: v1Cases)
+    func autoEveryIntermediateMatchesTheReference(_ c: V1Case) throws { try check(c, kernels: .auto) }
+
     private func fixture(_ c: V1Case) throws -> (SafeTensorsFile, stride: Int) {
         let fx = try SafeTensorsFile(contentsOf: dinoV1FixtureDir.appendingPathComponent("\(c.model).case\(c.index).safetensors"))
         return (fx, Int(fx.metadata["stride"] ?? "") ?? 0)
