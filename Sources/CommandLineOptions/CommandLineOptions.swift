@@ -11,7 +11,7 @@ extension GEMMBackend: ExpressibleByArgument {}
 extension KernelFamily: ExpressibleByArgument {}
 extension Precision: ExpressibleByArgument {}
 
-/// `--backbone` and `--variant`: which DINOv2 runs.
+/// `--backbone`, `--variant` and `--patch-stride`: which backbone runs (DINOv2 or DINOv1, inferred from the files).
 package struct BackboneOptions: ParsableArguments {
     @Option(help: """
         Backbone: a Hugging Face directory (config.json + model.safetensors) or a torch-hub-named .safetensors file. \
@@ -21,6 +21,12 @@ package struct BackboneOptions: ParsableArguments {
 
     @Option(help: "Variant of a torch-hub file. Default: inferred from the weights' shapes.")
     package var variant: DinoConfig.Variant?
+
+    @Option(help: """
+        DINOv1 only: patch-embedding stride, a divisor of the patch size, for a denser grid (the reference's \
+        ViTExtractor stride, e.g. 4 for dino-vits8). Default: the patch size.
+        """)
+    package var patchStride: Int?
 
     package init() {}
 
@@ -33,7 +39,7 @@ package struct BackboneOptions: ParsableArguments {
     /// Loads the backbone; a bad file is a failure naming it.
     package func load() throws -> DinoVisionTransformer {
         let path = try requiredPath()
-        do { return try DinoVisionTransformer.load(path: path, variant: variant) } catch { throw CommandFailure("\(error)") }
+        do { return try DinoVisionTransformer.load(path: path, variant: variant, stride: patchStride) } catch { throw CommandFailure("\(error)") }
     }
 }
 

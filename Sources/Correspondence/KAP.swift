@@ -41,15 +41,16 @@ package enum KAP {
         }
     }
 
-    /// Squared float32 distances from the top-left pixel of every patch to (x, y), row-major.
+    /// Squared float32 distances from the pixel `nearest` samples for every patch (`grid.pixel(ofCell:)`) to (x, y),
+    /// row-major.
     package static func distanceMap(x: Float, y: Float, grid: PatchGrid) -> [Float] {
         let g = grid.side
         var out = [Float](repeating: 0, count: g * g)
         for r in 0..<g {
-            let dy: Float = Float(PatchGrid.patchSize * r) - y
+            let dy: Float = Float(grid.pixel(ofCell: r)) - y
             let dy2: Float = dy * dy
             for c in 0..<g {
-                let dx: Float = Float(PatchGrid.patchSize * c) - x
+                let dx: Float = Float(grid.pixel(ofCell: c)) - x
                 let dx2: Float = dx * dx
                 out[r * g + c] = dx2 + dy2
             }

@@ -3,8 +3,9 @@ import Kernels
 import TensorFiles
 
 // Letters: B = batch, T = 1 + R + N tokens ([CLS, registers, patches row-major]), N = Gh·Gw patches,
-// R = registers, D = embed dim, F = FFN hidden, P = 3·14·14 = 588 pixels per patch.
-// Names follow the torch-hub checkpoint (facebookresearch/dinov2 vision_transformer.py).
+// R = registers, D = embed dim, F = FFN hidden, P = 3·p·p pixels per patch (588 for DINOv2's p = 14).
+// Names follow the torch-hub checkpoint (facebookresearch/dinov2 vision_transformer.py; DINOv1's
+// facebookresearch/dino checkpoints use the same names without LayerScale, mask and register tokens).
 
 struct LayerNormWeights {
     var weight: Parameter  // [D]
@@ -30,23 +31,23 @@ struct LinearWeights {
     }
 }
 
-/// blocks.i: x ← x + ls1 ⊙ attn(norm1(x)); x ← x + ls2 ⊙ mlp(norm2(x)).
+/// blocks.i: x ← x + ls1 ⊙ attn(norm1(x)); x ← x + ls2 ⊙ mlp(norm2(x)). DINOv1 has no LayerScale (ls1 = ls2 = 1).
 struct BlockWeights {
     var norm1: LayerNormWeights
     var qkv: LinearWeights       // [3D, D], rows q | k | v
     var proj: LinearWeights      // [D, D]
-    var ls1: Parameter              // [D]
+    var ls1: Parameter?             // [D], nil without LayerScale
     var norm2: LayerNormWeights
     var fc1: LinearWeights       // mlp: fc1 [F, D]; swiglu: w12 [2F, D]
     var fc2: LinearWeights       // mlp: fc2 [D, F]; swiglu: w3 [D, F]
-    var ls2: Parameter              // [D]
+    var ls2: Parameter?             // [D], nil without LayerScale
 
     init(_ r: WeightReader, index i: Int, config c: DinoConfig) throws {
         let p = "blocks.\(i)", d = c.embedDim, f = c.ffnHidden
         norm1 = try LayerNormWeights(r, "\(p).norm1", dim: d)
         qkv = try LinearWeights(r, "\(p).attn.qkv", in: d, out: 3 * d)
         proj = try LinearWeights(r, "\(p).attn.proj", in: d, out: d)
-        ls1 = try r.take("\(p).ls1.gamma", shape: [d])
+        ls1 = c.layerScale ? try r.take("\(p).ls1.gamma", shape: [d]) : nil
         norm2 = try LayerNormWeights(r, "\(p).norm2", dim: d)
         switch c.ffn {
         case .mlp:
@@ -56,7 +57,7 @@ struct BlockWeights {
             fc1 = try LinearWeights(r, "\(p).mlp.w12", in: d, out: 2 * f)
             fc2 = try LinearWeights(r, "\(p).mlp.w3", in: f, out: d)
         }
-        ls2 = try r.take("\(p).ls2.gamma", shape: [d])
+        ls2 = c.layerScale ? try r.take("\(p).ls2.gamma", shape: [d]) : nil
     }
 }
 
@@ -66,7 +67,8 @@ package struct DinoOutput: Sendable {
     package var gridHeight: Int
     package var gridWidth: Int
     package var dim: Int
-    /// [B, N, D]: last block output before the final norm, CLS and registers removed (what the method uses).
+    /// [B, N, D]: what the method matches. DINOv2: the last block's output before the final norm, CLS and registers
+    /// removed. DINOv1: the keys of block `keyBlock`, CLS removed, channels in the reference's (head dim, head) order.
     package var features: FloatStorage
     /// [B, D]: the normed CLS token.
     package var cls: FloatStorage?
@@ -87,18 +89,18 @@ package struct ForwardOptions: Sendable {
     }
 }
 
-/// The DINOv2 ViT, immutable after load (safe to share; each forward allocates its own activations).
+/// The DINO ViT (v2, or v1 per `config.family`), immutable after load (safe to share; each forward allocates its own activations).
 package final class DinoVisionTransformer: @unchecked Sendable {
     package let config: DinoConfig
     /// Where the weights came from (for /v1/info and logs).
     package let source: String
-    let patchEmbed: LinearWeights   // weight viewed as [D, P] (conv weight [D, 3, 14, 14] flattened)
+    let patchEmbed: LinearWeights   // weight viewed as [D, P] (conv weight [D, 3, p, p] flattened)
     let clsToken: Parameter            // [D]
-    let posEmbed: Parameter            // [1 + 37·37, D]
+    let posEmbed: Parameter            // [1 + M·M, D], M = posGrid
     let registerTokens: Parameter?     // [R, D]
     let blocks: [BlockWeights]
     let norm: LayerNormWeights
-    let maskToken: Parameter           // [1, D], training-only; kept so a checkpoint round-trips
+    let maskToken: Parameter?          // [1, D], DINOv2's training-only token; kept so a checkpoint round-trips
     private let named: [(String, Parameter)]
 
     init(config c: DinoConfig, reader r: WeightReader, source: String) throws {
@@ -108,7 +110,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         let convW = try r.take("patch_embed.proj.weight", shape: [d, 3, ps, ps])
         patchEmbed = LinearWeights(weight: convW, bias: try r.take("patch_embed.proj.bias", shape: [d]))
         clsToken = try r.take("cls_token", shape: [1, 1, d])
-        maskToken = try r.take("mask_token", shape: [1, d])  // training-only, present in every checkpoint
+        maskToken = c.family == .dinov2 ? try r.take("mask_token", shape: [1, d]) : nil  // in every DINOv2 checkpoint
         posEmbed = try r.take("pos_embed", shape: [1, 1 + c.posGrid * c.posGrid, d])
         registerTokens = c.registers > 0 ? try r.take("register_tokens", shape: [1, c.registers, d]) : nil
         blocks = try (0..<c.depth).map { try BlockWeights(r, index: $0, config: c) }
@@ -116,6 +118,20 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         try r.finish()
         named = r.handedOut
         if KernelFamily.current == .auto { prepare(Precision.current) }
+    }
+
+    /// The same weights under another choice of patch stride or key block (the shapes must agree).
+    package init(sharing other: DinoVisionTransformer, config c: DinoConfig) {
+        var same = c
+        same.patchStride = other.config.patchStride
+        same.keyBlock = other.config.keyBlock
+        precondition(same == other.config, "only the patch stride and the key block may differ")
+        precondition(c.keyBlock.map { (0..<c.depth).contains($0) } ?? true && c.invalidStrideReason(c.patchStride) == nil)
+        config = c
+        source = other.source
+        patchEmbed = other.patchEmbed; clsToken = other.clsToken; posEmbed = other.posEmbed
+        registerTokens = other.registerTokens; blocks = other.blocks; norm = other.norm; maskToken = other.maskToken
+        named = other.named
     }
 
     /// Reorders every linear layer's weights for oneDNN's matmul at `precision` now rather than on first use.
@@ -129,16 +145,17 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     /// model was loaded with (`WeightReader` records them).
     package func namedWeights() -> [(String, Parameter)] { named }
 
-    /// Forward pass over normalised images. images: [B, 3, H, W], H and W multiples of 14.
-    /// `onBlock(i, x)` sees each block's output [B, T, D] (for parity tests).
+    /// Forward pass over normalised images. images: [B, 3, H, W], each side p + stride·k (a multiple of 14 for DINOv2).
+    /// `onBlock(i, x)` sees each block's output [B, T, D] (for parity tests). DINOv1 stops after `keyBlock` unless the
+    /// normed tokens, the CLS token or `onBlock` are asked for (the later blocks do not touch the keys).
     package func forward(
         images: UnsafePointer<Float>, batch b: Int, height h: Int, width w: Int,
         options: ForwardOptions = ForwardOptions(),
         onBlock: ((Int, UnsafeBufferPointer<Float>) -> Void)? = nil
     ) -> DinoOutput {
         let c = config, d = c.embedDim, ps = c.patchSize, r = c.registers
-        precondition(b > 0 && h % ps == 0 && w % ps == 0 && h > 0 && w > 0, "input must be a positive multiple of the patch size")
-        let gh = h / ps, gw = w / ps, n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
+        precondition(b > 0 && c.invalidSideReason(h) == nil && c.invalidSideReason(w) == nil, "input must tile the patch grid")
+        let gh = c.gridSide(h), gw = c.gridSide(w), n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
         let k = options.kernels ?? KernelFamily.current
         let precision = options.precision ?? Precision.current
         precondition(precision == .fp32 || k == .auto, "bf16 runs with the auto kernels (oneDNN matmul)")
@@ -158,7 +175,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
 
         // Patch embedding: im2col [B·N, P] (c, ky, kx order), then x·Wᵀ + b → [B·N, D].
         let cols = FloatStorage(count: b * n * p, zeroed: false)
-        im2col(cols.pointer, images, batch: b, height: h, width: w, patch: ps)
+        im2col(cols.pointer, images, batch: b, height: h, width: w, patch: ps, stride: c.patchStride)
         let patches = FloatStorage(count: b * n * d, zeroed: false)
         linear(patches.pointer, cols.pointer, patchEmbed, rows: b * n, precision: .fp32)
 
@@ -182,32 +199,36 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         let hidden = FloatStorage(count: b * t * hiddenWidth, zeroed: false)
         let gate = c.ffn == .swiglu ? FloatStorage(count: b * t * c.ffnHidden, zeroed: false) : nil
         let rows = b * t
-        for (i, blk) in blocks.enumerated() {
+        let features = FloatStorage(count: b * n * d, zeroed: false)
+        let lastBlock = c.keyBlock.map { options.normed || options.cls || onBlock != nil ? c.depth - 1 : $0 } ?? c.depth - 1
+        for (i, blk) in blocks.enumerated() where i <= lastBlock {
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm1.weight.pointer, bias: blk.norm1.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
             linear(qkv.pointer, xn.pointer, blk.qkv, rows: rows)
             attentionForward(attn.pointer, qkv: qkv.pointer, batch: b, tokens: t, heads: c.heads, headDim: c.headDim,
                              scale: 1 / Float(c.headDim).squareRoot(), family: k)
-            linear(x.pointer, attn.pointer, blk.proj, rows: rows, epilogue: .biasScaleAddInto(gamma: blk.ls1.pointer))
+            if i == c.keyBlock { keyDescriptors(features.pointer, qkv: qkv.pointer, batch: b, tokens: t, patches: n) }
+            linear(x.pointer, attn.pointer, blk.proj, rows: rows, epilogue: residual(blk.ls1))
             layerNormForward(xn.pointer, x.pointer, weight: blk.norm2.weight.pointer, bias: blk.norm2.bias.pointer,
                              rows: rows, cols: d, eps: c.layerNormEps)
             switch c.ffn {
             case .mlp:
                 // Under bf16 the hidden activations are written and read as bf16 (half the memory traffic).
                 linear(hidden.pointer, output: .bf16, xn.pointer, blk.fc1, rows: rows, epilogue: .biasGELU)
-                linear(x.pointer, hidden.pointer, input: .bf16, blk.fc2, rows: rows, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer))
+                linear(x.pointer, hidden.pointer, input: .bf16, blk.fc2, rows: rows, epilogue: residual(blk.ls2))
             case .swiglu:
                 linear(hidden.pointer, xn.pointer, blk.fc1, rows: rows)
                 swigluForward(gate!.pointer, hidden.pointer, rows: rows, hidden: c.ffnHidden)
-                linear(x.pointer, gate!.pointer, blk.fc2, rows: rows, epilogue: .biasScaleAddInto(gamma: blk.ls2.pointer))
+                linear(x.pointer, gate!.pointer, blk.fc2, rows: rows, epilogue: residual(blk.ls2))
             }
             onBlock?(i, UnsafeBufferPointer(start: x.pointer, count: rows * d))
         }
 
-        // Features: x_prenorm[:, 1+R:].
-        let features = FloatStorage(count: b * n * d, zeroed: false)
-        for bi in 0..<b {
-            features.pointer.advanced(by: bi * n * d).update(from: x.pointer + (bi * t + 1 + r) * d, count: n * d)
+        // Features: DINOv2 x_prenorm[:, 1+R:]; DINOv1's keys were taken in their block.
+        if c.keyBlock == nil {
+            for bi in 0..<b {
+                features.pointer.advanced(by: bi * n * d).update(from: x.pointer + (bi * t + 1 + r) * d, count: n * d)
+            }
         }
         var out = DinoOutput(batch: b, gridHeight: gh, gridWidth: gw, dim: d, features: features)
         if options.normed || options.cls {
@@ -223,7 +244,26 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         return out
     }
 
-    /// interpolate_pos_encoding (METHOD §1.3): [1 + Gh·Gw, D]. The 37×37 grid is returned unchanged only for 518×518.
+    /// The residual add of a block: with its LayerScale gamma (DINOv2), or plain (DINOv1).
+    private func residual(_ gamma: Parameter?) -> LinearEpilogue {
+        gamma.map { .biasScaleAddInto(gamma: $0.pointer) } ?? .biasAddInto
+    }
+
+    /// The reference's DINOv1 descriptor (METHOD §1.5): facet 'key' of the patch tokens, [B, N, D] with channel
+    /// c = j·H + h for head h, head-dim index j (`keys.permute(0, 2, 3, 1).flatten(-2)` of [B, H, T, d]).
+    /// qkv: [B, T, 3D], each row q | k | v, each D = H blocks of d.
+    private func keyDescriptors(_ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>, batch b: Int, tokens t: Int, patches n: Int) {
+        let d = config.embedDim, heads = config.heads, hd = config.headDim
+        for bi in 0..<b {
+            for i in 0..<n {
+                let key = qkv + (bi * t + 1 + i) * 3 * d + d, dst = out + (bi * n + i) * d
+                for h in 0..<heads { for j in 0..<hd { dst[j * heads + h] = key[h * hd + j] } }
+            }
+        }
+    }
+
+    /// interpolate_pos_encoding (METHOD §1.3, §1.5): [1 + Gh·Gw, D]. The M×M grid is returned unchanged only for a
+    /// square input of M×M patches (518×518 for DINOv2, 224×224 for DINOv1 without a stride).
     package func interpolatedPositions(gridHeight gh: Int, gridWidth gw: Int) -> FloatStorage {
         let c = config, d = c.embedDim, m = c.posGrid
         let out = FloatStorage(count: (1 + gh * gw) * d, zeroed: false)
@@ -249,16 +289,18 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     }
 }
 
-/// [B, 3, H, W] → [B·N, 3·p·p] with each patch flattened in (channel, ky, kx) order, patches row-major.
-func im2col(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch b: Int, height h: Int, width w: Int, patch p: Int) {
-    let gh = h / p, gw = w / p, k = 3 * p * p
+/// [B, 3, H, W] → [B·N, 3·p·p] with each patch flattened in (channel, ky, kx) order, patches row-major, patch
+/// origins `stride` apart (the conv's stride; overlapping patches when stride < p).
+func im2col(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, batch b: Int, height h: Int, width w: Int,
+            patch p: Int, stride s: Int) {
+    let gh = 1 + (h - p) / s, gw = 1 + (w - p) / s, k = 3 * p * p
     for bi in 0..<b {
         for py in 0..<gh {
             for px in 0..<gw {
                 var dst = out + ((bi * gh + py) * gw + px) * k
                 for ch in 0..<3 {
                     for ky in 0..<p {
-                        let src = x + ((bi * 3 + ch) * h + py * p + ky) * w + px * p
+                        let src = x + ((bi * 3 + ch) * h + py * s + ky) * w + px * s
                         dst.update(from: src, count: p)
                         dst += p
                     }

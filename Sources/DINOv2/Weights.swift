@@ -104,15 +104,17 @@ enum CheckpointLayout {
         Dictionary(uniqueKeysWithValues: file.names.map { ($0, [$0]) })
     }
 
-    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel names → hub names (METHOD §1.4), optional `dinov2.` prefix.
+    /// Hugging Face Dinov2Model / Dinov2WithRegistersModel / ViTModel (DINOv1) names → hub names (METHOD §1.4, §1.5),
+    /// optional task-head prefix. ViT's pooler (dense + tanh on CLS) is a head the features never use: skipped.
     static func hfSources(_ file: SafeTensorsFile) throws -> [String: [String]] {
         var out: [String: [String]] = [:]
         var unknown: [String] = []
         var qkv: [String: [String: String]] = [:]  // "blocks.i.attn.qkv.weight" → {query|key|value: file key}
         for key in file.names {
-            // Task-head models prefix the backbone: `dinov2.` or `dinov2_with_registers.`.
-            let prefix = ["dinov2.", "dinov2_with_registers."].first { key.hasPrefix($0) }
+            // Task-head models prefix the backbone: `dinov2.`, `dinov2_with_registers.` or `vit.`.
+            let prefix = ["dinov2.", "dinov2_with_registers.", "vit."].first { key.hasPrefix($0) }
             let k = prefix.map { String(key.dropFirst($0.count)) } ?? key
+            if k.hasPrefix("pooler.") { continue }
             let fixed: [String: String] = [
                 "embeddings.cls_token": "cls_token", "embeddings.mask_token": "mask_token",
                 "embeddings.position_embeddings": "pos_embed", "embeddings.register_tokens": "register_tokens",
@@ -136,6 +138,11 @@ enum CheckpointLayout {
                 "mlp.fc2.weight": "mlp.fc2.weight", "mlp.fc2.bias": "mlp.fc2.bias",
                 "mlp.weights_in.weight": "mlp.w12.weight", "mlp.weights_in.bias": "mlp.w12.bias",
                 "mlp.weights_out.weight": "mlp.w3.weight", "mlp.weights_out.bias": "mlp.w3.bias",
+                // ViTModel (DINOv1)
+                "layernorm_before.weight": "norm1.weight", "layernorm_before.bias": "norm1.bias",
+                "layernorm_after.weight": "norm2.weight", "layernorm_after.bias": "norm2.bias",
+                "intermediate.dense.weight": "mlp.fc1.weight", "intermediate.dense.bias": "mlp.fc1.bias",
+                "output.dense.weight": "mlp.fc2.weight", "output.dense.bias": "mlp.fc2.bias",
             ]
             if let hub = simple[rest] { out[block + hub] = [key]; continue }
             let qkvParts = rest.split(separator: ".")

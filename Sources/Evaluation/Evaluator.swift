@@ -95,9 +95,12 @@ package struct EvaluationResult: Sendable {
     package var backbone: String
     package var bundle: String?
     package var weighting: CategoryWeighting
+    /// The patch grid the keypoints were matched on (the backbone's patch and stride at the resolution).
+    package var grid: PatchGrid
 }
 
-/// The paper's evaluation (METHOD §2.3, §5, §6): letterbox to R, last-block DINOv2 features, optional sphere,
+/// The paper's evaluation (METHOD §2.3, §5, §6): letterbox to R, the backbone's features (last-block DINOv2, or
+/// DINOv1 keys on its own patch grid, METHOD §1.5), optional sphere,
 /// blended cosine, PCK (mutual visibility, strict <) and KAP (source visibility, min–max scores, sklearn AP).
 package final class Evaluator {
     let options: EvaluationOptions
@@ -107,8 +110,11 @@ package final class Evaluator {
     var log: (String) -> Void = { logToStderr($0) }
 
     package init(options: EvaluationOptions, backbone: DinoVisionTransformer, backboneKey: String, bundle: SphereBundle?) throws {
-        if let why = PatchGrid.invalidReason(resolution: options.resolution) { throw EvaluationError.config("--resolution \(why)") }
-        if let grid = PatchGrid(resolution: options.resolution) {
+        let c = backbone.config
+        if let why = PatchGrid.invalidReason(resolution: options.resolution, patch: c.patchSize) {
+            throw EvaluationError.config("--resolution \(why) (the patch size of \(c.displayName))")
+        }
+        if let grid = PatchGrid(resolution: options.resolution, patch: c.patchSize, stride: c.patchStride) {
             do { try options.refine.check(gridRows: grid.side, gridColumns: grid.side) } catch {
                 throw EvaluationError.config("--\(error) (at --resolution \(options.resolution))")
             }
@@ -134,7 +140,9 @@ package final class Evaluator {
             }
             categories = categories.filter { only.contains($0) }
         }
-        guard let grid = PatchGrid(resolution: options.resolution) else { throw EvaluationError.config("bad resolution") }
+        guard let grid = PatchGrid(resolution: options.resolution, patch: backbone.config.patchSize, stride: backbone.config.patchStride) else {
+            throw EvaluationError.config("bad resolution")
+        }
         let store = FeatureStore(backbone: backbone, backboneKey: backboneKey, resolution: options.resolution,
                                  cacheDirectory: options.cacheDirectory.map { URL(fileURLWithPath: $0) })
         // Load and validate every pair first: the denominators must be known before any score.
@@ -190,7 +198,7 @@ package final class Evaluator {
                         descriptors[path] = try ImageDescriptors(features: f, sphere: s, tokens: grid.count, featureDimension: backbone.config.embedDim)
                     } catch { throw EvaluationError.data(file: path, detail: "\(error)") }
                 }
-                let (ks, kt, thr) = pair.letterboxed(resolution: options.resolution)
+                let (ks, kt, thr) = pair.letterboxed(resolution: options.resolution, grid: grid)
                 // Every keypoint row (invisible ones sit at patch 0 and are masked by the metrics), METHOD §5 step 4.
                 let rows = (0..<ks.count).map { grid.index(x: ks.x($0), y: ks.y($0)) }
                 for (a, alpha) in options.alphas.enumerated() {
@@ -230,7 +238,7 @@ package final class Evaluator {
         if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total, pairsTotal: all,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
-                                backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting)
+                                backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting, grid: grid)
     }
 }
 

@@ -13,8 +13,8 @@ package enum Plots {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let src = try decodeImage(contentsOf: dataset.url(pair.sourceImagePath))
         let trg = try decodeImage(contentsOf: dataset.url(pair.targetImagePath))
-        let (ts, tt) = pair.transforms(resolution: grid.resolution)
-        let (ks, kt, _) = pair.letterboxed(resolution: grid.resolution)
+        let (ts, tt) = pair.transforms(resolution: grid.resolution, grid: grid)
+        let (ks, kt, _) = pair.letterboxed(resolution: grid.resolution, grid: grid)
         var canvas = Rendering.sideBySide(src, trg)
         let predictions = similarity.argmaxPerRow()
         for k in 0..<ks.count where ks.isVisible(k) && kt.isVisible(k) {

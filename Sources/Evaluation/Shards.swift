@@ -57,7 +57,7 @@ package enum ShardReport {
         }
         return [
             "format": format, "version": version, "index": shard.index, "count": shard.count, "pairs_total": r.pairsTotal,
-            "resolution": resolution, "config": config, "thresholds": r.thresholds.map(Double.init), "skipped": r.skipped,
+            "resolution": resolution, "patch": [r.grid.patch, r.grid.stride], "config": config, "thresholds": r.thresholds.map(Double.init), "skipped": r.skipped,
             "backbone": r.backbone, "bundle": r.bundle ?? NSNull(), "weighting": r.weighting.name,
             "pairs_evaluated": r.pairsEvaluated, "images_embedded": r.imagesEmbedded, "feature_cache_hits": r.cacheHits,
             "seconds": r.seconds, "runs": runs,
@@ -93,6 +93,9 @@ package enum ShardReport {
                     throw EvaluationError.data(file: file, detail: "\"\(key)\" differs from \(first.file)'s: not shards of one run")
                 }
             }
+            guard sameJSON(s.values["patch"] ?? NSNull(), first.values["patch"] ?? NSNull()) else {  // optional, see below
+                throw EvaluationError.data(file: file, detail: "\"patch\" differs from \(first.file)'s: not shards of one run")
+            }
         }
         let missing = (0..<count).filter { byIndex[$0] == nil }
         guard missing.isEmpty else {
@@ -100,8 +103,10 @@ package enum ShardReport {
         }
         let ordered = (0..<count).map { byIndex[$0]! }
         let resolution = try first.int("resolution")
-        guard let grid = PatchGrid(resolution: resolution) else {
-            throw EvaluationError.data(file: first.file, detail: "\"resolution\" is not a multiple of 14")
+        // "patch": [p, s] of the backbone's grid (absent in shards written before DINOv1: DINOv2's 14).
+        let patch = (first.values["patch"] as? [Any])?.compactMap { ($0 as? NSNumber)?.intValue } ?? [PatchGrid.patchSize, PatchGrid.patchSize]
+        guard patch.count == 2, let grid = PatchGrid(resolution: resolution, patch: patch[0], stride: patch[1]) else {
+            throw EvaluationError.data(file: first.file, detail: "\"resolution\" \(resolution) with \"patch\" \(patch) is not a patch grid (R a multiple of p, s dividing p)")
         }
         // Shard 0's accumulators, then every other shard's merged in, in order.
         var runs = try first.runs(grid: grid)
@@ -135,7 +140,7 @@ package enum ShardReport {
             cacheHits: try ordered.reduce(0) { $0 + (try $1.int("feature_cache_hits")) },
             seconds: try ordered.reduce(0) { $0 + (try $1.double("seconds")) },
             backbone: try first.string("backbone"), bundle: first.values["bundle"] as? String,
-            weighting: try weighting(named: try first.string("weighting"), file: first.file))
+            weighting: try weighting(named: try first.string("weighting"), file: first.file), grid: grid)
         guard let config = first.values["config"] as? [String: Any] else {
             throw EvaluationError.data(file: first.file, detail: "\"shard.config\" is not an object")
         }

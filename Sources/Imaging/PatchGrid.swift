@@ -1,33 +1,42 @@
 // The patch grid of a square R×R letterboxed input: G = R/14 patches per side, row-major token
 // order `idx = row·G + col` (METHOD §2.3, H26). The reference fixes R = 840, G = 60; everything
 // here takes R as a parameter. The one owner of the patch size and of the patch ↔ pixel geometry.
+// DINOv1 (METHOD §1.5) has patches of p = 8 or 16 whose origins are a stride s | p apart:
+// G = 1 + (R − p)/s, and the reference's back-projection `(c − 1)·s + s + p//2 − 0.5`.
 
-/// A G×G grid of 14-pixel patches over an R×R image.
+/// A G×G grid of p-pixel patches, s apart, over an R×R image (DINOv2: p = s = 14).
 package struct PatchGrid: Sendable, Equatable, Hashable {
+    /// DINOv2's patch size, the default.
     package static let patchSize = 14
 
     /// R, the side of the letterboxed input in pixels.
     package let resolution: Int
+    /// p, the patch side in pixels.
+    package let patch: Int
+    /// s, the distance between patch origins (the patch embedding's stride).
+    package let stride: Int
 
-    /// nil unless R is a positive multiple of 14.
-    package init?(resolution: Int) {
-        guard resolution > 0, resolution % PatchGrid.patchSize == 0 else { return nil }
-        self.resolution = resolution
+    /// nil unless R is a positive multiple of p and s divides p.
+    package init?(resolution: Int, patch: Int = PatchGrid.patchSize, stride: Int? = nil) {
+        let s = stride ?? patch
+        guard patch > 0, s > 0, patch % s == 0, resolution > 0, resolution % patch == 0 else { return nil }
+        self.resolution = resolution; self.patch = patch; self.stride = s
     }
 
-    /// The grid of G patches per side (R = 14·G).
+    /// The DINOv2 grid of G patches per side (R = 14·G).
     package init(side: Int) {
         precondition(side > 0, "a patch grid needs at least one patch per side")
         resolution = side * PatchGrid.patchSize
+        patch = PatchGrid.patchSize; stride = PatchGrid.patchSize
     }
 
     /// Why R is not a valid letterbox side, for error messages; nil when it is.
-    package static func invalidReason(resolution: Int) -> String? {
-        PatchGrid(resolution: resolution) == nil ? "must be a positive multiple of \(patchSize); got \(resolution)" : nil
+    package static func invalidReason(resolution: Int, patch: Int = PatchGrid.patchSize) -> String? {
+        PatchGrid(resolution: resolution, patch: patch) == nil ? "must be a positive multiple of \(patch); got \(resolution)" : nil
     }
 
-    /// G = R/14 (the reference: `int(14/14·(R//14 − 1) + 1)`).
-    package var side: Int { resolution / PatchGrid.patchSize }
+    /// G = 1 + (R − p)/s (the reference: `int(p/s·(R//p − 1) + 1)`; R/14 for DINOv2).
+    package var side: Int { 1 + (resolution - patch) / stride }
     /// G·G tokens.
     package var count: Int { side * side }
 
@@ -53,23 +62,34 @@ package struct PatchGrid: Sendable, Equatable, Hashable {
     /// Source token of every row of a `[n, 3]` keypoint matrix in the letterbox frame, as the
     /// reference indexes the descriptors (`index` of (x, y); invisible rows sit at (0, 0), token 0).
     package func indices(ofKeypoints keypoints: [Float]) -> [Int] {
-        stride(from: 0, to: keypoints.count - 2, by: 3).map { index(x: keypoints[$0], y: keypoints[$0 + 1]) }
+        Swift.stride(from: 0, to: keypoints.count - 2, by: 3).map { index(x: keypoints[$0], y: keypoints[$0 + 1]) }
     }
 
-    /// Back-projection of a patch for PCK: `(p − 1)·14 + 14 + 14//2 − 0.5 = 14·p + 6.5` on both axes.
+    /// p//2 − 0.5: the centre offset of the reference's back-projection (6.5 for DINOv2).
+    private var centreOffset: Float { Float(patch / 2) - 0.5 }
+
+    /// Back-projection of a patch for PCK: `(c − 1)·s + s + p//2 − 0.5 = s·c + p//2 − 0.5` on both axes
+    /// (`14·c + 6.5` for DINOv2).
     package func centre(of index: Int) -> (x: Float, y: Float) {
-        (Float(PatchGrid.patchSize * (index % side)) + 6.5, Float(PatchGrid.patchSize * (index / side)) + 6.5)
+        (Float(stride * (index % side)) + centreOffset, Float(stride * (index / side)) + centreOffset)
     }
 
     /// A fractional patch position (column, row), as a sub-patch refinement gives it, in pixels of the R×R
-    /// frame on the same scale as `centre(of:)`: `14·c + 6.5`, rounded once to float32.
+    /// frame on the same scale as `centre(of:)`: `s·c + p//2 − 0.5` (`14·c + 6.5`), rounded once to float32.
     package func point(column: Double, row: Double) -> (x: Float, y: Float) {
-        let s = Double(PatchGrid.patchSize)
-        return (Float(s * column + 6.5), Float(s * row + 6.5))
+        let s = Double(stride), o = Double(centreOffset)
+        return (Float(s * column + o), Float(s * row + o))
     }
 
-    /// The top-left pixel `(14·col, 14·row)`: where torch `nearest` samples a per-pixel map (H8).
+    /// Where torch `nearest` samples a per-pixel R×R map for cell c of G: `min(floor(c·float32(R/G)), R − 1)`
+    /// (`14·c` for DINOv2, H8).
+    package func pixel(ofCell c: Int) -> Int {
+        let scale = Float(resolution) / Float(side)
+        return min(Int((Float(c) * scale).rounded(.down)), resolution - 1)
+    }
+
+    /// The pixel `nearest` samples for a patch: `(pixel(col), pixel(row))`.
     package func topLeft(of index: Int) -> (x: Int, y: Int) {
-        (PatchGrid.patchSize * (index % side), PatchGrid.patchSize * (index / side))
+        (pixel(ofCell: index % side), pixel(ofCell: index / side))
     }
 }

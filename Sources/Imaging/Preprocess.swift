@@ -85,8 +85,10 @@ package func toNormalizedTensor(_ image: RGBImage) -> [Float] {
 /// is resized by the rounded h'/H (hazard H4): both are reproduced, not "fixed". (W, H) come from
 /// the annotation (`src_imsize`/`trg_imsize`), not from the decoded image.
 package struct KeypointTransform: Sendable, Equatable {
-    /// Letterbox side R (a multiple of 14).
+    /// Letterbox side R (a multiple of the patch size).
     package let resolution: Int
+    /// The letterbox's patch grid (the backbone's patch and stride).
+    package let grid: PatchGrid
     /// Annotated image size.
     package let imageWidth: Int
     package let imageHeight: Int
@@ -97,9 +99,12 @@ package struct KeypointTransform: Sendable, Equatable {
     package let offsetX: Int
     package let offsetY: Int
 
-    package init(imageWidth: Int, imageHeight: Int, resolution: Int) {
-        precondition(imageWidth > 0 && imageHeight > 0 && PatchGrid(resolution: resolution) != nil)
+    /// `grid`: the backbone's grid at R; DINOv2's R/14 grid when nil.
+    package init(imageWidth: Int, imageHeight: Int, resolution: Int, grid: PatchGrid? = nil) {
+        precondition(imageWidth > 0 && imageHeight > 0 && (grid ?? PatchGrid(resolution: resolution)) != nil)
+        precondition(grid.map { $0.resolution == resolution } ?? true, "grid of another resolution")
         self.resolution = resolution
+        self.grid = grid ?? PatchGrid(resolution: resolution)!
         self.imageWidth = imageWidth
         self.imageHeight = imageHeight
         scale = Float(Double(resolution) / Double(max(imageWidth, imageHeight)))
@@ -115,10 +120,8 @@ package struct KeypointTransform: Sendable, Equatable {
         }
     }
 
-    /// The letterbox's patch grid (R a multiple of 14).
-    package var grid: PatchGrid { PatchGrid(side: gridSize) }
-    /// Patches per side, G = R/14.
-    package var gridSize: Int { resolution / PatchGrid.patchSize }
+    /// Patches per side, G (R/14 for DINOv2).
+    package var gridSize: Int { grid.side }
 
     /// Original pixel coordinates → letterbox frame (`preprocess_kps_pad`): x·scale + offsetX,
     /// y·scale + offsetY in float32. Invisible keypoints become (0, 0) (`kps *= vis`).

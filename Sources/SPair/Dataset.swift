@@ -63,11 +63,11 @@ package struct LoadedPair: Sendable {
     package var targetImagePath: String
 
     /// Letterbox keypoint transforms at resolution R, built from the **pair** JSON's
-    /// `src_imsize`/`trg_imsize` (W, H), not the decoded images (H4).
-    package func transforms(resolution: Int) -> (source: KeypointTransform, target: KeypointTransform) {
+    /// `src_imsize`/`trg_imsize` (W, H), not the decoded images (H4). `grid`: the backbone's (DINOv2's R/14 when nil).
+    package func transforms(resolution: Int, grid: PatchGrid? = nil) -> (source: KeypointTransform, target: KeypointTransform) {
         let s = annotation.sourceImageSize, t = annotation.targetImageSize
-        return (KeypointTransform(imageWidth: s.width, imageHeight: s.height, resolution: resolution),
-                KeypointTransform(imageWidth: t.width, imageHeight: t.height, resolution: resolution))
+        return (KeypointTransform(imageWidth: s.width, imageHeight: s.height, resolution: resolution, grid: grid),
+                KeypointTransform(imageWidth: t.width, imageHeight: t.height, resolution: resolution, grid: grid))
     }
 
     /// PCK normaliser thr_p in the R frame: `max(x2 − x1, y2 − y1)` of `trg_bndbox` times
@@ -78,8 +78,8 @@ package struct LoadedPair: Sendable {
     }
 
     /// Both K matrices in the R×R letterbox frame, and thr_p.
-    package func letterboxed(resolution: Int) -> (source: KeypointMatrix, target: KeypointMatrix, threshold: Double) {
-        let (ts, tt) = transforms(resolution: resolution)
+    package func letterboxed(resolution: Int, grid: PatchGrid? = nil) -> (source: KeypointMatrix, target: KeypointMatrix, threshold: Double) {
+        let (ts, tt) = transforms(resolution: resolution, grid: grid)
         return (sourceKeypoints.letterboxed(ts), targetKeypoints.letterboxed(tt), pckThreshold(resolution: resolution))
     }
 }

@@ -171,7 +171,7 @@ struct Endpoints: Sendable {
                                 detail: "application/x-npy is the dense correspondence field, answered for a request without 'points'; ask for application/json with points")
             }
             let r = try pipeline.resolution(request.query("resolution"))
-            let mp = try MatchParams(params, resolution: r)
+            let mp = try MatchParams(params, resolution: r, grid: pipeline.store.snapshot?.grid(resolution: r))
             let snap = try snapshot()
             var times = StageTimes()
             let uploads = [Pipeline.upload(part: "source", bytes: src.body), Pipeline.upload(part: "target", bytes: trg.body)]
@@ -271,7 +271,7 @@ struct Endpoints: Sendable {
             let points = try Inputs.points(try Inputs.requiredPart(parts, "points"), maxPoints: maxPoints)
             let params = try Inputs.params(try Inputs.optionalPart(parts, "params"), allowed: MatchParams.keys)
             let r = try pipeline.resolution(request.query("resolution"))
-            let mp = try MatchParams(params, resolution: r)
+            let mp = try MatchParams(params, resolution: r, grid: pipeline.store.snapshot?.grid(resolution: r))
             let snap = try snapshot()
             var times = StageTimes()
             // Targets are named target[0], target[1], … in every message, as in the answer's order.
@@ -316,7 +316,7 @@ struct Endpoints: Sendable {
 
     /// `params.refine` (`none` | `soft-argmax`), `params.window` (patches, default 5, below the patch grid's side at
     /// this resolution) and `params.temperature` (> 0, default 0.02); 422 naming the field.
-    static func refinement(_ params: [String: JSONValue], resolution r: Int) throws -> Refinement {
+    static func refinement(_ params: [String: JSONValue], resolution r: Int, grid: PatchGrid?) throws -> Refinement {
         var method: String?
         if let v = params["refine"] {
             guard case .string(let m) = v else { throw Inputs.invalid("/params/refine", "'refine' must be \"none\" or \"soft-argmax\"") }
@@ -330,7 +330,8 @@ struct Endpoints: Sendable {
         }
         do {
             let refinement = try Refinement.parse(method: method, window: window, temperature: temperature)
-            try refinement.check(gridRows: r / PatchGrid.patchSize, gridColumns: r / PatchGrid.patchSize)
+            let side = grid?.side ?? r / PatchGrid.patchSize
+            try refinement.check(gridRows: side, gridColumns: side)
             return refinement
         } catch {
             throw Inputs.invalid("/params/\(error.field)", "'\(error.field)' \(error.detail) (resolution \(r))")
@@ -366,7 +367,8 @@ struct Endpoints: Sendable {
     }
 
     func describe(_ img: EmbeddedImage) -> [String: Any] {
-        ["width": img.width, "height": img.height, "grid": [img.grid, img.grid], "patch_size": 14,
+        ["width": img.width, "height": img.height, "grid": [img.grid, img.grid], "patch_size": img.transform.grid.patch,
+         "patch_stride": img.transform.grid.stride,
          "letterbox": ["resolution": img.transform.resolution, "scale": Double(img.transform.scale),
                        "offset": [img.transform.offsetX, img.transform.offsetY]],
          "cached": img.cached]
@@ -385,7 +387,7 @@ struct Endpoints: Sendable {
 
     func encoded(_ tensors: [OutputTensor], format: TensorFormat, request: Request, snapshot snap: ModelSnapshot,
                  image img: EmbeddedImage, times: StageTimes) -> Response {
-        var info: [String: any Sendable] = ["model_version": snap.version, "patch_size": 14, "grid": "\(img.grid),\(img.grid)",
+        var info: [String: any Sendable] = ["model_version": snap.version, "patch_size": img.transform.grid.patch, "grid": "\(img.grid),\(img.grid)",
                                             "image_size": "\(img.width),\(img.height)", "resolution": img.transform.resolution]
         if format == .json {
             info["grid"] = [img.grid, img.grid]
@@ -424,10 +426,11 @@ struct MatchParams {
     var visibilityThreshold: Double?
     var dropInvisible: Bool
 
-    init(_ params: [String: JSONValue], resolution r: Int) throws {
+    /// `grid`: the live backbone's at R (DINOv2's R/14 when nil).
+    init(_ params: [String: JSONValue], resolution r: Int, grid: PatchGrid?) throws {
         alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
         restrict = try Inputs.bool(params, "restrict_to_image", default: true)
-        refinement = try Endpoints.refinement(params, resolution: r)
+        refinement = try Endpoints.refinement(params, resolution: r, grid: grid)
         visibilityThreshold = try params["visibility_threshold"].map { _ in
             try Inputs.double(params, "visibility_threshold", default: 0, range: 0...1e9)
         }

@@ -2,6 +2,7 @@ import DINOv2
 import Dispatch
 import Foundation
 import Hashing
+import Imaging
 import Kernels
 import Logging
 import Runtime
@@ -20,6 +21,12 @@ package struct ModelSnapshot: Sendable {
     package var bundleSHA256: String
     package var demo: Bool
     package var loadedAt: Date
+
+    /// The backbone's patch grid on an R×R letterbox (R/14 for DINOv2; DINOv1's patch and stride, METHOD §1.5);
+    /// nil when R does not fit it.
+    package func grid(resolution r: Int) -> PatchGrid? {
+        PatchGrid(resolution: r, patch: backbone.config.patchSize, stride: backbone.config.patchStride)
+    }
 
     /// `X-Model-Version`: the backbone, the bundle file and a short digest; loud for the demo model.
     package var version: String {

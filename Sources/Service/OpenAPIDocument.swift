@@ -59,9 +59,11 @@ paths:
     post:
       tags: [inference]
       operationId: features
-      summary: DINOv2 patch features of one image, [G, G, D] float32.
+      summary: Backbone patch features of one image, [G, G, D] float32.
       description: |
-        The last block's output before the final norm, CLS and registers removed (what the method uses).
+        DINOv2: the last block's output before the final norm, CLS and registers removed (what the method uses).
+        DINOv1: the keys of block 9 as the paper's evaluation takes them (METHOD §1.5), on the backbone's own grid
+        (patch 8 or 16, optionally a smaller patch stride).
         Default response format: `application/x-npy`. `X-Patch-Grid` and `X-Letterbox` say how pixels map to patches.
       parameters:
         - $ref: '#/components/parameters/resolution'
@@ -575,6 +577,7 @@ components:
         height: { type: integer }
         grid: { type: array, items: { type: integer } }
         patch_size: { type: integer }
+        patch_stride: { type: integer, description: "Pixels between patch origins: the patch size, or a DINOv1 --patch-stride." }
         letterbox: { type: object }
         cached: { type: boolean }
     Match:
@@ -643,7 +646,11 @@ components:
         model_version: { type: string }
         demo: { type: boolean }
         warning: { type: string }
-        backbone: { type: object }
+        backbone:
+          type: object
+          description: |
+            name, family (dinov2 | dinov1, inferred from the files), variant, embed_dim, depth, heads, registers,
+            source, patch_size, patch_stride, features (which tensor the method matches).
         bundle: { type: object }
         last_reload_error: { type: [string, 'null'] }
         limits:

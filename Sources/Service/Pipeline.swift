@@ -78,14 +78,16 @@ package final class Pipeline: Sendable {
         self.store = store; self.cache = cache; self.queue = queue; self.budget = budget; self.limits = limits
     }
 
-    /// `?resolution=R`: a multiple of 14 up to the configured maximum.
+    /// `?resolution=R`: a multiple of the backbone's patch size (14 for DINOv2) up to the configured maximum.
     package func resolution(_ query: String?) throws -> Int {
         guard let query else { return limits.defaultResolution }
+        let snapshot = store.snapshot
+        let p = snapshot?.backbone.config.patchSize ?? PatchGrid.patchSize
         // Decimal digits only: Int("+28") would read a sign.
-        guard query.utf8.count <= 6, query.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
-              let r = Int(query), PatchGrid(resolution: r) != nil, r <= limits.maxResolution else {
+        guard query.utf8.count <= 6, query.utf8.allSatisfy({ (0x30...0x39).contains($0) }), let r = Int(query),
+              (snapshot.map { $0.grid(resolution: r) } ?? PatchGrid(resolution: r)) != nil, r <= limits.maxResolution else {
             throw HTTPError(status: .unprocessableContent, code: "invalid_parameter", title: "Invalid parameter",
-                            detail: "resolution must be a multiple of 14 between 14 and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
+                            detail: "resolution must be a multiple of \(p) between \(p) and \(limits.maxResolution); got '\(query.truncatedForEcho)'",
                             extensions: ["pointer": .string("/resolution")])
         }
         return r
@@ -191,7 +193,8 @@ package final class Pipeline: Sendable {
             let key = FeatureCache.Key(sha256: u.sha256, resolution: r, backbone: snapshot.backboneName)
             if let hit = cache.get(key) {
                 out[i] = EmbeddedImage(width: hit.width, height: hit.height,
-                                       transform: KeypointTransform(imageWidth: hit.width, imageHeight: hit.height, resolution: r),
+                                       transform: KeypointTransform(imageWidth: hit.width, imageHeight: hit.height, resolution: r,
+                                                                    grid: snapshot.grid(resolution: r)),
                                        features: hit.features, cached: true, key: key)
             } else {
                 pending.append((i, key))  // the same image twice in one request shares a batch slot
@@ -240,7 +243,8 @@ package final class Pipeline: Sendable {
             for p in pending {
                 let slot = slots.firstIndex { $0.key == p.key }!
                 let (w, h) = sizes[slot]
-                out[p.index] = EmbeddedImage(width: w, height: h, transform: KeypointTransform(imageWidth: w, imageHeight: h, resolution: r),
+                out[p.index] = EmbeddedImage(width: w, height: h,
+                                             transform: KeypointTransform(imageWidth: w, imageHeight: h, resolution: r, grid: snapshot.grid(resolution: r)),
                                              features: stored[slot], cached: false, key: p.key, thumbnail: thumbnailJob[p.index].flatMap { held[$0] })
             }
         }

@@ -14,6 +14,8 @@ package struct ServiceOptions: Sendable {
     /// nil: the built-in demo model.
     package var backbone: String?
     package var variant: DinoConfig.Variant?
+    /// DINOv1: patch-embedding stride below the patch size (METHOD §1.5); nil: the patch size.
+    package var patchStride: Int?
     /// nil: the demo bundle (or none with a real backbone: then it is an error).
     package var bundlesDirectory: String?
     package var resolution = 448

@@ -3,6 +3,7 @@ import Dispatch
 import Foundation
 import HTTP1
 import HTTPServer
+import Imaging
 import Kernels
 import Logging
 import Runtime
@@ -99,7 +100,13 @@ package final class SphereCorrService: Sendable {
             let name: String
             let demo = options.backbone == nil
             if let path = options.backbone {
-                backbone = try DinoVisionTransformer.load(path: path, variant: options.variant)
+                backbone = try DinoVisionTransformer.load(path: path, variant: options.variant, stride: options.patchStride)
+                // The resolutions were checked against 14 at start-up; a DINOv1 backbone has its own grid.
+                for (flag, r) in [("resolution", options.resolution), ("max-resolution", options.maxResolution)] {
+                    if let why = PatchGrid.invalidReason(resolution: r, patch: backbone.config.patchSize) {
+                        throw WeightError.config(file: path, detail: "--\(flag) \(why) for \(backbone.config.displayName)")
+                    }
+                }
                 name = backbone.config.displayName
             } else {
                 backbone = DinoVisionTransformer.random(config: SphereCorrService.demoConfig, seed: options.demoSeed, source: "built-in demo")
@@ -270,8 +277,10 @@ package final class SphereCorrService: Sendable {
             out["model_version"] = s.version
             out["demo"] = s.demo
             if s.demo { out["warning"] = "built-in demo model with random weights: results are meaningless until real weights are given (--backbone, --bundles)" }
-            out["backbone"] = ["name": s.backboneName, "variant": c.variant?.rawValue ?? NSNull(), "embed_dim": c.embedDim, "depth": c.depth,
-                               "heads": c.heads, "registers": c.registers, "source": s.backbone.source, "patch_size": c.patchSize]
+            out["backbone"] = ["name": s.backboneName, "family": c.family.rawValue, "variant": c.variant?.rawValue ?? NSNull(),
+                               "embed_dim": c.embedDim, "depth": c.depth, "heads": c.heads, "registers": c.registers,
+                               "source": s.backbone.source, "patch_size": c.patchSize, "patch_stride": c.patchStride,
+                               "features": c.keyBlock.map { "keys of block \($0)" } ?? "last block before the final norm"]
             out["bundle"] = ["file": s.bundleFile ?? NSNull(), "version": s.bundle.metadata["version"] ?? NSNull(), "sha256": s.bundleSHA256,
                              "metadata": s.bundle.metadata, "categories": s.bundle.categories,
                              "loaded_at": ISO8601DateFormatter().string(from: s.loadedAt)]

@@ -145,6 +145,10 @@ package final class FitRun {
         outDir = URL(fileURLWithPath: options.out)
         crop = RandomResizedCrop(size: options.resolution)
         embedder = ViewEmbedder(backbone: backbone, crop: crop)
+        guard backbone.config.family == .dinov2 else {
+            // The reference trains f_S on DINOv2's x_prenorm (DINOMapper); DINOv1 is evaluated, not trained on.
+            throw FitError("\(backbone.config.displayName) is a DINOv1 backbone: fit trains on DINOv2 features (evaluate and the server take DINOv1)")
+        }
         guard options.resolution % backbone.config.patchSize == 0 else {
             throw FitError("--resolution \(options.resolution) is not a multiple of the patch size \(backbone.config.patchSize)")
         }

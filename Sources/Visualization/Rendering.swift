@@ -13,7 +13,7 @@ package enum Rendering {
         let width = max(1, Int((Double(t.imageWidth) * f).rounded())), height = max(1, Int((Double(t.imageHeight) * f).rounded()))
         let fx = Double(t.imageWidth) / Double(width), fy = Double(t.imageHeight) / Double(height)
         var img = RGBImage(width: width, height: height)
-        let g = t.gridSize
+        let g = t.gridSize, cellPixels = Float(t.resolution) / Float(g)  // 14 for DINOv2
         img.pixels.withUnsafeMutableBufferPointer { px in
             for y in 0..<height {
                 for x in 0..<width {
@@ -21,7 +21,7 @@ package enum Rendering {
                     let ox = (Double(x) + 0.5) * fx, oy = (Double(y) + 0.5) * fy
                     if let b = box, ox < Double(b.0) || oy < Double(b.1) || ox >= Double(b.2) || oy >= Double(b.3) { continue }
                     let (lx, ly) = t.toLetterbox(x: Float(ox), y: Float(oy))
-                    let col = min(max(Int(lx / 14), 0), g - 1), row = min(max(Int(ly / 14), 0), g - 1)
+                    let col = min(max(Int(lx / cellPixels), 0), g - 1), row = min(max(Int(ly / cellPixels), 0), g - 1)
                     let s = sphere + (row * g + col) * 3
                     let o = (y * width + x) * 3
                     for c in 0..<3 { px[o + c] = UInt8(max(0, min(255, ((s[c] + 1) / 2 * 255).rounded()))) }

@@ -37,7 +37,7 @@ struct SpherecorrServer: ParsableCommand {
     var tlsCert: String?
     @Option(help: "PEM private key of --tls-cert.")
     var tlsKey: String?
-    @Option(help: "Default letterbox resolution (multiple of 14). Default \(Self.defaults.resolution).")
+    @Option(help: "Default letterbox resolution (a multiple of the patch size: 14 for DINOv2, 8 or 16 for DINOv1). Default \(Self.defaults.resolution).")
     var resolution: Int?
     @Option(help: "Largest ?resolution a request may ask for. Default \(Self.defaults.maxResolution).")
     var maxResolution: Int?
@@ -95,6 +95,7 @@ struct SpherecorrServer: ParsableCommand {
         o.backbone = env.string("BACKBONE", backbone.backbone) ?? o.backbone
         o.bundlesDirectory = env.string("BUNDLES", bundles) ?? o.bundlesDirectory
         o.variant = try env.choice("VARIANT", backbone.variant) ?? o.variant
+        o.patchStride = try env.int("PATCH_STRIDE", backbone.patchStride, range: 1...16) ?? o.patchStride
         o.host = env.string("HOST", host) ?? o.host
         o.port = try env.int("PORT", port, range: 0...65535) ?? o.port
         o.tlsCert = env.string("TLS_CERT", tlsCert)
@@ -104,8 +105,13 @@ struct SpherecorrServer: ParsableCommand {
         }
         o.resolution = try env.int("RESOLUTION", resolution, range: 14...4998) ?? o.resolution
         o.maxResolution = try env.int("MAX_RESOLUTION", maxResolution, range: 14...4998) ?? o.maxResolution
-        guard PatchGrid(resolution: o.resolution) != nil, PatchGrid(resolution: o.maxResolution) != nil, o.resolution <= o.maxResolution else {
-            throw ValidationError("resolution (\(o.resolution)) and max-resolution (\(o.maxResolution)) must be multiples of 14, resolution ≤ max-resolution")
+        // The backbone's patch size (14 for DINOv2 and the demo model; 8 or 16 for DINOv1), read without the weights; a
+        // backbone that cannot be read is reported when it loads.
+        let p = o.backbone.flatMap { try? DinoVisionTransformer.peekConfig(path: $0, variant: o.variant, stride: o.patchStride).patchSize }
+            ?? PatchGrid.patchSize
+        guard PatchGrid(resolution: o.resolution, patch: p) != nil, PatchGrid(resolution: o.maxResolution, patch: p) != nil,
+              o.resolution <= o.maxResolution else {
+            throw ValidationError("resolution (\(o.resolution)) and max-resolution (\(o.maxResolution)) must be multiples of \(p), resolution ≤ max-resolution")
         }
         o.maxBodyBytes = try env.int("MAX_BODY_BYTES", maxBodyBytes, range: 1024...(1 << 31)) ?? o.maxBodyBytes
         o.maxImagePixels = try env.int("MAX_IMAGE_PIXELS", maxImagePixels, range: 196...(1 << 30)) ?? o.maxImagePixels

@@ -25,7 +25,7 @@ struct Evaluate: ParsableCommand {
     var alpha: String = "0.2"
     @Option(help: "Metrics to compute.")
     var metric: MetricSelection = .both
-    @Option(help: "Letterbox side, a multiple of 14 (the paper: 840).")
+    @Option(help: "Letterbox side, a multiple of the backbone's patch size: 14 for DINOv2 (the paper: 840), 8 or 16 for DINOv1.")
     var resolution: Int = 840
     @Option(parsing: .upToNextOption, help: "Only these categories (space- or comma-separated).")
     var categories: [String] = []
@@ -60,13 +60,11 @@ struct Evaluate: ParsableCommand {
 
     func validate() throws {
         _ = try backboneOptions.requiredPath()
-        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
+        // The grid depends on the backbone's patch size and stride: Evaluator checks --resolution and the
+        // refinement against it once the backbone is loaded.
+        guard resolution > 0 else { throw ValidationError("--resolution must be positive; got \(resolution)") }
         _ = try alphas()
-        let r = try refinement()
-        let side = resolution / PatchGrid.patchSize
-        do { try r.check(gridRows: side, gridColumns: side) } catch {
-            throw ValidationError("--\(error) (at --resolution \(resolution))")
-        }
+        _ = try refinement()
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
     }
 

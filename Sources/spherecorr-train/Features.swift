@@ -47,7 +47,14 @@ struct OneImageOptions: ParsableArguments {
     func prepare() throws -> (DinoVisionTransformer, ImageTensor) {
         engine.configure()
         let image = try ImageInput.load(image: image, tensor: tensor, resolution: resolution)
-        return (try backbone.load(), image)
+        let model = try backbone.load()
+        // A DINOv1 backbone has its own patch size and stride (METHOD §1.5).
+        for (side, name) in [(image.height, "height"), (image.width, "width")] {
+            if let why = model.config.invalidSideReason(side) {
+                throw CommandFailure("\(tensor ?? "--resolution"): the input \(name) \(why) for \(model.config.displayName)")
+            }
+        }
+        return (model, image)
     }
 
     func write(_ array: NPYArray) throws {

@@ -91,6 +91,13 @@ struct Transfer: ParsableCommand {
         if let b, b.backboneDim != model.config.embedDim {
             throw CommandFailure("\(bundle!): trained for a backbone of width \(b.backboneDim), but \(backbone) has width \(model.config.embedDim)")
         }
+        // The backbone's own grid (DINOv1: its patch size and stride, METHOD §1.5).
+        guard let grid = PatchGrid(resolution: resolution, patch: model.config.patchSize, stride: model.config.patchStride) else {
+            throw CommandFailure("--resolution \(resolution) is not a multiple of the patch size \(model.config.patchSize) of \(model.config.displayName)")
+        }
+        do { try refinement().check(gridRows: grid.side, gridColumns: grid.side) } catch {
+            throw CommandFailure("--\(error) (at --resolution \(resolution))")
+        }
         let a = alpha ?? (b == nil ? 0 : 0.2)
         let refinement = try refinement()
         let store = FeatureStore(backbone: model, backboneKey: ImageInput.backboneKey(model, path: backbone), resolution: resolution,
@@ -105,7 +112,7 @@ struct Transfer: ParsableCommand {
             let f: [Float]
             do { f = try store.features([firstPath[size.sha256] ?? path])[0] } catch { throw CommandFailure("\(error)") }
             let features = FloatStorage(f)
-            let t = KeypointTransform(imageWidth: size.width, imageHeight: size.height, resolution: resolution)
+            let t = KeypointTransform(imageWidth: size.width, imageHeight: size.height, resolution: resolution, grid: grid)
             let sphere = b.map { $0.mapper.sphere(features: features.pointer, batch: 1, tokens: t.gridSize * t.gridSize) }
             return MatchImage(width: size.width, height: size.height, transform: t, features: features, sphere: a > 0 ? sphere : nil)
         }
