@@ -1,6 +1,7 @@
 import ArgumentParser
 import CommandLineOptions
 import DINOv2
+import Features
 import Foundation
 import Imaging
 import Kernels
@@ -46,6 +47,9 @@ struct Fit: ParsableCommand {
     var views: Int = 0
     @Option(help: "View cache directory (default $XDG_CACHE_HOME/spherecorr/views or ~/.cache/spherecorr/views).")
     var cache: String?
+    @Option(help: ArgumentHelp("Only build the K-th of N parts of the view cache (K from 0; needs --views), then stop without training: N such jobs fill one --cache directory, and the training run reuses every image's views.",
+                               valueName: "K/N"), transform: Shard.init(parsing:))
+    var shard: Shard?
     @Option(help: "Cached feature format.")
     var cachePrecision: CachePrecision = .float16
     @Option(help: "Publish a bundle every N epochs (and at the end).")
@@ -80,6 +84,7 @@ struct Fit: ParsableCommand {
             throw ValidationError("\(name) must be at least 1; got \(v)")
         }
         guard views >= 0 else { throw ValidationError("--views must be 0 (fresh crops) or a positive count; got \(views)") }
+        if shard != nil, views == 0 { throw ValidationError("--shard builds a part of the view cache: give --views K (K > 0)") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number; got \(lr)") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let why = PatchGrid.invalidReason(resolution: evalResolution) { throw ValidationError("--eval-resolution \(why)") }
@@ -112,11 +117,17 @@ struct Fit: ParsableCommand {
         o.evalResolution = evalResolution
         o.progress = quiet ? .none : .automatic
         o.stopAfterSteps = stopAfterSteps
+        o.cacheShard = shard
         let quiet = self.quiet
         let summary: FitSummary
         do {
-            let run = try FitRun(options: o, backbone: model, backboneKey: ImageInput.backboneKey(model, path: backbone)) { line in
+            let run = try FitRun(options: o, backbone: model, backboneKey: BackboneIdentity.key(model, path: backbone)) { line in
                 if !quiet { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+            }
+            if let shard {
+                let n = try run.buildCacheShard()
+                if !quiet { print("view cache shard \(shard): \(n) images embedded") }
+                return
             }
             summary = try run.run()
         } catch let e as FitInterrupted {

@@ -10,7 +10,7 @@ struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
         abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, Bench.self, Fit.self, BenchTrain.self])
+        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, CacheFeatures.self, Bench.self, Fit.self, BenchTrain.self])
 
     static func main() { mainCheckingBLASCore() }
 }

@@ -1,20 +1,21 @@
 import Kernels
 import Synchronization
 
-/// Backbone features of recently seen images, keyed by image content (SHA-256), resolution and backbone,
-/// bounded in bytes (least recently used out first). Matching one image against many embeds it once.
+/// The server's memory cache: backbone features of recently seen images by `FeatureKey` (content, backbone,
+/// resolution, as the on-disk `FeatureStore`), bounded in bytes (least recently used out first). Matching one image
+/// against many embeds it once.
 package final class FeatureCache: Sendable {
-    package struct Key: Hashable, Sendable {
-        package var sha256: String
-        package var resolution: Int
-        package var backbone: String
-    }
+    package typealias Key = FeatureKey
 
     package struct Entry: Sendable {
         package var features: FloatStorage   // [N, D]
         package var width: Int               // decoded image size
         package var height: Int
         package var bytes: Int { features.count * 4 }
+
+        package init(features: FloatStorage, width: Int, height: Int) {
+            self.features = features; self.width = width; self.height = height
+        }
     }
 
     private struct State {
