@@ -101,7 +101,7 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "CommandLineOptions", "DINOv2", "Features", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
+                "CommandLineOptions", "DINOv2", "Features", "JSON", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
                 "TrainingData", "TrainingRun", "Hashing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

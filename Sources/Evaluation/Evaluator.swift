@@ -258,15 +258,18 @@ extension Evaluator {
 }
 
 /// A progress line with ETA on standard error.
-struct Progress {
+package struct Progress {
     let total: Int
     let enabled: Bool
+    let unit: String
     let log: (String) -> Void
     let start = Measure.now()
     var last = 0.0
-    init(total: Int, enabled: Bool, log: @escaping (String) -> Void) { self.total = total; self.enabled = enabled; self.log = log }
+    package init(total: Int, enabled: Bool, unit: String = "pairs", log: @escaping (String) -> Void) {
+        self.total = total; self.enabled = enabled; self.unit = unit; self.log = log
+    }
 
-    mutating func update(_ done: Int, note: String) {
+    package mutating func update(_ done: Int, note: String) {
         guard enabled else { return }
         let now = Measure.now()
         guard now - last > 1 || done == total else { return }
@@ -274,8 +277,8 @@ struct Progress {
         let elapsed = now - start
         let eta = done > 0 ? elapsed / Double(done) * Double(total - done) : 0
         let width = 30, filled = total > 0 ? width * done / total : width
-        log(String(format: "[%@%@] %d/%d pairs  %.1f pairs/s  ETA %@  (%@)", String(repeating: "#", count: filled),
-                   String(repeating: ".", count: width - filled), done, total, Double(done) / max(elapsed, 1e-9), format(eta), note))
+        log(String(format: "[%@%@] %d/%d %@  %.1f %@/s  ETA %@  (%@)", String(repeating: "#", count: filled),
+                   String(repeating: ".", count: width - filled), done, total, unit, Double(done) / max(elapsed, 1e-9), unit, format(eta), note))
     }
 
     func format(_ s: Double) -> String {

@@ -3,7 +3,8 @@ import Synchronization
 
 /// The server's memory cache: backbone features of recently seen images by `FeatureKey` (content, backbone,
 /// resolution, as the on-disk `FeatureStore`), bounded in bytes (least recently used out first). Matching one image
-/// against many embeds it once.
+/// against many embeds it once. An entry also keeps the image's sphere vectors for the model version that computed
+/// them (a reload makes them stale, not wrong).
 package final class FeatureCache: Sendable {
     package typealias Key = FeatureKey
 
@@ -11,10 +12,12 @@ package final class FeatureCache: Sendable {
         package var features: FloatStorage   // [N, D]
         package var width: Int               // decoded image size
         package var height: Int
-        package var bytes: Int { features.count * 4 }
+        /// Unit sphere vectors [N, 3] and the model version (bundle) they belong to.
+        package var sphere: (version: String, values: FloatStorage)? = nil
+        package var bytes: Int { (features.count + (sphere?.values.count ?? 0)) * 4 }
 
-        package init(features: FloatStorage, width: Int, height: Int) {
-            self.features = features; self.width = width; self.height = height
+        package init(features: FloatStorage, width: Int, height: Int, sphere: (version: String, values: FloatStorage)? = nil) {
+            self.features = features; self.width = width; self.height = height; self.sphere = sphere
         }
     }
 
@@ -49,6 +52,32 @@ package final class FeatureCache: Sendable {
             s.entries[key] = (entry, s.clock)
             s.bytes += entry.bytes
             while s.bytes > capacityBytes, let victim = s.entries.min(by: { $0.value.1 < $1.value.1 })?.key {
+                s.bytes -= s.entries[victim]!.0.bytes
+                s.entries[victim] = nil
+            }
+        }
+    }
+
+    /// The sphere vectors of a cached image for model `version`, nil when absent or of another version.
+    /// Not counted as a hit or miss: those count images, and `get` has already counted this one.
+    package func sphere(_ key: Key, version: String) -> FloatStorage? {
+        state.withLock { s in
+            guard let (e, _) = s.entries[key], let sp = e.sphere, sp.version == version else { return nil }
+            return sp.values
+        }
+    }
+
+    /// Keeps `values` beside the features of `key` (nothing when the image is no longer cached).
+    package func putSphere(_ key: Key, version: String, _ values: FloatStorage) {
+        state.withLock { s in
+            guard let (old, used) = s.entries[key] else { return }
+            var e = old
+            s.bytes -= e.bytes
+            e.sphere = (version, values)
+            s.bytes += e.bytes
+            s.entries[key] = (e, used)
+            // Evict older entries when the sphere tipped the total over, never this one.
+            while s.bytes > capacityBytes, let victim = s.entries.filter({ $0.key != key }).min(by: { $0.value.1 < $1.value.1 })?.key {
                 s.bytes -= s.entries[victim]!.0.bytes
                 s.entries[victim] = nil
             }

@@ -1,4 +1,5 @@
 import Correspondence
+import Features
 import Foundation
 import HTTP1
 import HTTPServer
@@ -9,12 +10,14 @@ import Runtime
 import SphereMap
 import Visualization
 
-/// The inference endpoints: /v1/features, /v1/sphere-map, /v1/match.
+/// The inference endpoints: /v1/features, /v1/sphere-map, /v1/match, /v1/transfer.
 struct Endpoints: Sendable {
     let pipeline: Pipeline
     let metrics: ServiceMetrics
     let multipartLimits: MultipartLimits
     let maxPoints: Int
+    /// Most `target` parts of one /v1/transfer request (ServiceOptions.maxTargets).
+    let maxTargets: Int
     let readiness: Readiness
 
     /// The model this request computes with. While draining (after SIGTERM) requests are still served: the load
@@ -92,7 +95,7 @@ struct Endpoints: Sendable {
 
     func matchHead(_ head: RequestHead) throws -> TensorFormat {
         try Inputs.checkQuery(Endpoints.query(head), spec: matchQuery)
-        let format = try negotiate(head, offered: [.json, .png])
+        let format = try negotiate(head, offered: [.json, .png, .npy])
         _ = try Inputs.contentType(head, rawAllowed: false)
         _ = try snapshot()
         return format
@@ -160,30 +163,21 @@ struct Endpoints: Sendable {
             }
             try Inputs.rejectUnknownParts(parts, allowed: ["source", "target", "points", "params"])
             let src = try Inputs.requiredPart(parts, "source"), trg = try Inputs.requiredPart(parts, "target")
-            let params = try Inputs.params(try Inputs.optionalPart(parts, "params"),
-                                           allowed: ["alpha", "min_score", "max_matches", "restrict_to_image", "refine", "window", "temperature",
-                                                     "visibility_threshold", "drop_invisible"])
-            let alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
+            let params = try Inputs.params(try Inputs.optionalPart(parts, "params"), allowed: MatchParams.keys.union(["min_score", "max_matches"]))
             let minScore = try Inputs.double(params, "min_score", default: 0.5, range: -1...1)
             let maxMatches = try Inputs.int(params, "max_matches", default: 1000, range: 1...100_000)
-            let restrict = try Inputs.bool(params, "restrict_to_image", default: true)
             let points = try Inputs.optionalPart(parts, "points").map { try Inputs.points($0, maxPoints: maxPoints) }
-            let r = try pipeline.resolution(request.query("resolution"))
-            let refinement = try Endpoints.refinement(params, resolution: r)
-            let visibilityThreshold: Double? = try params["visibility_threshold"].map { _ in
-                try Inputs.double(params, "visibility_threshold", default: 0, range: 0...1e9)
+            if format == .npy, points != nil {
+                throw HTTPError(status: .notAcceptable, code: "not_acceptable", title: "Not acceptable",
+                                detail: "application/x-npy is the dense correspondence field, answered for a request without 'points'; ask for application/json with points")
             }
-            let dropInvisible = try Inputs.bool(params, "drop_invisible", default: false)
+            let r = try pipeline.resolution(request.query("resolution"))
+            let mp = try MatchParams(params, resolution: r)
             let snap = try snapshot()
             var times = StageTimes()
             let uploads = [Pipeline.upload(part: "source", bytes: src.body), Pipeline.upload(part: "target", bytes: trg.body)]
             let headers = uploads.map { try? probeImage($0.bytes) }
-            if let points, let header = headers[0] {
-                // Check the points against the source size before any inference.
-                for (i, p) in points.enumerated() where !(p.0 >= 0 && p.1 >= 0 && p.0 < Double(header.width) && p.1 < Double(header.height)) {
-                    throw Inputs.invalid("/points/\(i)", "points[\(i)] = [\(p.0), \(p.1)] is outside the source image (\(header.width)×\(header.height); x in [0, \(header.width)), y in [0, \(header.height)))")
-                }
-            }
+            if let points, let header = headers[0] { try Endpoints.checkPoints(points, source: header) }
             // A picture is drawn from pixels decoded in the same pass as the features, both images at one scale that
             // keeps the side-by-side canvas within --max-render-side.
             var thumbnails: [(width: Int, height: Int)?] = []
@@ -195,13 +189,21 @@ struct Endpoints: Sendable {
             var images = try pipeline.embed(uploads, resolution: r, snapshot: snap, request: request, times: &times, thumbnails: thumbnails)
             let misses = images.filter { !$0.cached }.count
             metrics.recordCache(pipeline.cache, hits: 2 - misses, misses: misses)
-            let spheres: [FloatStorage]? = alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
+            let spheres: [FloatStorage]? = mp.alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
-            let result = try MatchComputation(source: images[0], target: images[1], spheres: spheres, alpha: alpha, restrict: restrict)
-            var matches: [MatchOut] = if let points {
-                try result.points(points, refinement: refinement, visibilityThreshold: visibilityThreshold)
-            } else { result.dense(minScore: Float(minScore), max: maxMatches) }
-            if dropInvisible { matches.removeAll { $0.visible == false } }
+            let result = try matching {
+                try PairMatcher(source: images[0].matchImage(sphere: spheres?[0]), target: images[1].matchImage(sphere: spheres?[1]),
+                                alpha: mp.alpha, restrict: mp.restrict)
+            }
+            if format == .npy {
+                let tensor = OutputTensor(name: "field", shape: [images[0].grid, images[0].grid, 3], values: try matching { try result.field() })
+                times.match = Measure.now() - t0
+                metrics.recordStages(times, images: misses)
+                return encoded([tensor], format: format, request: request, snapshot: snap, image: images[0], times: times)
+            }
+            let matches: [PointMatch] = if let points {
+                try mp.points(points, result)
+            } else { try matching { try result.dense(minScore: Float(minScore), max: maxMatches) } }
             times.match = Measure.now() - t0
             metrics.recordStages(times, images: misses)
             var h = commonHeaders(snap, nil, times)
@@ -215,18 +217,99 @@ struct Endpoints: Sendable {
                 return Response(status: .ok, headers: h, body: png)
             }
             let body: [String: Any] = [
-                "model_version": snap.version, "alpha": alpha, "resolution": r, "mode": points == nil ? "dense" : "points",
-                "refine": refinement.record,
+                "model_version": snap.version, "alpha": mp.alpha, "resolution": r, "mode": points == nil ? "dense" : "points",
+                "refine": mp.refinement.record,
                 "source": describe(images[0]), "target": describe(images[1]),
-                "matches": matches.map { m -> [String: Any] in
-                    var o: [String: Any] = ["source": [m.sx, m.sy], "target": [m.tx, m.ty], "score": Double(m.score),
-                                            "source_patch": m.sourcePatch, "target_patch": m.targetPatch]
-                    if let v = m.visible, let e = m.cycleError { o["visible"] = v; o["cycle_error_px"] = e }
-                    return o
-                },
+                "matches": matches.map(\.record),
             ]
             h.append(name: "Content-Type", value: "application/json")
             return Response(status: .ok, headers: h, body: try JSONWriter.encode(body))
+        }
+    }
+
+    // MARK: /v1/transfer
+
+    /// The multipart limits of /v1/transfer: room for every target besides 'source', 'points' and 'params'.
+    var transferLimits: MultipartLimits {
+        var l = multipartLimits
+        l.maxParts = max(l.maxParts, maxTargets + 3)
+        return l
+    }
+
+    func transferHead(_ head: RequestHead) throws -> TensorFormat {
+        try Inputs.checkQuery(Endpoints.query(head), spec: matchQuery)
+        let format = try negotiate(head, offered: [.json])
+        _ = try Inputs.contentType(head, rawAllowed: false)
+        _ = try snapshot()
+        return format
+    }
+
+    /// One source with points against 1…max_targets targets (issue #14): every distinct image embedded once in one
+    /// batched backbone pass (cache hits skipped), the source's descriptors built once, then each target matched
+    /// as /v1/match matches points. Any bad part fails the whole request: nothing is half-answered.
+    func transfer(_ request: Request) throws -> Response {
+        try counted {
+            _ = try transferHead(request.head)
+            let tooMany = HTTPError(status: .unprocessableContent, code: "too_many_targets", title: "Too many targets",
+                                    detail: "the body has more than \(transferLimits.maxParts) parts; /v1/transfer takes 'source', 'points', optional 'params' and at most \(maxTargets) 'target' parts (max_targets)",
+                                    extensions: ["pointer": .string("/target"), "limit": .string("max_targets"), "max_targets": .int(maxTargets)])
+            guard let parts = try Inputs.parts(request, limits: transferLimits, rawAllowed: false, tooManyParts: tooMany) else {
+                throw HTTPError(status: .unsupportedMediaType, code: "unsupported_media_type", detail: "send multipart/form-data with parts 'source', 'points' and 'target'")
+            }
+            try Inputs.rejectUnknownParts(parts, allowed: ["source", "target", "points", "params"])
+            let src = try Inputs.requiredPart(parts, "source")
+            let targets = parts.filter { $0.name == "target" }
+            if targets.isEmpty {
+                throw HTTPError(status: .unprocessableContent, code: "missing_part", title: "Missing part",
+                                detail: "no 'target' part: /v1/transfer needs 1 to \(maxTargets) 'target' parts (images), in the order of the answer",
+                                extensions: ["pointer": .string("/target")])
+            }
+            if targets.count > maxTargets {
+                throw HTTPError(status: .unprocessableContent, code: "too_many_targets", title: "Too many targets",
+                                detail: "\(targets.count) 'target' parts; at most \(maxTargets) (max_targets); 'target[\(maxTargets)]' is one too many",
+                                extensions: ["pointer": .string("/target/\(maxTargets)"), "limit": .string("max_targets"), "max_targets": .int(maxTargets)])
+            }
+            let points = try Inputs.points(try Inputs.requiredPart(parts, "points"), maxPoints: maxPoints)
+            let params = try Inputs.params(try Inputs.optionalPart(parts, "params"), allowed: MatchParams.keys)
+            let r = try pipeline.resolution(request.query("resolution"))
+            let mp = try MatchParams(params, resolution: r)
+            let snap = try snapshot()
+            var times = StageTimes()
+            // Targets are named target[0], target[1], … in every message, as in the answer's order.
+            let uploads = [Pipeline.upload(part: "source", bytes: src.body)]
+                + targets.enumerated().map { Pipeline.upload(part: "target[\($0)]", bytes: $1.body) }
+            if let header = try? probeImage(uploads[0].bytes) { try Endpoints.checkPoints(points, source: header) }
+            let images = try pipeline.embed(uploads, resolution: r, snapshot: snap, request: request, times: &times)
+            let embedded = Set(images.filter { !$0.cached }.map(\.key)).count
+            metrics.recordCache(pipeline.cache, hits: images.count - embedded, misses: embedded)
+            let spheres: [FloatStorage]? = mp.alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
+            let t0 = Measure.now()
+            let source = try matching { try MatchSide(images[0].matchImage(sphere: spheres?[0]), restrict: mp.restrict) }
+            var sides: [FeatureCache.Key: MatchSide] = [:]
+            var answers: [[String: Any]] = []
+            for i in 1..<images.count {
+                let img = images[i]
+                let side = try sides[img.key] ?? matching { try MatchSide(img.matchImage(sphere: spheres?[i]), restrict: mp.restrict) }
+                sides[img.key] = side
+                let matches = try mp.points(points, PairMatcher(source: source, target: side, alpha: mp.alpha))
+                answers.append(["part": uploads[i].part, "target": describe(img), "matches": matches.map(\.record)])
+            }
+            times.match = Measure.now() - t0
+            metrics.recordStages(times, images: embedded)
+            var h = commonHeaders(snap, nil, times)
+            let body: [String: Any] = [
+                "model_version": snap.version, "alpha": mp.alpha, "resolution": r, "mode": "points", "refine": mp.refinement.record,
+                "images_embedded": embedded, "source": describe(images[0]), "targets": answers,
+            ]
+            h.append(name: "Content-Type", value: "application/json")
+            return Response(status: .ok, headers: h, body: try JSONWriter.encode(body))
+        }
+    }
+
+    /// Points are checked against the source's size (from its header) before any inference.
+    static func checkPoints(_ points: [(Double, Double)], source header: ImageHeader) throws {
+        for (i, p) in points.enumerated() where !(p.0 >= 0 && p.1 >= 0 && p.0 < Double(header.width) && p.1 < Double(header.height)) {
+            throw Inputs.invalid("/points/\(i)", "points[\(i)] = [\(p.0), \(p.1)] is outside the source image (\(header.width)×\(header.height); x in [0, \(header.width)), y in [0, \(header.height)))")
         }
     }
 
@@ -318,149 +401,44 @@ struct Endpoints: Sendable {
     }
 }
 
-/// One match in original pixel coordinates.
-struct MatchOut {
-    var sx: Double, sy: Double, tx: Double, ty: Double
-    var score: Float
-    var sourcePatch: Int, targetPatch: Int
-    /// Points mode: the forward–backward check (nil in dense mode, where every mutual match is consistent).
-    var visible: Bool? = nil
-    var cycleError: Double? = nil
+extension EmbeddedImage {
+    /// The image as matching sees it, with its sphere vectors when the blend needs them.
+    func matchImage(sphere: FloatStorage?) -> MatchImage {
+        MatchImage(width: width, height: height, transform: transform, features: features, sphere: sphere)
+    }
 }
 
-/// METHOD §5 matching for the service: blended cosine similarities, argmax with first-index ties. With
-/// `restrict`, target candidates (and dense sources) are the patches whose centre lies inside the image,
-/// not the letterbox padding, so every answer is a point of the image; without it, exactly the reference.
-struct MatchComputation {
-    let source: EmbeddedImage, target: EmbeddedImage
-    let srcDesc: ImageDescriptors, trgDesc: ImageDescriptors
-    let srcRows: [Int], trgRows: [Int]
-    let alpha: Double
+/// Matching failures are the server's own (it built the shapes): 500.
+func matching<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let error as CorrespondenceError {
+        throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
+    }
+}
 
-    init(source: EmbeddedImage, target: EmbeddedImage, spheres: [FloatStorage]?, alpha: Double, restrict: Bool) throws {
-        self.source = source; self.target = target; self.alpha = alpha
-        srcRows = restrict ? MatchComputation.contentPatches(source) : Array(0..<source.tokens)
-        trgRows = restrict ? MatchComputation.contentPatches(target) : Array(0..<target.tokens)
-        let d = source.features.count / source.tokens
-        func desc(_ img: EmbeddedImage, _ sphere: FloatStorage?, _ rows: [Int]) throws -> ImageDescriptors {
-            var f = [Float](), s = [Float]()
-            f.reserveCapacity(rows.count * d)
-            for r in rows { f += UnsafeBufferPointer(start: img.features.pointer + r * d, count: d) }
-            if let sphere { for r in rows { s += UnsafeBufferPointer(start: sphere.pointer + r * 3, count: 3) } }
-            do { return try ImageDescriptors(features: f, sphere: sphere == nil ? nil : s, tokens: rows.count, featureDimension: d) } catch {
-                throw HTTPError(status: .internalServerError, code: "internal", detail: "descriptor shapes: \(error)")
-            }
+/// The matching parameters /v1/match and /v1/transfer share (`params` part), each checked and named in a 422.
+struct MatchParams {
+    static let keys: Set<String> = ["alpha", "restrict_to_image", "refine", "window", "temperature", "visibility_threshold", "drop_invisible"]
+    var alpha: Double
+    var restrict: Bool
+    var refinement: Refinement
+    /// nil: `CycleCheck.defaultFraction` × the source's longer side.
+    var visibilityThreshold: Double?
+    var dropInvisible: Bool
+
+    init(_ params: [String: JSONValue], resolution r: Int) throws {
+        alpha = try Inputs.double(params, "alpha", default: 0.2, range: 0...1)
+        restrict = try Inputs.bool(params, "restrict_to_image", default: true)
+        refinement = try Endpoints.refinement(params, resolution: r)
+        visibilityThreshold = try params["visibility_threshold"].map { _ in
+            try Inputs.double(params, "visibility_threshold", default: 0, range: 0...1e9)
         }
-        srcDesc = try desc(source, spheres?[0], srcRows)
-        trgDesc = try desc(target, spheres?[1], trgRows)
+        dropInvisible = try Inputs.bool(params, "drop_invisible", default: false)
     }
 
-    /// Patches whose centre falls inside the image (not in the letterbox padding). A very elongated image can be
-    /// thinner than half a patch in the letterbox, so that no centre falls inside it: then the patches the image
-    /// overlaps at all (never none; answers are clamped into the image by `original`).
-    static func contentPatches(_ img: EmbeddedImage) -> [Int] {
-        let centred = (0..<img.tokens).filter { i in
-            let c = img.transform.patchCentre(index: i)
-            let o = img.transform.toOriginal(x: Double(c.x), y: Double(c.y))
-            return o.x >= 0 && o.y >= 0 && o.x < Double(img.width) && o.y < Double(img.height)
-        }
-        if !centred.isEmpty { return centred }
-        let t = img.transform, g = img.grid, p = Double(t.resolution) / Double(g)
-        let x0 = Double(t.offsetX), y0 = Double(t.offsetY)
-        let x1 = x0 + max(Double(t.scale) * Double(img.width), 1), y1 = y0 + max(Double(t.scale) * Double(img.height), 1)
-        let overlapping = (0..<img.tokens).filter { i in
-            let (r, c) = (Double(i / g), Double(i % g))
-            return c * p < x1 && (c + 1) * p > x0 && r * p < y1 && (r + 1) * p > y0
-        }
-        return overlapping.isEmpty ? Array(0..<img.tokens) : overlapping
-    }
-
-    func original(_ img: EmbeddedImage, patch: Int) -> (Double, Double) {
-        let c = img.transform.patchCentre(index: patch)
-        let o = img.transform.toOriginal(x: Double(c.x), y: Double(c.y))
-        return (min(max(o.x, 0), Double(img.width) - 0.5), min(max(o.y, 0), Double(img.height) - 0.5))
-    }
-
-    /// For each source point (original pixels), its patch, then the best target patch; with `soft-argmax`, the
-    /// expected target point over the window around it (docs/METHOD.md §5), patches outside the image (when
-    /// `restrict`) taking no part, like those outside the window.
-    ///
-    /// Visibility (issue #14): the target patch's own best source patch (same blend, same candidates); `cycleError`
-    /// is the distance between its centre and the centre of the query's patch, in source pixels (0 for a consistent
-    /// cycle, whatever the patch size), and the point is `visible` when that is at most `visibilityThreshold`
-    /// (default `CycleCheck.defaultFraction` × the source's longer side).
-    func points(_ pts: [(Double, Double)], refinement: Refinement = .none, visibilityThreshold: Double? = nil) throws -> [MatchOut] {
-        let t = source.transform
-        let patchOf: [Int] = pts.map { p in
-            let l = t.toLetterbox(x: Float(p.0), y: Float(p.1))
-            return min(max(t.patch(x: l.x, y: l.y).index, 0), source.tokens - 1)
-        }
-        // Query rows: a point's patch is always a content patch unless restrict is off (then rows = all).
-        let rowIndex = Dictionary(srcRows.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
-        let queries = patchOf.map { rowIndex[$0] ?? nearestRow($0) }
-        let nn: [PatchMatch]
-        do { nn = try Matching.nearestNeighbours(source: srcDesc, target: trgDesc, sourceRows: queries, alpha: alpha) } catch {
-            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
-        }
-        var refined: [(Double, Double)]? = nil
-        if case let .softArgmax(window, temperature) = refinement {
-            refined = try refine(queries: queries, window: window, temperature: temperature)
-        }
-        let back: [PatchMatch]
-        do { back = try Matching.nearestNeighbours(source: trgDesc, target: srcDesc, sourceRows: nn.map(\.target), alpha: alpha) } catch {
-            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
-        }
-        let threshold = visibilityThreshold ?? CycleCheck.defaultFraction * Double(max(source.width, source.height))
-        return zip(pts, zip(patchOf, nn)).enumerated().map { k, pm in
-            let (p, m) = pm
-            let tp = trgRows[m.1.target]
-            let (tx, ty) = refined?[k] ?? original(target, patch: tp)
-            let e = CycleCheck.error(from: original(source, patch: srcRows[queries[k]]), back: original(source, patch: srcRows[back[k].target]))
-            return MatchOut(sx: p.0, sy: p.1, tx: tx, ty: ty, score: m.1.score, sourcePatch: m.0, targetPatch: tp,
-                            visible: CycleCheck.visible(error: e, threshold: threshold), cycleError: e)
-        }
-    }
-
-    /// Window soft-argmax of each query row over the full target grid (non-candidate patches −∞), in original
-    /// target pixels, clamped into the image as `original` clamps a patch centre.
-    func refine(queries: [Int], window: Int, temperature: Double) throws -> [(Double, Double)] {
-        let sim: SimilarityMatrix
-        do { sim = try Matching.similarity(source: srcDesc, target: trgDesc, sourceRows: queries, alpha: alpha) } catch {
-            throw HTTPError(status: .internalServerError, code: "internal", detail: "matching: \(error)")
-        }
-        let g = target.grid, n = target.tokens
-        var full = [Float](repeating: -.infinity, count: queries.count * n)
-        for k in 0..<queries.count {
-            for (j, t) in trgRows.enumerated() { full[k * n + t] = sim[k, j] }
-        }
-        return full.withUnsafeBufferPointer { p in
-            (0..<queries.count).map { k in
-                let c = SoftArgmax.refine(p.baseAddress! + k * n, rows: g, columns: g, window: window, temperature: temperature)
-                let l = target.transform.grid.point(column: c.column, row: c.row)
-                let o = target.transform.toOriginal(x: Double(l.x), y: Double(l.y))
-                return (min(max(o.x, 0), Double(target.width) - 0.5), min(max(o.y, 0), Double(target.height) - 0.5))
-            }
-        }
-    }
-
-    /// The content patch nearest to `patch` (a point on the padding boundary of a rounding edge).
-    func nearestRow(_ patch: Int) -> Int {
-        let g = source.grid
-        let (r0, c0) = (patch / g, patch % g)
-        return srcRows.enumerated().min { a, b in
-            let da = (a.element / g - r0) * (a.element / g - r0) + (a.element % g - c0) * (a.element % g - c0)
-            let db = (b.element / g - r0) * (b.element / g - r0) + (b.element % g - c0) * (b.element % g - c0)
-            return da < db
-        }?.offset ?? 0
-    }
-
-    /// Dense mutual nearest neighbours above `minScore`, best first, at most `max`.
-    func dense(minScore: Float, max: Int) -> [MatchOut] {
-        let m = (try? Matching.mutualNearestNeighbours(source: srcDesc, target: trgDesc, alpha: alpha, minScore: minScore)) ?? []
-        return m.sorted { $0.score > $1.score || ($0.score == $1.score && $0.source < $1.source) }.prefix(max).map { x in
-            let sp = srcRows[x.source], tp = trgRows[x.target]
-            let (sx, sy) = original(source, patch: sp), (tx, ty) = original(target, patch: tp)
-            return MatchOut(sx: sx, sy: sy, tx: tx, ty: ty, score: x.score, sourcePatch: sp, targetPatch: tp)
-        }
+    /// The point matches of one pair, hidden ones removed when `drop_invisible`.
+    func points(_ pts: [(Double, Double)], _ m: PairMatcher) throws -> [PointMatch] {
+        var out = try matching { try m.points(pts, refinement: refinement, visibilityThreshold: visibilityThreshold) }
+        if dropInvisible { out.removeAll { $0.visible == false } }
+        return out
     }
 }

@@ -8,11 +8,13 @@ import JSON
 enum Inputs {
     static let imageTypes: Set<String> = ["image/jpeg", "image/png", "image/jpg", "application/octet-stream"]
 
-    /// The multipart parts, or nil when the body is a raw image (`image/jpeg`, `image/png`).
-    static func parts(_ request: Request, limits: MultipartLimits, rawAllowed: Bool) throws -> [MultipartPart]? {
+    /// The multipart parts, or nil when the body is a raw image (`image/jpeg`, `image/png`). `tooManyParts`, when
+    /// given, is the endpoint's own answer to a body with more than `limits.maxParts` parts.
+    static func parts(_ request: Request, limits: MultipartLimits, rawAllowed: Bool, tooManyParts: HTTPError? = nil) throws -> [MultipartPart]? {
         let ct = try contentType(request.head, rawAllowed: rawAllowed)
         guard ct.essence == "multipart/form-data" else { return nil }
         do { return try MultipartParser.parse(request.body, contentType: request.headers["Content-Type"] ?? "", limits: limits) } catch {
+            if error.code == .tooManyParts, let tooManyParts { throw tooManyParts }
             throw HTTPError(status: error.status, code: error.problemCode, title: "Malformed multipart body", detail: error.detail)
         }
     }

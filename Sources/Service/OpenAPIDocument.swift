@@ -39,6 +39,7 @@ info:
     max_image_pixels: 40000000
     min_image_side_px: 14
     max_points: 10000
+    max_targets: 16
     max_resolution: 1036
     max_render_side_px: 2048
 servers:
@@ -46,6 +47,7 @@ servers:
 tags:
   - name: inference
   - name: operations
+  - name: demo
 paths:
   /v1/features:
     post:
@@ -145,8 +147,10 @@ paths:
         With `points`: for each point in order, the best target point and its score. Without: dense mutual nearest
         neighbours with score ≥ `min_score`, best first. `Accept: image/png` draws the matches on the two images side
         by side, from the pixels decoded for the features, scaled so that the picture is at most `max_render_side_px`
-        on its longest side. `points` (at most `max_points`, counted while reading) and `params` are JSON parts, each
-        at most once.
+        on its longest side. `Accept: application/x-npy` (without `points`) returns the dense correspondence field
+        `[G, G, 3]` float32: for every source patch (row-major, padding included) the row and column of its best
+        target patch and that score (target candidates as `restrict_to_image` says); with `points` it is 406.
+        `points` (at most `max_points`, counted while reading) and `params` are JSON parts, each at most once.
       parameters:
         - $ref: '#/components/parameters/resolution'
       requestBody:
@@ -182,6 +186,70 @@ paths:
               schema: { $ref: '#/components/schemas/MatchResult' }
             image/png:
               schema: { type: string, contentMediaType: image/png }
+            application/x-npy:
+              schema:
+                type: string
+                contentMediaType: application/x-npy
+                description: 'Dense mode only: float32 [G, G, 3] = (target patch row, target patch column, score) per source patch.'
+        '400': { $ref: '#/components/responses/Problem' }
+        '406': { $ref: '#/components/responses/Problem' }
+        '413': { $ref: '#/components/responses/Problem' }
+        '415': { $ref: '#/components/responses/Problem' }
+        '422': { $ref: '#/components/responses/Problem' }
+        '503': { $ref: '#/components/responses/Unavailable' }
+        default: { $ref: '#/components/responses/Problem' }
+  /v1/transfer:
+    post:
+      tags: [inference]
+      operationId: transfer
+      summary: The points of one source image transferred to 1 to max_targets target images.
+      description: |
+        One `source` part, one `points` part and 1 to `max_targets` (default 16) `target` parts, answered in the
+        order of the `target` parts. Every point match has the shape of `/v1/match`'s points mode (score, visibility)
+        and the same `params` (`min_score` and `max_matches`, dense-mode parameters, are refused). Each distinct image
+        (by content hash) is embedded once, however often it is sent, in one batched backbone pass shared by all
+        images that the feature cache does not already hold (`images_embedded` says how many); the source's
+        descriptors are built once. Messages name targets by position: `target[0]`, `target[1]`, …. Any bad part
+        fails the whole request: no partial answers. More than `max_targets` targets is 422 `too_many_targets`
+        (with `max_targets`); no target is 422 `missing_part`.
+      parameters:
+        - $ref: '#/components/parameters/resolution'
+      requestBody:
+        required: true
+        content:
+          multipart/form-data:
+            schema:
+              type: object
+              required: [source, points, target]
+              properties:
+                source: { type: string, contentMediaType: image/jpeg }
+                target:
+                  type: array
+                  minItems: 1
+                  maxItems: 16
+                  description: The target images, one part each, all named `target`.
+                  items: { type: string, contentMediaType: image/jpeg }
+                points:
+                  type: array
+                  description: '[[x, y], …] in source pixels.'
+                  maxItems: 10000
+                  items: { type: array, minItems: 2, maxItems: 2, items: { type: number } }
+                params: { $ref: '#/components/schemas/MatchParams' }
+            encoding:
+              source: { contentType: 'image/jpeg, image/png' }
+              target: { contentType: 'image/jpeg, image/png' }
+              points: { contentType: application/json }
+              params: { contentType: application/json }
+      responses:
+        '200':
+          description: The matches of every target, in order.
+          headers:
+            X-Model-Version: { $ref: '#/components/headers/X-Model-Version' }
+            X-Request-Id: { $ref: '#/components/headers/X-Request-Id' }
+            Server-Timing: { $ref: '#/components/headers/Server-Timing' }
+          content:
+            application/json:
+              schema: { $ref: '#/components/schemas/TransferResult' }
         '400': { $ref: '#/components/responses/Problem' }
         '406': { $ref: '#/components/responses/Problem' }
         '413': { $ref: '#/components/responses/Problem' }
@@ -276,6 +344,52 @@ paths:
           content:
             application/yaml:
               schema: { type: object, description: This OpenAPI document, parsed. }
+  /:
+    get:
+      tags: [demo]
+      operationId: demoPage
+      summary: The demo page (issue #15); 404 when the server runs with --no-ui (SPHERECORR_UI=false).
+      description: |
+        A single page, embedded in the binary, that calls `/v1/match`, `/v1/sphere-map` and `/v1/info` with relative
+        URLs (it works under any path prefix). Sent with a strict `Content-Security-Policy` (no inline code, nothing
+        from another origin), `Cache-Control: no-cache` and a strong `ETag`; `If-None-Match` with it answers 304.
+      responses:
+        '200':
+          description: The page.
+          headers:
+            ETag: { schema: { type: string } }
+            Content-Security-Policy: { schema: { type: string } }
+          content:
+            text/html:
+              schema: { type: string }
+        '304': { description: Not modified (If-None-Match named the current ETag). }
+        '404': { $ref: '#/components/responses/Problem' }
+  /ui.js:
+    get:
+      tags: [demo]
+      operationId: demoScript
+      summary: The demo page's script (same caching and CSP as /).
+      responses:
+        '200':
+          description: JavaScript.
+          content:
+            text/javascript:
+              schema: { type: string }
+        '304': { description: Not modified. }
+        '404': { $ref: '#/components/responses/Problem' }
+  /ui.css:
+    get:
+      tags: [demo]
+      operationId: demoStyleSheet
+      summary: The demo page's style sheet (same caching and CSP as /).
+      responses:
+        '200':
+          description: CSS.
+          content:
+            text/css:
+              schema: { type: string }
+        '304': { description: Not modified. }
+        '404': { $ref: '#/components/responses/Problem' }
 components:
   securitySchemes:
     adminToken:
@@ -404,8 +518,8 @@ components:
       additionalProperties: false
       properties:
         alpha: { type: number, minimum: 0, maximum: 1, default: 0.2, description: Weight of the sphere similarity. }
-        min_score: { type: number, minimum: -1, maximum: 1, default: 0.5, description: Dense mode threshold. }
-        max_matches: { type: integer, minimum: 1, maximum: 100000, default: 1000 }
+        min_score: { type: number, minimum: -1, maximum: 1, default: 0.5, description: Dense mode threshold (/v1/match only). }
+        max_matches: { type: integer, minimum: 1, maximum: 100000, default: 1000, description: Dense mode (/v1/match only). }
         restrict_to_image:
           type: boolean
           default: true
@@ -483,6 +597,26 @@ components:
             temperature: { type: number }
         source: { $ref: '#/components/schemas/ImageDescription' }
         target: { $ref: '#/components/schemas/ImageDescription' }
+    TransferResult:
+      type: object
+      required: [targets, model_version, mode, alpha, resolution, refine, source, images_embedded]
+      properties:
+        model_version: { type: string }
+        mode: { type: string, const: points }
+        alpha: { type: number }
+        resolution: { type: integer }
+        refine: { type: object, description: 'As in MatchResult.' }
+        images_embedded: { type: integer, description: Distinct images this request ran through the backbone (cache misses). }
+        source: { $ref: '#/components/schemas/ImageDescription' }
+        targets:
+          type: array
+          items:
+            type: object
+            required: [part, target, matches]
+            properties:
+              part: { type: string, description: '`target[i]`, the i-th target part (from 0).' }
+              target: { $ref: '#/components/schemas/ImageDescription' }
+              matches: { type: array, items: { $ref: '#/components/schemas/Match' } }
     Info:
       type: object
       required: [service, version, limits, ready]

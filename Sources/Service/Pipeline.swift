@@ -26,6 +26,8 @@ package struct EmbeddedImage: Sendable {
     package var transform: KeypointTransform
     package var features: FloatStorage   // [G·G, D]
     package var cached: Bool
+    /// Its feature-cache key (content hash, resolution, backbone): the identity of the image in a request.
+    package var key: FeatureCache.Key
     /// The image at drawing size, decoded in the same pass as the features (only when a picture was asked for).
     package var thumbnail: HeldImage? = nil
     package var grid: Int { transform.gridSize }
@@ -191,7 +193,7 @@ package final class Pipeline: Sendable {
             if let hit = cache.get(key) {
                 out[i] = EmbeddedImage(width: hit.width, height: hit.height,
                                        transform: KeypointTransform(imageWidth: hit.width, imageHeight: hit.height, resolution: r),
-                                       features: hit.features, cached: true)
+                                       features: hit.features, cached: true, key: key)
             } else {
                 pending.append((i, key))  // the same image twice in one request shares a batch slot
                 if !slots.contains(where: { $0.key == key }) {
@@ -240,7 +242,7 @@ package final class Pipeline: Sendable {
                 let slot = slots.firstIndex { $0.key == p.key }!
                 let (w, h) = sizes[slot]
                 out[p.index] = EmbeddedImage(width: w, height: h, transform: KeypointTransform(imageWidth: w, imageHeight: h, resolution: r),
-                                             features: stored[slot], cached: false, thumbnail: thumbnailJob[p.index].flatMap { held[$0] })
+                                             features: stored[slot], cached: false, key: p.key, thumbnail: thumbnailJob[p.index].flatMap { held[$0] })
             }
         }
         return out.map { $0! }
@@ -342,20 +344,26 @@ package final class Pipeline: Sendable {
         }
     }
 
-    /// Unit sphere vectors [G·G, 3] of each embedded image (the mapper attends within each image).
+    /// Unit sphere vectors [G·G, 3] of each embedded image (the mapper attends within each image). Vectors the
+    /// feature cache holds for this model version are reused; the others are computed once per distinct image, in
+    /// one batched mapper pass when their grids agree, and kept beside the features.
     package func spheres(_ images: [EmbeddedImage], snapshot: ModelSnapshot, request: Request, times: inout StageTimes) throws -> [FloatStorage] {
+        var out = images.map { cache.sphere($0.key, version: snapshot.version) }
+        var todo: [EmbeddedImage] = []
+        for (i, img) in images.enumerated() where out[i] == nil && !todo.contains(where: { $0.key == img.key }) { todo.append(img) }
+        if todo.isEmpty { return out.map { $0! } }
         let (wait, result) = try queued(deadline: request.deadline, request: request) {
             let t = Measure.now()
             let mapper = snapshot.bundle.mapper
-            let n = images.first?.tokens ?? 0, d = mapper.inputDim
-            guard images.count > 1, images.allSatisfy({ $0.tokens == n }) else {
-                return (images.map { mapper.sphere(features: $0.features.pointer, batch: 1, tokens: $0.tokens) }, Measure.now() - t)
+            let n = todo[0].tokens, d = mapper.inputDim
+            guard todo.count > 1, todo.allSatisfy({ $0.tokens == n }) else {
+                return (todo.map { mapper.sphere(features: $0.features.pointer, batch: 1, tokens: $0.tokens) }, Measure.now() - t)
             }
             // Same grid: one batched mapper pass (attention stays within each image).
-            let batch = FloatStorage(count: images.count * n * d, zeroed: false)
-            for (i, img) in images.enumerated() { (batch.pointer + i * n * d).update(from: img.features.pointer, count: n * d) }
-            let all = mapper.sphere(features: batch.pointer, batch: images.count, tokens: n)
-            let s = (0..<images.count).map { i in
+            let batch = FloatStorage(count: todo.count * n * d, zeroed: false)
+            for (i, img) in todo.enumerated() { (batch.pointer + i * n * d).update(from: img.features.pointer, count: n * d) }
+            let all = mapper.sphere(features: batch.pointer, batch: todo.count, tokens: n)
+            let s = (0..<todo.count).map { i in
                 let one = FloatStorage(count: n * 3, zeroed: false)
                 one.pointer.update(from: all.pointer + i * n * 3, count: n * 3)
                 return one
@@ -364,7 +372,9 @@ package final class Pipeline: Sendable {
         }
         times.queue += wait
         times.mapper += result.1
-        return result.0
+        for (img, s) in zip(todo, result.0) { cache.putSphere(img.key, version: snapshot.version, s) }
+        for i in images.indices where out[i] == nil { out[i] = result.0[todo.firstIndex { $0.key == images[i].key }!] }
+        return out.map { $0! }
     }
 
     private func queued<T>(deadline: ContinuousClock.Instant, request: Request, _ work: () throws -> T) throws -> (Double, T) {

@@ -20,6 +20,8 @@ package struct ServiceOptions: Sendable {
     package var maxImageBytes = 16 << 20
     package var maxPoints = 10_000
     package var maxParts = 8
+    /// Most `target` parts of one /v1/transfer request (its multipart limit grows to fit them).
+    package var maxTargets = 16
     package var queueSize = 16
     /// Bytes of image decodes in flight (issue #16); nil: `DecodeBudget.defaultCapacity()`.
     package var maxDecodeBytes: Int? = nil
@@ -43,6 +45,8 @@ package struct ServiceOptions: Sendable {
     /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
     package var kernels: KernelFamily? = nil
     package var demoSeed: UInt64 = 0
+    /// The demo page at / (issue #15); off in production deployments that expose only the API.
+    package var ui = true
 
     package init() {}
 
@@ -62,7 +66,7 @@ package struct ServiceOptions: Sendable {
     /// Limits and timeouts under self-describing keys, for /v1/info.
     package var limitsDescription: [String: Any] {
         ["max_body_bytes": maxBodyBytes, "max_image_bytes": maxImageBytes, "max_image_pixels": maxImagePixels, "min_image_side_px": 14, "max_points": maxPoints,
-         "max_multipart_parts": maxParts, "default_resolution": resolution, "max_resolution": maxResolution,
+         "max_multipart_parts": maxParts, "max_targets": maxTargets, "default_resolution": resolution, "max_resolution": maxResolution,
          "inference_queue_size": queueSize, "max_decode_bytes": maxDecodeBytes ?? DecodeBudget.defaultCapacity(),
          "max_render_side_px": maxRenderSide, "feature_cache_bytes": featureCacheBytes, "max_connections": maxConnections,
          "header_read_timeout_s": headerReadTimeout, "body_idle_timeout_s": bodyIdleTimeout, "keep_alive_timeout_s": keepAliveTimeout,

@@ -141,7 +141,7 @@ package final class SphereCorrService: Sendable {
         var r = Router()
         let endpoints = Endpoints(pipeline: pipeline, metrics: metrics,
                                   multipartLimits: MultipartLimits(maxParts: options.maxParts, maxPartSize: options.maxBodyBytes),
-                                  maxPoints: options.maxPoints, readiness: readiness)
+                                  maxPoints: options.maxPoints, maxTargets: options.maxTargets, readiness: readiness)
         r.get("/livez", execution: .eventLoop) { _ in .json(Array(#"{"status":"ok"}"#.utf8)) }
         r.get("/readyz", execution: .eventLoop) { [readiness] _ in
             let (phase, detail) = readiness.current
@@ -159,10 +159,12 @@ package final class SphereCorrService: Sendable {
         r.get("/openapi.yaml", execution: .eventLoop) { _ in
             Response(status: .ok, headers: ["Content-Type": "application/yaml"], body: Array(openAPIDocument.utf8))
         }
+        if options.ui { WebUI.register(on: &r) }
         // The head checks (query, Accept, Content-Type) refuse a request before its body is read or 100 Continue sent.
         r.post("/v1/features", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.featuresHead)) { try endpoints.features($0) }
         r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.sphereMapHead)) { try endpoints.sphereMap($0) }
         r.post("/v1/match", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.matchHead)) { try endpoints.match($0) }
+        r.post("/v1/transfer", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.transferHead)) { try endpoints.transfer($0) }
         return r
     }
 

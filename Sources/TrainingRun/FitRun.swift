@@ -52,6 +52,9 @@ package struct FitOptions: Sendable {
     package var views = 0
     package var cacheDirectory: String?
     package var cachePrecision: CachePrecision = .float16
+    /// Build (or complete) the view cache of `views` views per image and stop: nothing is trained or written to `out`
+    /// (scripts/reproduce-paper's cache step, so that step can run, be skipped or be resumed on its own).
+    package var cacheOnly = false
     package var saveEvery = 10
     package var seed: UInt64 = 0
     package var resume = false
@@ -65,7 +68,8 @@ package struct FitOptions: Sendable {
     package var progress: ProgressStyle = .automatic
     /// Tests: behave as if SIGTERM arrived after this many optimiser steps of this invocation.
     package var stopAfterSteps: Int?
-    /// Only build this shard of the view cache (`fit --shard K/N`), then stop without training.
+    /// With `cacheOnly`: only this part of the view cache (`fit --cache-only --shard K/N`); N such jobs sharing the
+    /// cache directory write the files of one build.
     package var cacheShard: Shard?
 
     package init(data: Data, out: String) { self.data = data; self.out = out }
@@ -168,6 +172,12 @@ package final class FitRun {
 
     package func run() throws -> FitSummary {
         installStopHandlers()
+        if o.cacheOnly {
+            guard o.views > 0 else { throw FitError("--cache-only builds the view cache of --views K: give K ≥ 1") }
+            try loadData()
+            try buildCache()
+            return FitSummary(bundles: [], epochs: 0, skipped: set.skipped.count, lastLoss: nil)
+        }
         try prepareOutput()
         try loadData()
         let trainer = try makeTrainer()
@@ -371,14 +381,6 @@ package final class FitRun {
         return TrainingBatch(features: features, mask: mask, categories: items.map { set.images[set.image(at: $0)].category },
                              viewpoints: items.map { set.images[set.image(at: $0)].viewpoint },
                              batch: items.count, gridHeight: grid, gridWidth: grid, width: d)
-    }
-
-    /// `fit --shard K/N`: the K-th of N parts of the view cache, and nothing else (no state, no bundles). The N shard
-    /// jobs write disjoint files into one directory; the training run that follows finds every image's views there.
-    package func buildCacheShard() throws -> Int {
-        installStopHandlers()
-        try loadData()
-        return try buildCache()
     }
 
     @discardableResult

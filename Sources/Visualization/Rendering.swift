@@ -210,3 +210,45 @@ extension Rendering {
     /// Series colours of `lineChart`: blue, orange, green, red, purple, brown.
     package static let lineColours: [(UInt8, UInt8, UInt8)] = [(76, 114, 176), (221, 132, 82), (85, 168, 104), (196, 78, 82), (129, 114, 179), (147, 120, 96)]
 }
+
+extension Rendering {
+    /// Colour k of n: evenly spaced hues at full saturation, so that neighbouring points differ.
+    package static func pointColour(_ k: Int, of n: Int) -> (UInt8, UInt8, UInt8) {
+        let h = Double(k % max(n, 1)) / Double(max(n, 1)) * 6, x = 1 - abs(h.truncatingRemainder(dividingBy: 2) - 1)
+        let (r, g, b): (Double, Double, Double) = switch Int(h) {
+        case 0: (1, x, 0)
+        case 1: (x, 1, 0)
+        case 2: (0, 1, x)
+        case 3: (0, x, 1)
+        case 4: (x, 0, 1)
+        default: (1, 0, x)
+        }
+        return (UInt8(r * 255), UInt8(g * 255), UInt8(b * 255))
+    }
+
+    /// A contact sheet (issue #14, `spherecorr-train transfer --plots`): the images in rows of `columns`, each scaled
+    /// down to at most `tile` pixels on its longer side; point k (original pixels of its image) in colour k of n on
+    /// every image, a dot where it is visible and a square outline where the visibility check says it is not.
+    package static func contactSheet(_ tiles: [(image: RGBImage, points: [(x: Double, y: Double, visible: Bool)])], tile: Int = 256,
+                                     columns: Int = 4) -> RGBImage {
+        let gap = 6, cols = max(1, min(columns, tiles.count)), rows = (tiles.count + cols - 1) / cols
+        var canvas = RGBImage(width: cols * (tile + gap) + gap, height: rows * (tile + gap) + gap)
+        for (i, t) in tiles.enumerated() {
+            let f = min(1, Double(tile) / Double(max(t.image.width, t.image.height, 1)))
+            let w = max(1, Int((Double(t.image.width) * f).rounded())), h = max(1, Int((Double(t.image.height) * f).rounded()))
+            let small = downscale(t.image, width: min(w, t.image.width), height: min(h, t.image.height))
+            let x0 = gap + (i % cols) * (tile + gap), y0 = gap + (i / cols) * (tile + gap)
+            for y in 0..<small.height {
+                let s = y * small.width * 3, d = ((y0 + y) * canvas.width + x0) * 3
+                canvas.pixels.replaceSubrange(d..<(d + small.width * 3), with: small.pixels[s..<(s + small.width * 3)])
+            }
+            let sx = Double(small.width) / Double(t.image.width), sy = Double(small.height) / Double(t.image.height)
+            for (k, p) in t.points.enumerated() {
+                let c = pointColour(k, of: t.points.count)
+                let q = (x0 + Int((p.x * sx).rounded()), y0 + Int((p.y * sy).rounded()))
+                if p.visible { drawDot(&canvas, q, c) } else { square(&canvas, q, c) }
+            }
+        }
+        return canvas
+    }
+}

@@ -43,8 +43,10 @@ struct SpherecorrServer: ParsableCommand {
     var maxImagePixels: Int?
     @Option(help: "Largest image file in bytes (one upload). Default \(Self.defaults.maxImageBytes).")
     var maxImageBytes: Int?
-    @Option(help: "Most points in one /v1/match request. Default \(Self.defaults.maxPoints).")
+    @Option(help: "Most points in one /v1/match or /v1/transfer request. Default \(Self.defaults.maxPoints).")
     var maxPoints: Int?
+    @Option(help: "Most 'target' images in one /v1/transfer request; more is 422 too_many_targets. Default \(Self.defaults.maxTargets).")
+    var maxTargets: Int?
     @Option(help: "Requests that may wait, for the decode budget or the inference executor together; beyond it 503 overloaded. Default \(Self.defaults.queueSize).")
     var queueSize: Int?
     @Option(help: "Memory budget of image decodes in flight, in bytes, priced from each image's header; over it requests wait in the queue (503 overloaded when it is full), an image larger than it is 413. Default: a quarter of the machine's (or cgroup's) memory.")
@@ -78,6 +80,8 @@ struct SpherecorrServer: ParsableCommand {
     @Option(help: "Access log format. Default \(Self.defaults.logFormat.rawValue).")
     var logFormat: AccessLogFormat?
     @OptionGroup var engine: EngineOptions
+    @Flag(inversion: .prefixedNo, help: "Serve the demo page at / (SPHERECORR_UI=true|false). Default \(Self.defaults.ui ? "on" : "off"); turn it off in production.")
+    var ui: Bool?
 
     static func main() { mainCheckingBLASCore() }
 
@@ -98,6 +102,7 @@ struct SpherecorrServer: ParsableCommand {
         o.maxImagePixels = try env.int("MAX_IMAGE_PIXELS", maxImagePixels, range: 196...(1 << 30)) ?? o.maxImagePixels
         o.maxImageBytes = try env.int("MAX_IMAGE_BYTES", maxImageBytes, range: 64...(1 << 31)) ?? o.maxImageBytes
         o.maxPoints = try env.int("MAX_POINTS", maxPoints, range: 1...1_000_000) ?? o.maxPoints
+        o.maxTargets = try env.int("MAX_TARGETS", maxTargets, range: 1...1024) ?? o.maxTargets
         o.queueSize = try env.int("QUEUE_SIZE", queueSize, range: 0...100_000) ?? o.queueSize
         o.maxDecodeBytes = try env.int("MAX_DECODE_BYTES", maxDecodeBytes, range: (1 << 20)...(1 << 46)) ?? o.maxDecodeBytes
         o.maxRenderSide = try env.int("MAX_RENDER_SIDE", maxRenderSide, range: 16...16384) ?? o.maxRenderSide
@@ -118,6 +123,7 @@ struct SpherecorrServer: ParsableCommand {
         o.gemm = try env.choice("GEMM", engine.gemm) ?? o.gemm
         o.kernels = try env.choice("KERNELS", engine.kernels)
         if let why = o.kernels?.unavailableReason { throw ValidationError("kernels \(why)") }
+        o.ui = try env.bool("UI", ui) ?? o.ui
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -173,6 +179,16 @@ struct Environment {
             throw ValidationError("SPHERECORR_\(name)='\(s)' must be one of \(T.allValueStrings.joined(separator: ", "))")
         }
         return v
+    }
+
+    func bool(_ name: String, _ flag: Bool?) throws -> Bool? {
+        if let flag { return flag }
+        guard let s = string(name, nil) else { return nil }
+        switch s.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ValidationError("SPHERECORR_\(name)='\(s)' is not a boolean (true/false, 1/0, yes/no, on/off)")
+        }
     }
 
     func int(_ name: String, _ flag: Int?, range: ClosedRange<Int>) throws -> Int? { try number(name, flag, range: range, kind: "an integer") }

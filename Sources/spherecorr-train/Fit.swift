@@ -47,11 +47,13 @@ struct Fit: ParsableCommand {
     var views: Int = 0
     @Option(help: "View cache directory (default $XDG_CACHE_HOME/spherecorr/views or ~/.cache/spherecorr/views).")
     var cache: String?
-    @Option(help: ArgumentHelp("Only build the K-th of N parts of the view cache (K from 0; needs --views), then stop without training: N such jobs fill one --cache directory, and the training run reuses every image's views.",
-                               valueName: "K/N"), transform: Shard.init(parsing:))
-    var shard: Shard?
     @Option(help: "Cached feature format.")
     var cachePrecision: CachePrecision = .float16
+    @Flag(help: "Only build (or complete) the view cache of --views K, then exit: no training, nothing written to --out.")
+    var cacheOnly = false
+    @Option(help: ArgumentHelp("With --cache-only: build only the K-th of N parts of the view cache (K from 0). N such jobs fill one --cache directory, and the training run reuses every image's views.",
+                               valueName: "K/N"), transform: Shard.init(parsing:))
+    var shard: Shard?
     @Option(help: "Publish a bundle every N epochs (and at the end).")
     var saveEvery: Int = 10
     @Option(help: "Seed of the initialisation, data order, crops and triplets.")
@@ -84,7 +86,8 @@ struct Fit: ParsableCommand {
             throw ValidationError("\(name) must be at least 1; got \(v)")
         }
         guard views >= 0 else { throw ValidationError("--views must be 0 (fresh crops) or a positive count; got \(views)") }
-        if shard != nil, views == 0 { throw ValidationError("--shard builds a part of the view cache: give --views K (K > 0)") }
+        if cacheOnly && views == 0 { throw ValidationError("--cache-only builds the view cache of --views K: give K ≥ 1") }
+        if shard != nil, !cacheOnly { throw ValidationError("--shard K/N builds one part of the view cache: use it with --cache-only") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number; got \(lr)") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let why = PatchGrid.invalidReason(resolution: evalResolution) { throw ValidationError("--eval-resolution \(why)") }
@@ -106,6 +109,7 @@ struct Fit: ParsableCommand {
         o.views = views
         o.cacheDirectory = cache
         o.cachePrecision = cachePrecision
+        o.cacheOnly = cacheOnly
         o.saveEvery = saveEvery
         o.seed = seed
         o.resume = resume
@@ -124,11 +128,6 @@ struct Fit: ParsableCommand {
             let run = try FitRun(options: o, backbone: model, backboneKey: BackboneIdentity.key(model, path: backbone)) { line in
                 if !quiet { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
             }
-            if let shard {
-                let n = try run.buildCacheShard()
-                if !quiet { print("view cache shard \(shard): \(n) images embedded") }
-                return
-            }
             summary = try run.run()
         } catch let e as FitInterrupted {
             logToStderr("spherecorr-train fit: \(e)")
@@ -137,6 +136,10 @@ struct Fit: ParsableCommand {
             logToStderr("spherecorr-train fit: \(e)")
             Foundation.exit(128 + e.signal!)
         } catch { throw CommandFailure("\(error)") }
+        if cacheOnly {
+            if !quiet { print("done: view cache of \(views) views per image ready" + (shard.map { " (shard \($0))" } ?? "") + (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : "")) }
+            return
+        }
         if !quiet {
             print("done: \(summary.epochs) epochs, \(summary.bundles.count) bundles published in \(out)" +
                   (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : ""))

@@ -9,8 +9,9 @@ import TrainingData
 struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
-        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, CacheFeatures.self, Bench.self, Fit.self, BenchTrain.self])
+        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, point transfer, training, dataset checks, benchmarks.",
+        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, CacheFeatures.self, Transfer.self, Bench.self, Fit.self,
+                      BenchTrain.self, CheckSPair.self])
 
     static func main() { mainCheckingBLASCore() }
 }

@@ -152,10 +152,11 @@ def test_malformed_multipart(server):
 
 
 @pytest.mark.parametrize("path,accept", [("/v1/features", "text/html"), ("/v1/features", "image/png"),
-                                         ("/v1/match", "application/x-npy"), ("/v1/sphere-map", "text/csv, application/xml;q=0.5"),
+                                         ("/v1/match", "application/vnd.safetensors"), ("/v1/transfer", "application/x-npy"),
+                                         ("/v1/sphere-map", "text/csv, application/xml;q=0.5"),
                                          ("/v1/features", "application/json;q=0")])
 def test_unsatisfiable_accept(server, img_a, img_b, path, accept):
-    fields = [image_part("source", img_a), image_part("target", img_b)] if path == "/v1/match" else [image_part("image", img_a)]
+    fields = [image_part("source", img_a), image_part("target", img_b)] if path in ("/v1/match", "/v1/transfer") else [image_part("image", img_a)]
     body = assert_problem(post_multipart(server, path, fields, {"Accept": accept}), 406, "not_acceptable")
     assert "Accept" in body["detail"]
 

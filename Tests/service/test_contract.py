@@ -19,10 +19,10 @@ def test_openapi_spec_is_valid():
     validate(spec)
     assert spec["openapi"].startswith("3.1")
     paths = spec["paths"]
-    for path in ("/v1/features", "/v1/sphere-map", "/v1/match", "/livez", "/readyz", "/metrics", "/v1/info",
+    for path in ("/v1/features", "/v1/sphere-map", "/v1/match", "/v1/transfer", "/livez", "/readyz", "/metrics", "/v1/info",
                  "/openapi.yaml", "/admin/reload"):
         assert path in paths, path
-    for path in ("/v1/features", "/v1/sphere-map", "/v1/match"):
+    for path in ("/v1/features", "/v1/sphere-map", "/v1/match", "/v1/transfer"):
         codes = set(paths[path]["post"]["responses"])
         assert {"200", "400", "406", "413", "415", "422", "503", "default"} <= codes, (path, codes)
 
