@@ -2,6 +2,7 @@ import ArgumentParser
 import CommandLineOptions
 import Correspondence
 import DINOv2
+import Evaluation
 import Features
 import Foundation
 import Hashing
