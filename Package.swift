@@ -53,22 +53,25 @@ let package = Package(
         .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // RFC 8259 JSON, read strictly and within limits: the service's request parts and the SPair annotation files.
         .target(name: "JSON", swiftSettings: swiftSettings),
+        // The one feature pipeline: image → letterbox → normalise → backbone features, keyed by content, backbone
+        // identity and resolution, in memory (the server) or on disk (evaluation); shards of a list (K/N).
+        .target(name: "Features", dependencies: ["DINOv2", "Imaging", "Kernels", "TensorFiles", "Hashing"], swiftSettings: swiftSettings),
         // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
         .target(name: "SPair", dependencies: ["Imaging", "JSON"], swiftSettings: swiftSettings),
         // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
         // RandomResizedCrop, backbone features of augmented views and the view cache.
-        .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2", "Hashing"], swiftSettings: swiftSettings),
+        .target(name: "TrainingData", dependencies: ["Features", "SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2", "Hashing"], swiftSettings: swiftSettings),
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
         .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
         // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
-        .target(name: "TrainingRun", dependencies: ["TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2", "Runtime",
+        .target(name: "TrainingRun", dependencies: ["Features", "TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2", "Runtime",
                                                     "SphereMap", "TensorFiles", "Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Matching (SPEC §5) and the paper's metrics, PCK and KAP (SPEC §6).
         .target(name: "Correspondence", dependencies: ["Kernels", "Imaging"], swiftSettings: swiftSettings),
         // Pictures: sphere maps, matches, charts (PNG/SVG).
         .target(name: "Visualization", dependencies: ["Imaging"], swiftSettings: swiftSettings),
         // spherecorr-train evaluate: the paper's PCK and KAP on SPair-format data, reports, plots, feature cache.
-        .target(name: "Evaluation", dependencies: ["SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
+        .target(name: "Evaluation", dependencies: ["Features", "SPair", "Correspondence", "DINOv2", "SphereMap", "Imaging", "TensorFiles",
                                                    "Kernels", "Runtime", "Visualization", "Hashing"], swiftSettings: swiftSettings),
         // HTTP/1.1 protocol as pure value types: parser, serializer, multipart, Accept-Encoding. No I/O.
         .target(name: "HTTP1", swiftSettings: swiftSettings),
@@ -83,8 +86,8 @@ let package = Package(
         .target(
             name: "Service",
             dependencies: [
-                "DINOv2", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "Runtime", "HTTPServer", "HTTP1", "Visualization",
-                "Hashing", "JSON",
+                "DINOv2", "Features", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "Runtime", "HTTPServer", "HTTP1",
+                "Visualization", "Hashing", "JSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -103,8 +106,8 @@ let package = Package(
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "CommandLineOptions", "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
-                "TrainingData", "TrainingRun", "Hashing", "JSON",
+                "CommandLineOptions", "DINOv2", "Features", "JSON", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
+                "TrainingData", "TrainingRun", "Hashing",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -120,9 +123,10 @@ let package = Package(
         .testTarget(name: "DINOv2Tests", dependencies: ["TestSupport", "DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
         .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: swiftSettings),
+        .testTarget(name: "FeaturesTests", dependencies: ["Features", "DINOv2", "SPair", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "Features", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "HTTP1", "Gzip"], swiftSettings: swiftSettings),
         .testTarget(name: "GzipTests", dependencies: ["Gzip"], swiftSettings: swiftSettings),
@@ -130,7 +134,7 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "SphereMap", "TensorFiles", "Kernels"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "SPairTests", dependencies: ["SPair"], swiftSettings: swiftSettings),
-        .testTarget(name: "TrainingDataTests", dependencies: ["TrainingData", "SPair", "Imaging", "TensorFiles", "DINOv2", "Kernels"],
+        .testTarget(name: "TrainingDataTests", dependencies: ["Features", "TrainingData", "SPair", "Imaging", "TensorFiles", "DINOv2", "Kernels"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "CorrespondenceTests", dependencies: ["TestSupport", "Correspondence", "Imaging", "TensorFiles"], swiftSettings: swiftSettings),
         // Runs the built executables as a user would (exit codes, messages, output files).

@@ -1,5 +1,6 @@
 import Correspondence
 import DINOv2
+import Features
 import Foundation
 import Imaging
 import Kernels
@@ -40,7 +41,7 @@ package struct EvaluationOptions: Sendable {
     package var plotPairsPerCategory = 2
     package var progress = true
     /// Only this part of the pairs (`--shard K/N`); the report then carries what merge-reports needs.
-    package var shard: EvaluationShard?
+    package var shard: Shard?
     /// Sub-patch refinement of the PCK predictions (issue #14); `.none` is the paper's protocol. KAP scores
     /// the similarity maps and does not depend on it.
     package var refine: Refinement = .none

@@ -1,35 +1,7 @@
 import Correspondence
+import Features
 import Foundation
 import Imaging
-
-/// `--shard K/N`: the K-th of N disjoint, deterministic parts of an evaluation's pairs, K from 0 (Kubernetes'
-/// JOB_COMPLETION_INDEX). Every shard builds the same pair list (sampling is seeded), so the parts are a partition.
-package struct EvaluationShard: Sendable, Equatable, CustomStringConvertible {
-    package let index: Int
-    package let count: Int
-
-    package init(index: Int, count: Int) throws {
-        guard count >= 1, (0..<count).contains(index) else {
-            throw EvaluationError.config("--shard K/N needs N ≥ 1 and 0 ≤ K < N (K counts from 0); got \(index)/\(count)")
-        }
-        self.index = index; self.count = count
-    }
-
-    /// "K/N".
-    package init(parsing text: String) throws {
-        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, let k = Int(parts[0]), let n = Int(parts[1]) else {
-            throw EvaluationError.config("--shard takes K/N (e.g. 0/4 … 3/4); got '\(text)'")
-        }
-        try self.init(index: k, count: n)
-    }
-
-    package var description: String { "\(index)/\(count)" }
-
-    /// Pairs ⌊total·K/N⌋ ..< ⌊total·(K+1)/N⌋ of the run's list (categories in order): contiguous, so that a
-    /// category's images mostly stay in one shard's memory, and sizes within one of each other.
-    package func range(total: Int) -> Range<Int> { total * index / count ..< total * (index + 1) / count }
-}
 
 /// The `"shard"` object of a partial report: the accumulators behind every score rather than the scores, because
 /// neither metric averages (PCK is a ratio of counts pooled over a category, KAP an average precision over its pooled
@@ -40,7 +12,7 @@ package enum ShardReport {
     static let version = 1
 
     /// - config: the configuration the unsharded run would report (the merged report's).
-    package static func json(_ r: EvaluationResult, shard: EvaluationShard, resolution: Int, config: [String: Any]) -> [String: Any] {
+    package static func json(_ r: EvaluationResult, shard: Shard, resolution: Int, config: [String: Any]) -> [String: Any] {
         func pck(_ a: PCKAccumulator?) -> Any {
             guard let a else { return NSNull() }
             return ["correct": a.correct, "evaluated": a.evaluated, "pairs": a.pairs] as [String: Any]

@@ -1,4 +1,5 @@
 import Correspondence
+import Features
 import Foundation
 import HTTP1
 import HTTPServer

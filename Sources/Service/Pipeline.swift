@@ -1,5 +1,6 @@
 import Correspondence
 import DINOv2
+import Features
 import Foundation
 import HTTP1
 import HTTPServer
@@ -182,15 +183,15 @@ package final class Pipeline: Sendable {
     package func embed(_ uploads: [UploadedImage], resolution r: Int, snapshot: ModelSnapshot, request: Request,
                        times: inout StageTimes, thumbnails: [(width: Int, height: Int)?] = []) throws -> [EmbeddedImage] {
         var out = [EmbeddedImage?](repeating: nil, count: uploads.count)
-        var pending: [(index: Int, key: FeatureCache.Key)] = []
-        var slots: [(key: FeatureCache.Key, index: Int)] = []  // distinct images to embed, first upload of each
+        var pending: [(index: Int, key: FeatureKey)] = []
+        var slots: [(key: FeatureKey, index: Int)] = []  // distinct images to embed, first upload of each
         var jobs: [DecodeJob] = []
         var thumbnailJob = [Int?](repeating: nil, count: uploads.count)
         func wanted(_ i: Int) -> (width: Int, height: Int)? { i < thumbnails.count ? thumbnails[i] : nil }
         func sameThumbnail(_ a: (width: Int, height: Int)?, _ b: (width: Int, height: Int)?) -> Bool { a?.width == b?.width && a?.height == b?.height }
         let t0 = Measure.now()
         for (i, u) in uploads.enumerated() {
-            let key = FeatureCache.Key(sha256: u.sha256, resolution: r, backbone: snapshot.backboneName)
+            let key = FeatureKey(sha256: u.sha256, resolution: r, backbone: snapshot.backboneName)
             if let hit = cache.get(key) {
                 out[i] = EmbeddedImage(width: hit.width, height: hit.height,
                                        transform: KeypointTransform(imageWidth: hit.width, imageHeight: hit.height, resolution: r,
@@ -291,11 +292,8 @@ package final class Pipeline: Sendable {
             prepared.set(j, Result {
                 let image = try self.decodeChecked(u)
                 if let s = job.slot {
-                    let boxed: RGBImage
-                    do { boxed = try letterbox(image, resolution: r) } catch { throw self.mapImageError(error, u) }
-                    boxed.pixels.withUnsafeBufferPointer { px in
-                        normalizeToTensor(UnsafeMutableBufferPointer(start: input.base + s * plane, count: plane), px,
-                                          width: boxed.width, height: boxed.height)
+                    do { try ModelInput.write(image, resolution: r, into: UnsafeMutableBufferPointer(start: input.base + s * plane, count: plane)) } catch {
+                        throw self.mapImageError(error, u)
                     }
                 }
                 let held = job.thumbnail.map { t in

@@ -1,5 +1,6 @@
 import DINOv2
 import Dispatch
+import Features
 import Foundation
 import HTTP1
 import HTTPServer

@@ -9,6 +9,7 @@
 // same views without any saved generator state.
 
 import DINOv2
+import Features
 import Foundation
 import Hashing
 import Kernels
@@ -44,16 +45,10 @@ package struct ViewEmbedder: @unchecked Sendable {
 
     /// Features of `views` appended to `out` ([B, N, D] row-major).
     package func embed(_ views: [AugmentedView], into out: inout [Float]) {
-        let s = crop.size, plane = 3 * s * s
-        var i = 0
-        while i < views.count {
-            let part = views[i..<min(i + chunk, views.count)]
-            var input = [Float](); input.reserveCapacity(part.count * plane)
-            for v in part { input += v.image }
-            let f = input.withUnsafeBufferPointer { backbone.forward(images: $0.baseAddress!, batch: part.count, height: s, width: s) }
-            out += UnsafeBufferPointer(start: f.features.pointer, count: part.count * f.patches * f.dim)
-            i += part.count
-        }
+        let s = crop.size
+        var input = [Float](); input.reserveCapacity(views.count * 3 * s * s)
+        for v in views { input += v.image }
+        input.withUnsafeBufferPointer { backbone.features(of: $0, count: views.count, side: s, chunk: chunk, into: &out) }
     }
 }
 
@@ -117,18 +112,21 @@ package struct ViewCache: Sendable {
         (try f.floats("features.\(v)"), try f.floats("mask.\(v)"))
     }
 
-    /// Embeds and writes every image's views that are not stored yet. `progress(done, total, embedded)` after each
-    /// image. Returns how many images were embedded (the rest were already there).
+    /// Embeds and writes every image's views that are not stored yet (with `part`, only the images of that shard of
+    /// the list: N shard builds, in any order or on any machines sharing the directory, write exactly the files of one
+    /// unsharded build). `progress(done, total, embedded)` after each image. Returns how many images were embedded
+    /// (the rest were already there).
     /// `stop` is asked before each image: when it says so the build ends (throwing `ViewCacheStopped`), leaving only
     /// complete shards behind, and the next build continues from there.
     @discardableResult
-    package func build(_ set: TrainingSet, fingerprints: [String], embedder: ViewEmbedder,
+    package func build(_ set: TrainingSet, fingerprints: [String], embedder: ViewEmbedder, part: Shard? = nil,
                        stop: (() -> Bool)? = nil, progress: ((Int, Int, Int) -> Void)? = nil) throws -> Int {
         precondition(fingerprints.count == set.images.count)
         let tokens = embedder.tokens, width = embedder.width
+        let mine = part?.range(total: set.images.count) ?? set.images.indices
         var embedded = 0
-        for i in set.images.indices {
-            if let stop, stop() { throw ViewCacheStopped(done: i, total: set.images.count) }
+        for (done, i) in mine.enumerated() {
+            if let stop, stop() { throw ViewCacheStopped(done: done, total: mine.count) }
             let fp = fingerprints[i]
             if shard(fingerprint: fp, tokens: tokens, width: width) == nil {
                 let img = try set.load(i)
@@ -159,7 +157,7 @@ package struct ViewCache: Sendable {
                 } catch { throw SPairError(.unreadableFile, file: u.path, "cannot write the view cache: \(error)") }
                 embedded += 1
             }
-            progress?(i + 1, set.images.count, embedded)
+            progress?(done + 1, mine.count, embedded)
         }
         return embedded
     }

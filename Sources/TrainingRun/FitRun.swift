@@ -17,6 +17,7 @@
 
 import DINOv2
 import Evaluation
+import Features
 import Foundation
 import Imaging
 import Kernels
@@ -67,6 +68,9 @@ package struct FitOptions: Sendable {
     package var progress: ProgressStyle = .automatic
     /// Tests: behave as if SIGTERM arrived after this many optimiser steps of this invocation.
     package var stopAfterSteps: Int?
+    /// With `cacheOnly`: only this part of the view cache (`fit --cache-only --shard K/N`); N such jobs sharing the
+    /// cache directory write the files of one build.
+    package var cacheShard: Shard?
 
     package init(data: Data, out: String) { self.data = data; self.out = out }
 }
@@ -383,16 +387,19 @@ package final class FitRun {
                              batch: items.count, gridHeight: grid, gridWidth: grid, width: d)
     }
 
-    func buildCache() throws {
+    @discardableResult
+    func buildCache() throws -> Int {
         let dir = o.cacheDirectory.map { URL(fileURLWithPath: $0) } ?? FitRun.defaultCacheDirectory()
         let c = ViewCache(directory: dir, backboneKey: backboneKey, size: o.resolution, seed: o.seed, views: o.views, precision: o.cachePrecision)
         let t0 = Measure.now()
-        var bar = ProgressBar(style: o.progress, total: set.images.count, log: log)
+        let part = o.cacheShard?.range(total: set.images.count).count ?? set.images.count
+        var bar = ProgressBar(style: o.progress, total: part, log: log)
         bar.unit = "images"
         var lastDone = 0
         let embedded: Int
         do {
-            embedded = try c.build(set, fingerprints: fingerprints, embedder: embedder, stop: { self.signalReceived() != nil }) { done, total, _ in
+            embedded = try c.build(set, fingerprints: fingerprints, embedder: embedder, part: o.cacheShard,
+                                   stop: { self.signalReceived() != nil }) { done, total, _ in
                 bar.update(batch: done, images: done - lastDone, sums: nil, title: "view cache (\(self.o.views) views per image) \(done)/\(total)")
                 lastDone = done
             }
@@ -400,9 +407,10 @@ package final class FitRun {
             throw FitError("interrupted: \(e) (every finished image is kept; continue with --resume)", signal: signalReceived() ?? SIGTERM)
         } catch { throw FitError(dataMessage(error)) }
         let dt = Measure.now() - t0
-        log(String(format: "view cache %@: %d of %d images embedded now (%d views each, %.1f s, %.2f images/s), the rest reused",
-                   dir.path, embedded, set.images.count, o.views, dt, embedded > 0 ? Double(embedded) / dt : 0))
+        log(String(format: "view cache %@%@: %d of %d images embedded now (%d views each, %.1f s, %.2f images/s), the rest reused",
+                   dir.path, o.cacheShard.map { " shard \($0)" } ?? "", embedded, part, o.views, dt, embedded > 0 ? Double(embedded) / dt : 0))
         cache = c
+        return embedded
     }
 
     /// `$XDG_CACHE_HOME/spherecorr/views`, else `~/.cache/spherecorr/views`.

@@ -3,6 +3,7 @@ import CommandLineOptions
 import Correspondence
 import DINOv2
 import Evaluation
+import Features
 import Foundation
 import Hashing
 import Imaging
@@ -14,10 +15,7 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "PCK and KAP on SPair-71k-format data, exactly as the paper's evaluation code computes them.")
 
-    @Option(help: "Dataset root (SPair-71k layout: JPEGImages, ImageAnnotation, PairAnnotation, …).")
-    var data: String
-    @Option(help: "Split whose pairs are evaluated.")
-    var split: SPairSplit = .test
+    @OptionGroup var pairs: PairsOptions
     @OptionGroup var backboneOptions: BackboneOptions
     @Option(help: "Sphere bundle (.safetensors); needed for alpha > 0.")
     var bundle: String?
@@ -27,8 +25,6 @@ struct Evaluate: ParsableCommand {
     var metric: MetricSelection = .both
     @Option(help: "Letterbox side, a multiple of the backbone's patch size: 14 for DINOv2 (the paper: 840), 8 or 16 for DINOv1.")
     var resolution: Int = 840
-    @Option(parsing: .upToNextOption, help: "Only these categories (space- or comma-separated).")
-    var categories: [String] = []
     @Option(help: "Pairs per category, drawn with replacement (seeded); categories then weigh equally.")
     var sample: Int?
     @Option(help: "Seed for --sample.")
@@ -36,10 +32,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Directory for the persistent feature cache (safetensors keyed by image content, backbone and resolution).")
     var cache: String?
     @Option(help: ArgumentHelp("Evaluate only the K-th of N disjoint parts of the pairs (K from 0) and write a partial report; merge-reports combines the N into the unsharded run's report.",
-                               valueName: "K/N"), transform: EvaluationShard.init(parsing:))
-    var shard: EvaluationShard?
-    @Flag(help: "Skip pairs whose image or annotation is missing or malformed, and count them in the report.")
-    var skipInvalid = false
+                               valueName: "K/N"), transform: Shard.init(parsing:))
+    var shard: Shard?
     @Option(help: "Write the report (JSON) here.")
     var report: String
     @Option(help: "Also write the tables in the layout of the paper's Tables 1 and 2 (Markdown).")
@@ -89,17 +83,17 @@ struct Evaluate: ParsableCommand {
         let model = try backboneOptions.load()
         let b: SphereBundle?
         do { b = try bundle.map { try SphereBundle.load(path: $0) } } catch { throw CommandFailure("\(error)") }
+        let data = pairs.data, split = pairs.split
         var o = EvaluationOptions(data: data)
         o.split = split
         o.alphas = try alphas()
         o.metric = metric
         o.resolution = resolution
-        let cats = categories.flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
-        o.categories = cats.isEmpty ? nil : cats
+        o.categories = pairs.only
         o.sample = sample
         o.seed = seed
         o.cacheDirectory = cache
-        o.skipInvalid = skipInvalid
+        o.skipInvalid = pairs.skipInvalid
         o.plotsDirectory = plots
         o.progress = !quiet
         o.shard = shard
@@ -107,7 +101,7 @@ struct Evaluate: ParsableCommand {
         o.visibility = visibility
         let result: EvaluationResult
         do {
-            let evaluator = try Evaluator(options: o, backbone: model, backboneKey: ImageInput.backboneKey(model, path: backbone), bundle: b)
+            let evaluator = try Evaluator(options: o, backbone: model, backboneKey: BackboneIdentity.key(model, path: backbone), bundle: b)
             result = try evaluator.run()
         } catch { throw CommandFailure("\(error)") }
         let config: [String: Any] = [
@@ -138,18 +132,5 @@ struct Evaluate: ParsableCommand {
                          result.pairsEvaluated, result.seconds, Double(result.pairsEvaluated) / max(result.seconds, 1e-9),
                          result.imagesEmbedded, result.cacheHits))
         }
-    }
-}
-
-extension ImageInput {
-    /// The backbone's identity for the feature and view caches: variant, file and its size and modification time.
-    static func backboneKey(_ model: DinoVisionTransformer, path backbone: String) -> String {
-        var parts = [model.config.displayName, URL(fileURLWithPath: backbone).standardizedFileURL.path]
-        for p in [backbone, backbone + "/model.safetensors"] {
-            if let a = try? FileManager.default.attributesOfItem(atPath: p), (a[.type] as? FileAttributeType) == .typeRegular {
-                parts.append("\(a[.size] ?? 0)-\((a[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)")
-            }
-        }
-        return String(SHA256.hex(Array(parts.joined(separator: "|").utf8)).prefix(16))
     }
 }

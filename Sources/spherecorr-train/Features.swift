@@ -1,6 +1,7 @@
 import ArgumentParser
 import CommandLineOptions
 import DINOv2
+import Features
 import Foundation
 import Imaging
 import Kernels
@@ -91,7 +92,7 @@ enum ImageInput {
         let path = image!
         do {
             let img = try decodeImage(contentsOf: URL(fileURLWithPath: path))
-            return ImageTensor(pixels: toNormalizedTensor(try letterbox(img, resolution: resolution)), height: resolution, width: resolution)
+            return ImageTensor(pixels: try ModelInput.tensor(img, resolution: resolution), height: resolution, width: resolution)
         } catch { throw CommandFailure("\(path): \(error)") }
     }
 }

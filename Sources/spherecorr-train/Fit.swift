@@ -1,6 +1,7 @@
 import ArgumentParser
 import CommandLineOptions
 import DINOv2
+import Features
 import Foundation
 import Imaging
 import Kernels
@@ -50,6 +51,9 @@ struct Fit: ParsableCommand {
     var cachePrecision: CachePrecision = .float16
     @Flag(help: "Only build (or complete) the view cache of --views K, then exit: no training, nothing written to --out.")
     var cacheOnly = false
+    @Option(help: ArgumentHelp("With --cache-only: build only the K-th of N parts of the view cache (K from 0). N such jobs fill one --cache directory, and the training run reuses every image's views.",
+                               valueName: "K/N"), transform: Shard.init(parsing:))
+    var shard: Shard?
     @Option(help: "Publish a bundle every N epochs (and at the end).")
     var saveEvery: Int = 10
     @Option(help: "Seed of the initialisation, data order, crops and triplets.")
@@ -83,6 +87,7 @@ struct Fit: ParsableCommand {
         }
         guard views >= 0 else { throw ValidationError("--views must be 0 (fresh crops) or a positive count; got \(views)") }
         if cacheOnly && views == 0 { throw ValidationError("--cache-only builds the view cache of --views K: give K ≥ 1") }
+        if shard != nil, !cacheOnly { throw ValidationError("--shard K/N builds one part of the view cache: use it with --cache-only") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number; got \(lr)") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let why = PatchGrid.invalidReason(resolution: evalResolution) { throw ValidationError("--eval-resolution \(why)") }
@@ -116,10 +121,11 @@ struct Fit: ParsableCommand {
         o.evalResolution = evalResolution
         o.progress = quiet ? .none : .automatic
         o.stopAfterSteps = stopAfterSteps
+        o.cacheShard = shard
         let quiet = self.quiet
         let summary: FitSummary
         do {
-            let run = try FitRun(options: o, backbone: model, backboneKey: ImageInput.backboneKey(model, path: backbone)) { line in
+            let run = try FitRun(options: o, backbone: model, backboneKey: BackboneIdentity.key(model, path: backbone)) { line in
                 if !quiet { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
             }
             summary = try run.run()
@@ -131,7 +137,7 @@ struct Fit: ParsableCommand {
             Foundation.exit(128 + e.signal!)
         } catch { throw CommandFailure("\(error)") }
         if cacheOnly {
-            if !quiet { print("done: view cache of \(views) views per image ready" + (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : "")) }
+            if !quiet { print("done: view cache of \(views) views per image ready" + (shard.map { " (shard \($0))" } ?? "") + (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : "")) }
             return
         }
         if !quiet {

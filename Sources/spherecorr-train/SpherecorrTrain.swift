@@ -10,7 +10,8 @@ struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
         abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, point transfer, training, dataset checks, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, Transfer.self, Bench.self, Fit.self, BenchTrain.self, CheckSPair.self])
+        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, CacheFeatures.self, Transfer.self, Bench.self, Fit.self,
+                      BenchTrain.self, CheckSPair.self])
 
     static func main() { mainCheckingBLASCore() }
 }

@@ -3,6 +3,7 @@ import CommandLineOptions
 import Correspondence
 import DINOv2
 import Evaluation
+import Features
 import Foundation
 import Hashing
 import Imaging
@@ -40,9 +41,9 @@ struct Transfer: ParsableCommand {
     var resolution: Int = 840
     @Option(help: "Sub-patch refinement: none (the paper) or soft-argmax.")
     var refine: RefinementMethod = .none
-    @Option(help: "soft-argmax: patches on each side of the argmax (default 5; less than the patch grid's side).")
+    @Option(help: "soft-argmax: patches on each side of the argmax (default \(Refinement.defaultWindow); less than the patch grid's side).")
     var window: Int?
-    @Option(help: "soft-argmax: softmax temperature, > 0 (default 0.02).")
+    @Option(help: "soft-argmax: softmax temperature, > 0 (default \(Refinement.defaultTemperature)).")
     var temperature: Double?
     @Option(help: "Source pixels: a point is visible when its cycle error is at most this. Default: 0.1 × the source's longer side.")
     var visibilityThreshold: Double?
@@ -74,6 +75,7 @@ struct Transfer: ParsableCommand {
 
     func run() throws {
         engine.configure()
+        let backbone = try backboneOptions.requiredPath()
         let pts = try TransferInput.points(points)
         let targetFiles = try TransferInput.images(in: targets)
         let sourceSize = try TransferInput.size(source)
@@ -84,7 +86,6 @@ struct Transfer: ParsableCommand {
         // Each distinct image (by content) is embedded once, whatever its name: later copies read the first's features.
         var firstPath: [String: String] = [sourceSize.sha256: source]
         for (file, s) in zip(targetFiles, sizes) where firstPath[s.sha256] == nil { firstPath[s.sha256] = file }
-        let backbone = try backboneOptions.requiredPath()
         let model = try backboneOptions.load()
         let b: SphereBundle?
         do { b = try bundle.map { try SphereBundle.load(path: $0) } } catch { throw CommandFailure("\(error)") }
@@ -100,7 +101,7 @@ struct Transfer: ParsableCommand {
         }
         let a = alpha ?? (b == nil ? 0 : 0.2)
         let refinement = try refinement()
-        let store = FeatureStore(backbone: model, backboneKey: ImageInput.backboneKey(model, path: backbone), resolution: resolution,
+        let store = FeatureStore(backbone: model, backboneKey: BackboneIdentity.key(model, path: backbone), resolution: resolution,
                                  cacheDirectory: cache.map { URL(fileURLWithPath: $0) })
         var progress = Progress(total: targetFiles.count, enabled: !quiet, unit: "images", log: { logToStderr($0) })
         // The source once (descriptors and all), then each target, one at a time: features stay in memory only while
@@ -183,14 +184,8 @@ enum TransferInput {
         do { value = try StrictJSON.parse([UInt8](data)) } catch { throw CommandFailure("\(path): not valid JSON: \(error)") }
         guard case .array(let list) = value else { throw CommandFailure("\(path): must be a JSON array of [x, y] pairs") }
         guard !list.isEmpty else { throw CommandFailure("\(path): no points (an empty array)") }
-        func number(_ v: JSONValue) -> Double? {
-            switch v {
-            case .number(let d): d.isFinite ? d : nil
-            default: nil
-            }
-        }
         return try list.enumerated().map { i, item in
-            guard case .array(let xy) = item, xy.count == 2, let x = number(xy[0]), let y = number(xy[1]) else {
+            guard case .array(let xy) = item, xy.count == 2, let x = xy[0].finiteNumber, let y = xy[1].finiteNumber else {
                 throw CommandFailure("\(path): points[\(i)] must be [x, y] with two finite numbers")
             }
             return (x, y)

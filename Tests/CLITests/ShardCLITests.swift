@@ -73,3 +73,37 @@ import Testing
         return "\(x.count) vs \(y.count) lines"
     }
 }
+
+/// `cache-features --shard K/N` (issue #13): the shards fill evaluate's --cache, and the evaluation that follows
+/// embeds nothing and scores as the uncached run does.
+@Suite struct CacheFeaturesCLITests {
+    let synth = repoRoot.deletingLastPathComponent().appendingPathComponent("shared/data/spair-synth-dev")
+    var backbone: String { dinoFixtures.appendingPathComponent("plain.safetensors").path }
+
+    @Test func shardsFillTheCacheThatEvaluateReads() throws {
+        try #require(FileManager.default.fileExists(atPath: synth.path), "the synthetic dataset is expected at \(synth.path)")
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cache = dir.appendingPathComponent("features").path
+        for k in 0..<2 {
+            let r = try run("spherecorr-train", ["cache-features", "--data", synth.path, "--backbone", backbone, "--resolution", "84",
+                                                 "--cache", cache, "--shard", "\(k)/2", "--threads", "2", "--quiet"])
+            try #require(r.status == 0, "shard \(k): \(r.stderr)")
+        }
+        func evaluate(_ report: URL, cache: String?) throws -> [String: Any] {
+            let r = try run("spherecorr-train", ["evaluate", "--data", synth.path, "--backbone", backbone, "--alpha", "0", "--resolution", "84",
+                                                 "--threads", "2", "--report", report.path, "--quiet"] + (cache.map { ["--cache", $0] } ?? []))
+            try #require(r.status == 0, "\(r.stderr)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: report)) as? [String: Any])
+        }
+        let cached = try evaluate(dir.appendingPathComponent("cached.json"), cache: cache)
+        let stats = try #require(cached["stats"] as? [String: Any])
+        #expect(stats["images_embedded"] as? Int == 0, "every image came from the shards' cache: \(stats)")
+        let fresh = try evaluate(dir.appendingPathComponent("fresh.json"), cache: nil)
+        let a = try #require(cached["pck"] as? [String: Any]), b = try #require(fresh["pck"] as? [String: Any])
+        #expect(NSDictionary(dictionary: a).isEqual(to: b), "PCK from the cache differs from a fresh run's")
+
+        let bad = try run("spherecorr-train", ["cache-features", "--data", synth.path, "--backbone", backbone, "--cache", cache, "--shard", "2/2"])
+        #expect(bad.status != 0 && bad.stderr.contains("0 ≤ K < N"), "\(bad.stderr)")
+    }
+}

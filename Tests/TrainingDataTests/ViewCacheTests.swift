@@ -1,4 +1,5 @@
 import DINOv2
+import Features
 import Foundation
 import Kernels
 import TensorFiles
@@ -44,5 +45,31 @@ import Testing
         #expect(mask == view.maskGrid)
         #expect(zip(features, fresh).allSatisfy { abs($0 - $1) <= 1e-3 * max(1, abs($1)) })
         #expect(shard.tensors["features.1"]?.dtype == .f16)
+    }
+}
+
+/// Issue #13: `fit --shard K/N` builds the K-th part of the view cache; all N parts give the files of one build.
+@Suite struct ViewCacheShardTests {
+    @Test func shardedBuildEqualsTheUnshardedOne() throws {
+        Threading.configure(workers: 2)
+        var set = try TrainingSet.spair(root: synthDev, replications: 1)
+        let prints = set.validatePixels()
+        _ = try set.requireValid(skipInvalid: true)
+        let backbone = try DinoVisionTransformer.load(path: repo.appendingPathComponent("Tests/Fixtures/dinov2/plain.safetensors").path)
+        let embedder = ViewEmbedder(backbone: backbone, crop: RandomResizedCrop(size: 28))
+        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("view-shards-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: tmp) }
+        func cache(_ name: String) -> ViewCache {
+            ViewCache(directory: tmp.appendingPathComponent(name), backboneKey: "fixture", size: 28, seed: 3, views: 2, precision: .float16)
+        }
+        #expect(try cache("whole").build(set, fingerprints: prints, embedder: embedder) == set.images.count)
+        var embedded = 0
+        for k in [1, 0] { embedded += try cache("sharded").build(set, fingerprints: prints, embedder: embedder, part: try Shard(index: k, count: 2)) }
+        #expect(embedded == set.images.count)
+        for fp in prints {
+            let a = try Data(contentsOf: cache("whole").url(fingerprint: fp)), b = try Data(contentsOf: cache("sharded").url(fingerprint: fp))
+            #expect(a == b, "the shard of \(fp) differs from the unsharded build's")
+        }
+        #expect(try cache("sharded").build(set, fingerprints: prints, embedder: embedder) == 0, "a later build reuses every shard")
     }
 }

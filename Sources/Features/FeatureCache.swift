@@ -1,15 +1,12 @@
 import Kernels
 import Synchronization
 
-/// Backbone features of recently seen images, keyed by image content (SHA-256), resolution and backbone,
-/// bounded in bytes (least recently used out first). Matching one image against many embeds it once. An entry also
-/// keeps the image's sphere vectors for the model version that computed them (a reload makes them stale, not wrong).
+/// The server's memory cache: backbone features of recently seen images by `FeatureKey` (content, backbone,
+/// resolution, as the on-disk `FeatureStore`), bounded in bytes (least recently used out first). Matching one image
+/// against many embeds it once. An entry also keeps the image's sphere vectors for the model version that computed
+/// them (a reload makes them stale, not wrong).
 package final class FeatureCache: Sendable {
-    package struct Key: Hashable, Sendable {
-        package var sha256: String
-        package var resolution: Int
-        package var backbone: String
-    }
+    package typealias Key = FeatureKey
 
     package struct Entry: Sendable {
         package var features: FloatStorage   // [N, D]
@@ -18,6 +15,10 @@ package final class FeatureCache: Sendable {
         /// Unit sphere vectors [N, 3] and the model version (bundle) they belong to.
         package var sphere: (version: String, values: FloatStorage)? = nil
         package var bytes: Int { (features.count + (sphere?.values.count ?? 0)) * 4 }
+
+        package init(features: FloatStorage, width: Int, height: Int, sphere: (version: String, values: FloatStorage)? = nil) {
+            self.features = features; self.width = width; self.height = height; self.sphere = sphere
+        }
     }
 
     private struct State {
