@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test bench bench-eval bench-service bench-transfer bench-http bench-train fuzz clean image test-container
+.PHONY: deps build release test bench bench-eval bench-service bench-transfer bench-http bench-train fuzz clean image test-container reproduce-paper
 
 deps:
 	@scripts/install-deps
@@ -18,6 +18,14 @@ release: deps
 .PHONY: serve
 serve: release
 	.build/release/spherecorr-server $(SERVE_ARGS)
+
+## Reproduces the paper's SPair-71k tables (README "Reproducing the paper"): fetches facebook/dinov2-base and SPair-71k
+## when missing, builds the view cache, trains, evaluates (alpha 0, 0.2, 1; PCK and KAP at 840) and writes
+## reproduction.md beside the paper's numbers (docs/paper-numbers.json). ABLATIONS=1 adds Table 4 (no Lvp, Lrd, Lo);
+## REPRODUCE_ARGS passes flags (--budget night, --work DIR, --skip STEP, ...: scripts/reproduce-paper --help).
+## With SPHERECORR_TRAIN set (a built spherecorr-train) no release build is made.
+reproduce-paper: $(if $(SPHERECORR_TRAIN),deps,release)
+	scripts/reproduce-paper $(if $(filter 1,$(ABLATIONS)),--ablations) $(REPRODUCE_ARGS)
 
 ## Installs what is missing, builds and runs every test (unit, parity against committed reference fixtures, integration).
 test: deps

@@ -49,8 +49,10 @@ let package = Package(
         .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
         // The spherical mapper f_S and prototypes S_Z (SPEC §3), sphere bundles.
         .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        // RFC 8259 JSON, read strictly and within limits: the service's request parts and the SPair annotation files.
+        .target(name: "JSON", swiftSettings: swiftSettings),
         // The SPair-71k on-disk format: annotations, pairs, splits, layouts, masks.
-        .target(name: "SPair", dependencies: ["Imaging"], swiftSettings: swiftSettings),
+        .target(name: "SPair", dependencies: ["Imaging", "JSON"], swiftSettings: swiftSettings),
         // The training data of SPEC §2.1/§2.2: training lists (SPair-71k, Freiburg Cars), masks, the paper's
         // RandomResizedCrop, backbone features of augmented views and the view cache.
         .target(name: "TrainingData", dependencies: ["SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2", "Hashing"], swiftSettings: swiftSettings),
@@ -77,22 +79,27 @@ let package = Package(
             name: "Service",
             dependencies: [
                 "DINOv2", "SphereMap", "SPair", "Imaging", "Correspondence", "TensorFiles", "Kernels", "Runtime", "HTTPServer", "HTTP1", "Visualization",
-                "Hashing",
+                "Hashing", "JSON",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: swiftSettings),
 
+        // The flags both executables share (backbone, engine) as one OptionGroup each, choices as enums.
+        .target(name: "CommandLineOptions", dependencies: ["DINOv2", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                swiftSettings: swiftSettings),
+
         .executableTarget(
             name: "spherecorr-server",
-            dependencies: ["Service", "Imaging", "Kernels", "Runtime", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["CommandLineOptions", "Service", "HTTPServer", "Imaging", "Kernels", "Runtime",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: swiftSettings),
         .executableTarget(
             name: "spherecorr-train",
             dependencies: [
-                "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
-                "TrainingData", "TrainingRun", "Hashing",
+                "CommandLineOptions", "DINOv2", "Correspondence", "Imaging", "TensorFiles", "Kernels", "Runtime", "SphereMap", "Evaluation", "SPair", "Training",
+                "TrainingData", "TrainingRun", "Hashing", "JSON",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings),
@@ -107,6 +114,7 @@ let package = Package(
         .testTarget(name: "ImagingTests", dependencies: ["TestSupport", "Imaging", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "DINOv2Tests", dependencies: ["TestSupport", "DINOv2", "TensorFiles", "Kernels"], swiftSettings: swiftSettings),
         .testTarget(name: "HTTP1Tests", dependencies: ["HTTP1"], swiftSettings: swiftSettings),
+        .testTarget(name: "JSONTests", dependencies: ["JSON"], swiftSettings: swiftSettings),
         .testTarget(name: "EvaluationTests", dependencies: ["Evaluation", "SPair", "Correspondence", "TensorFiles", "DINOv2", "SphereMap"],
                     swiftSettings: swiftSettings),
         .testTarget(name: "ServiceTests", dependencies: ["Service", "HTTPServer", "HTTP1", "TensorFiles", "SphereMap", "DINOv2"],

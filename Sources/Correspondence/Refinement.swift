@@ -17,6 +17,12 @@ import Glibc
 import Darwin
 #endif
 
+/// The refinement methods, as the parameters and the CLI spell them.
+package enum RefinementMethod: String, Sendable, CaseIterable {
+    case none
+    case softArgmax = "soft-argmax"
+}
+
 /// How a matched patch becomes a point.
 package enum Refinement: Sendable, Equatable, CustomStringConvertible {
     /// The patch centre of the argmax (the paper).
@@ -28,10 +34,12 @@ package enum Refinement: Sendable, Equatable, CustomStringConvertible {
     package static let defaultTemperature = 0.02
 
     /// `none` or `soft-argmax`, as the parameters and the CLI spell it.
-    package var method: String {
+    package var method: String { kind.rawValue }
+
+    package var kind: RefinementMethod {
         switch self {
-        case .none: "none"
-        case .softArgmax: "soft-argmax"
+        case .none: .none
+        case .softArgmax: .softArgmax
         }
     }
 
@@ -53,18 +61,24 @@ package enum Refinement: Sendable, Equatable, CustomStringConvertible {
     /// Builds a refinement from its three parameters; nil fields take the defaults. A window or temperature
     /// given with `none` is an error (it would be silently ignored otherwise).
     package static func parse(method: String?, window: Int?, temperature: Double?) throws(RefinementError) -> Refinement {
-        switch method ?? "none" {
-        case "none":
+        guard let kind = RefinementMethod(rawValue: method ?? "none") else {
+            throw .field("refine", "must be 'none' or 'soft-argmax', got '\(method ?? "")'")
+        }
+        return try parse(method: kind, window: window, temperature: temperature)
+    }
+
+    /// The same from a method already chosen (the CLI's enum).
+    package static func parse(method: RefinementMethod, window: Int?, temperature: Double?) throws(RefinementError) -> Refinement {
+        switch method {
+        case .none:
             if window != nil { throw .field("window", "applies only to refine=soft-argmax") }
             if temperature != nil { throw .field("temperature", "applies only to refine=soft-argmax") }
             return .none
-        case "soft-argmax":
+        case .softArgmax:
             let w = window ?? defaultWindow, t = temperature ?? defaultTemperature
             guard w >= 1 else { throw .field("window", "must be at least 1 patch, got \(w)") }
             guard t.isFinite, t > 0 else { throw .field("temperature", "must be a finite number > 0, got \(t)") }
             return .softArgmax(window: w, temperature: t)
-        case let other:
-            throw .field("refine", "must be 'none' or 'soft-argmax', got '\(other)'")
         }
     }
 

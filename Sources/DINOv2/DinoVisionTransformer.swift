@@ -7,8 +7,8 @@ import TensorFiles
 // Names follow the torch-hub checkpoint (facebookresearch/dinov2 vision_transformer.py).
 
 struct LayerNormWeights {
-    var weight: Weight  // [D]
-    var bias: Weight    // [D]
+    var weight: Parameter  // [D]
+    var bias: Parameter    // [D]
     init(_ r: WeightReader, _ prefix: String, dim: Int) throws {
         weight = try r.take("\(prefix).weight", shape: [dim])
         bias = try r.take("\(prefix).bias", shape: [dim])
@@ -16,9 +16,9 @@ struct LayerNormWeights {
 }
 
 struct LinearWeights {
-    var weight: Weight  // [O, I]
-    var bias: Weight    // [O]
-    init(weight: Weight, bias: Weight) { self.weight = weight; self.bias = bias }
+    var weight: Parameter  // [O, I]
+    var bias: Parameter    // [O]
+    init(weight: Parameter, bias: Parameter) { self.weight = weight; self.bias = bias }
     init(_ r: WeightReader, _ prefix: String, in i: Int, out o: Int) throws {
         weight = try r.take("\(prefix).weight", shape: [o, i])
         bias = try r.take("\(prefix).bias", shape: [o])
@@ -30,11 +30,11 @@ struct BlockWeights {
     var norm1: LayerNormWeights
     var qkv: LinearWeights       // [3D, D], rows q | k | v
     var proj: LinearWeights      // [D, D]
-    var ls1: Weight              // [D]
+    var ls1: Parameter              // [D]
     var norm2: LayerNormWeights
     var fc1: LinearWeights       // mlp: fc1 [F, D]; swiglu: w12 [2F, D]
     var fc2: LinearWeights       // mlp: fc2 [D, F]; swiglu: w3 [D, F]
-    var ls2: Weight              // [D]
+    var ls2: Parameter              // [D]
 
     init(_ r: WeightReader, index i: Int, config c: DinoConfig) throws {
         let p = "blocks.\(i)", d = c.embedDim, f = c.ffnHidden
@@ -86,12 +86,13 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     /// Where the weights came from (for /v1/info and logs).
     package let source: String
     let patchEmbed: LinearWeights   // weight viewed as [D, P] (conv weight [D, 3, 14, 14] flattened)
-    let clsToken: Weight            // [D]
-    let posEmbed: Weight            // [1 + 37·37, D]
-    let registerTokens: Weight?     // [R, D]
+    let clsToken: Parameter            // [D]
+    let posEmbed: Parameter            // [1 + 37·37, D]
+    let registerTokens: Parameter?     // [R, D]
     let blocks: [BlockWeights]
     let norm: LayerNormWeights
-    let maskToken: Weight           // [1, D], training-only; kept so a checkpoint round-trips
+    let maskToken: Parameter           // [1, D], training-only; kept so a checkpoint round-trips
+    private let named: [(String, Parameter)]
 
     init(config c: DinoConfig, reader r: WeightReader, source: String) throws {
         config = c
@@ -106,27 +107,12 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         blocks = try (0..<c.depth).map { try BlockWeights(r, index: $0, config: c) }
         norm = try LayerNormWeights(r, "norm", dim: d)
         try r.finish()
+        named = r.handedOut
     }
 
-    /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint).
-    package func namedWeights() -> [(String, Weight)] {
-        var out: [(String, Weight)] = [("cls_token", clsToken), ("mask_token", maskToken), ("pos_embed", posEmbed),
-                                       ("patch_embed.proj.weight", patchEmbed.weight), ("patch_embed.proj.bias", patchEmbed.bias)]
-        if let registerTokens { out.append(("register_tokens", registerTokens)) }
-        let mlp = config.ffn == .mlp
-        for (i, b) in blocks.enumerated() {
-            let p = "blocks.\(i)"
-            out += [("\(p).norm1.weight", b.norm1.weight), ("\(p).norm1.bias", b.norm1.bias),
-                    ("\(p).attn.qkv.weight", b.qkv.weight), ("\(p).attn.qkv.bias", b.qkv.bias),
-                    ("\(p).attn.proj.weight", b.proj.weight), ("\(p).attn.proj.bias", b.proj.bias), ("\(p).ls1.gamma", b.ls1),
-                    ("\(p).norm2.weight", b.norm2.weight), ("\(p).norm2.bias", b.norm2.bias),
-                    ("\(p).mlp.\(mlp ? "fc1" : "w12").weight", b.fc1.weight), ("\(p).mlp.\(mlp ? "fc1" : "w12").bias", b.fc1.bias),
-                    ("\(p).mlp.\(mlp ? "fc2" : "w3").weight", b.fc2.weight), ("\(p).mlp.\(mlp ? "fc2" : "w3").bias", b.fc2.bias),
-                    ("\(p).ls2.gamma", b.ls2)]
-        }
-        out += [("norm.weight", norm.weight), ("norm.bias", norm.bias)]
-        return out
-    }
+    /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint): the names the
+    /// model was loaded with (`WeightReader` records them).
+    package func namedWeights() -> [(String, Parameter)] { named }
 
     /// Forward pass over normalised images. images: [B, 3, H, W], H and W multiples of 14.
     /// `onBlock(i, x)` sees each block's output [B, T, D] (for parity tests).

@@ -23,7 +23,7 @@ extension DinoVisionTransformer {
             } else {
                 for i in 0..<n { p[i] = 0.02 * rng.normal() }
             }
-            return Weight(storage: s, shape: shape)
+            return Parameter(storage: s, shape: shape)
         })
         // The generator cannot fail.
         return try! DinoVisionTransformer(config: config, reader: reader, source: source ?? "random(seed: \(seed))")

@@ -2,31 +2,6 @@ import Foundation
 import Kernels
 import TensorFiles
 
-/// One parameter tensor: a zero-copy view into the memory-mapped file when possible, else an owned copy
-/// (converted from F16/BF16, or fused from HF's separate q/k/v). `owner` keeps the memory alive.
-package struct Weight: @unchecked Sendable {
-    package let pointer: UnsafePointer<Float>
-    package let shape: [Int]
-    private let owner: AnyObject
-    package var count: Int { shape.reduce(1, *) }
-    package var array: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
-
-    init(pointer: UnsafePointer<Float>, shape: [Int], owner: AnyObject) {
-        self.pointer = pointer; self.shape = shape; self.owner = owner
-    }
-
-    package init(_ values: [Float], shape: [Int]) {
-        precondition(values.count == shape.reduce(1, *))
-        let s = FloatStorage(values)
-        self.init(pointer: UnsafePointer(s.pointer), shape: shape, owner: s)
-    }
-
-    package init(storage: FloatStorage, shape: [Int]) {
-        precondition(storage.count == shape.reduce(1, *))
-        self.init(pointer: UnsafePointer(storage.pointer), shape: shape, owner: storage)
-    }
-}
-
 package enum WeightError: Error, CustomStringConvertible {
     case missing(file: String, key: String, expectedShape: [Int])
     case shape(file: String, key: String, expected: [Int], found: [Int])
@@ -53,14 +28,17 @@ package final class WeightReader {
     private var sources: [String: [String]]
     private var taken: Set<String> = []
     /// In-memory weights (random models): asked for every name instead of a file.
-    private let generator: ((String, [Int]) -> Weight)?
+    private let generator: ((String, [Int]) -> Parameter)?
+    /// Every tensor handed out, under its torch-hub name and checkpoint shape, in the order asked for: the model's
+    /// names for writing are the ones it loaded with, not a second list.
+    private(set) var handedOut: [(String, Parameter)] = []
 
     /// `sources` maps internal names to file keys; keys of the file not reachable from it are "unexpected".
     init(file: SafeTensorsFile, sources: [String: [String]]) {
         self.file = file; self.sources = sources; self.generator = nil
     }
 
-    init(generator: @escaping (String, [Int]) -> Weight) {
+    init(generator: @escaping (String, [Int]) -> Parameter) {
         self.file = nil; self.sources = [:]; self.generator = generator
     }
 
@@ -69,7 +47,13 @@ package final class WeightReader {
     /// The file key(s) behind an internal name, for messages.
     private func keyText(_ name: String) -> String { sources[name]?.joined(separator: " + ") ?? name }
 
-    package func take(_ name: String, shape: [Int]) throws -> Weight {
+    package func take(_ name: String, shape: [Int]) throws -> Parameter {
+        let p = try read(name, shape: shape)
+        handedOut.append((name, p))
+        return p
+    }
+
+    private func read(_ name: String, shape: [Int]) throws -> Parameter {
         if let generator { return generator(name, shape) }
         guard let file, let keys = sources[name] else { throw WeightError.missing(file: file?.path ?? "", key: name, expectedShape: shape) }
         taken.insert(name)
@@ -80,9 +64,9 @@ package final class WeightReader {
                 throw WeightError.shape(file: file.path, key: keys[0], expected: shape, found: info.shape)
             }
             if let view = try file.float32View(keys[0]) {
-                return Weight(pointer: view.baseAddress!, shape: shape, owner: file)
+                return Parameter(pointer: view.baseAddress!, shape: shape, owner: file)
             }
-            return Weight(try file.floats(keys[0]), shape: shape)
+            return Parameter(try file.floats(keys[0]), shape: shape)
         }
         // Concatenation along axis 0 (HF query | key | value → hub qkv).
         var values: [Float] = []
@@ -95,7 +79,7 @@ package final class WeightReader {
             }
             values += try file.floats(k)
         }
-        return Weight(values, shape: shape)
+        return Parameter(values, shape: shape)
     }
 
     /// Fails when the file holds tensors the model never asked for.

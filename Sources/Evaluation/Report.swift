@@ -1,7 +1,7 @@
 import Correspondence
 import Foundation
 
-/// R.json (CONTRACTS.md): `{"pck": {"<category>": {"0.1": x, "0.05": y, "0.01": z}, …, "macro": {…}, "weighted": {…}},
+/// R.json (docs/CONTRACTS.md): `{"pck": {"<category>": {"0.1": x, "0.05": y, "0.01": z}, …, "macro": {…}, "weighted": {…}},
 /// "kap": {…}, "config": {…}}`; several alphas → one such object per alpha, in order, under `"runs"`.
 package enum Report {
     package static func json(_ r: EvaluationResult, config: [String: Any]) -> [String: Any] {

@@ -1,4 +1,4 @@
-/// Bounds of `MultipartParser` (SERVICE.md §4.1 table and L9).
+/// Bounds of `MultipartParser` (SERVICE-NOTES §4.1 item 3 and L9).
 package struct MultipartLimits: Hashable, Sendable {
     /// Parts in one body. Over → 400 `too_many_parts`.
     package var maxParts: Int = 8
@@ -52,7 +52,7 @@ package struct MultipartError: Error, Hashable, Sendable, CustomStringConvertibl
         case missingContentDisposition = "missing_content_disposition"
         case invalidContentDisposition = "invalid_content_disposition"
         case missingName = "missing_name"
-        /// A part whose Content-Type is multipart/* (RFC 7578 §4.3 deprecates nesting; SERVICE.md L9).
+        /// A part whose Content-Type is multipart/* (RFC 7578 §4.3 deprecates nesting; SERVICE-NOTES L9).
         case nestedMultipart = "nested_multipart"
         case tooManyParts = "too_many_parts"
         case partHeaderTooLarge = "part_header_too_large"
@@ -78,7 +78,7 @@ package struct MultipartError: Error, Hashable, Sendable, CustomStringConvertibl
 
     package var status: HTTPStatus { code.status }
 
-    /// The problem+json `code` of SERVICE.md §4.3.
+    /// The problem+json `code` of SERVICE-NOTES §4.3.
     package var problemCode: String {
         switch status.code {
         case 413: "payload_too_large"

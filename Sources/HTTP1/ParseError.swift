@@ -78,7 +78,7 @@ package struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
 
     package var status: HTTPStatus { code.status }
 
-    /// The problem+json `code` of SERVICE.md §4.3 for this error's status.
+    /// The problem+json `code` of SERVICE-NOTES §4.3 for this error's status.
     package var problemCode: String {
         switch status.code {
         case 413: "payload_too_large"

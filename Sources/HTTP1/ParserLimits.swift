@@ -50,7 +50,7 @@ package struct ParserOptions: Hashable, Sendable {
     package var requireHost: Bool = true
 
     /// Methods the parser accepts; any other well-formed token method → 501 `unknown_method`
-    /// (SERVICE.md S8). `nil` accepts every token. Methods are case-sensitive.
+    /// (SERVICE-NOTES S8). `nil` accepts every token. Methods are case-sensitive.
     package var knownMethods: Set<String>? = ParserOptions.registeredMethods
 
     package init() {}

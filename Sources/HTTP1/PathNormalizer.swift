@@ -1,4 +1,4 @@
-/// Turns a request path into the form to route on (SERVICE.md S11).
+/// Turns a request path into the form to route on (SERVICE-NOTES S11).
 ///
 /// Each segment is percent-decoded, then dot segments are removed (RFC 3986 §5.2.4, so `..`,
 /// `%2e%2e` and `.%2E` cannot climb above the root) and empty segments (`//`) are dropped. The

@@ -523,7 +523,7 @@ package struct RequestParser: Sendable {
                 return nil
             }
             if b == cr || b == lf {
-                // HTTP/0.9-style "GET /" without a version (SERVICE.md S8: 400).
+                // HTTP/0.9-style "GET /" without a version (SERVICE-NOTES S8: 400).
                 return fail(.invalidRequestLine, "request line has no HTTP version")
             }
             guard ByteClass.isTarget(b) else { return fail(.invalidTarget, "invalid byte in request-target") }
@@ -748,7 +748,7 @@ package struct RequestParser: Sendable {
     private mutating func completeField() -> ParseError? {
         lineBytes = 0
         if inTrailers {
-            // RFC 9112 §7.1.2 / SERVICE.md F11: trailers are parsed, bounded and discarded, never
+            // RFC 9112 §7.1.2 / SERVICE-NOTES F11: trailers are parsed, bounded and discarded, never
             // merged into the header section.
             return nil
         }
@@ -766,17 +766,17 @@ package struct RequestParser: Sendable {
             if sawTransferEncoding {
                 return fail(.conflictingFraming, "both Content-Length and Transfer-Encoding")
             }
-            // RFC 9112 §6.3 #5 / SERVICE.md F2, F3: any second Content-Length (even equal) is refused.
+            // RFC 9112 §6.3 #5 / SERVICE-NOTES F2, F3: any second Content-Length (even equal) is refused.
             if contentLength != nil {
                 return fail(.duplicateContentLength, "more than one Content-Length")
             }
-            // Content-Length = 1*DIGIT, with overflow checks (SERVICE.md F4).
+            // Content-Length = 1*DIGIT, with overflow checks (SERVICE-NOTES F4).
             guard let n = parseDecimal(value) else {
                 return fail(.badContentLength, "Content-Length is not a decimal number")
             }
             contentLength = n
         } else if equalsLowercase(nameBytes, "transfer-encoding") {
-            // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing (SERVICE.md F7).
+            // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 request means faulty framing (SERVICE-NOTES F7).
             if versionMinor == 0 {
                 return fail(.transferEncodingHTTP10, "Transfer-Encoding in an HTTP/1.0 request")
             }
@@ -784,7 +784,7 @@ package struct RequestParser: Sendable {
                 return fail(.conflictingFraming, "both Content-Length and Transfer-Encoding")
             }
             sawTransferEncoding = true
-            // transfer-coding list; an empty element or a non-token coding is refused (SERVICE.md F5).
+            // transfer-coding list; an empty element or a non-token coding is refused (SERVICE-NOTES F5).
             for element in value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false) {
                 let coding = trimOWS(element)
                 guard !coding.isEmpty, coding.allSatisfy(ByteClass.isToken) else {
@@ -846,7 +846,7 @@ package struct RequestParser: Sendable {
         if sawTransferEncoding {
             // RFC 9112 §6.3 #4: chunked must be the final coding of a request, applied once;
             // otherwise 400 and close. A final chunked after other codings is understood framing
-            // with an unsupported coding: 501 (RFC 9112 §6.1, SERVICE.md F5).
+            // with an unsupported coding: 501 (RFC 9112 §6.1, SERVICE-NOTES F5).
             let chunkedCount = transferCodings.count(where: { $0 == "chunked" })
             guard transferCodings.last == "chunked", chunkedCount == 1 else {
                 return fail(.badTransferEncoding, "chunked is not the final transfer coding")
@@ -902,7 +902,7 @@ package struct RequestParser: Sendable {
         case .none:
             state = .messageEnd
         case .contentLength(let n):
-            // SERVICE.md L3: 413 decided from Content-Length before reading the body.
+            // SERVICE-NOTES L3: 413 decided from Content-Length before reading the body.
             if n > limit {
                 return fail(.bodyTooLarge, "Content-Length \(n) exceeds the body limit of \(limit) bytes")
             }

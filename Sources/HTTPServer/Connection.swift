@@ -176,10 +176,10 @@ final class Connection {
         case .idle:
             if bufferedInput == 0 { close() }
         case .head, .body:
-            // Truncated request (SERVICE.md F12): no answer is due.
+            // Truncated request (SERVICE-NOTES F12): no answer is due.
             close()
         case .handling, .writing:
-            // Half-close after a complete request (SERVICE.md C7): still answer it and any complete
+            // Half-close after a complete request (SERVICE-NOTES C7): still answer it and any complete
             // requests pipelined before the FIN; the last response says `Connection: close`.
             break
         case .lingering:
@@ -570,7 +570,7 @@ final class Connection {
         case .idle:
             close()
         case .head:
-            // Slowloris (SERVICE.md C1).
+            // Slowloris (SERVICE-NOTES C1).
             core.observer?.requestRejected(.headerTimeout, status: 408, peer: peer)
             if requestID == nil { requestID = loop.requestIDs.next() }
             respondProblem(.requestTimeout("the request head was not received in time"), forceClose: true)
@@ -580,7 +580,7 @@ final class Connection {
                 close()
                 return
             }
-            // Slow body (SERVICE.md C2).
+            // Slow body (SERVICE-NOTES C2).
             core.observer?.requestRejected(.bodyTimeout, status: 408, peer: peer)
             respondProblem(.requestTimeout("the request body stalled"), forceClose: true)
             pump()

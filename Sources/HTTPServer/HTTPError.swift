@@ -14,7 +14,7 @@ package enum ProblemValue: Hashable, Sendable {
 /// stable machine-readable `code` and the `request_id`.
 package struct HTTPError: Error, Hashable, Sendable, CustomStringConvertible {
     package var status: HTTPStatus
-    /// Stable, snake_case (SERVICE.md §4.3), e.g. `payload_too_large`.
+    /// Stable, snake_case (SERVICE-NOTES §4.3), e.g. `payload_too_large`.
     package var code: String
     /// Short summary that does not change between occurrences; defaults to the reason phrase.
     package var title: String
@@ -42,7 +42,7 @@ package struct HTTPError: Error, Hashable, Sendable, CustomStringConvertible {
 
     package var description: String { "\(status.code) \(code): \(detail)" }
 
-    // MARK: The server's own rejections (SERVICE.md §4.3)
+    // MARK: The server's own rejections (SERVICE-NOTES §4.3)
 
     package static func notFound(_ path: String) -> HTTPError {
         HTTPError(status: .notFound, code: "not_found", detail: "no route for this path")
@@ -77,13 +77,13 @@ package struct HTTPError: Error, Hashable, Sendable, CustomStringConvertible {
         HTTPError(status: .internalServerError, code: "internal", detail: "the server failed to handle the request")
     }
 
-    /// 503 with `Retry-After` (SERVICE.md §0 item 5).
+    /// 503 with `Retry-After` (SERVICE-NOTES §4.3).
     package static func serviceUnavailable(code: String, detail: String, retryAfterSeconds: Int = 1, closeConnection: Bool = false) -> HTTPError {
         HTTPError(status: .serviceUnavailable, code: code, detail: detail,
                   headers: HTTPHeaders([("Retry-After", String(retryAfterSeconds))]), closeConnection: closeConnection)
     }
 
-    /// The problem for a parser rejection: the parser's status and detail, SERVICE.md's `code`, plus
+    /// The problem for a parser rejection: the parser's status and detail, SERVICE-NOTES §4.3's `code`, plus
     /// `parse_error` naming the exact rule. Always closes the connection.
     package static func from(_ error: ParseError) -> HTTPError {
         var problem = HTTPError(status: error.status, code: error.problemCode, detail: error.detail,

@@ -87,7 +87,7 @@ package final class ClientLink: Sendable {
 package struct Request: Sendable {
     /// The parsed request line and fields (duplicates kept, original order).
     package var head: RequestHead
-    /// The normalized, percent-decoded path that was routed (SERVICE.md S11).
+    /// The normalized, percent-decoded path that was routed (SERVICE-NOTES S11).
     package var path: String
     /// The path template of the matched route (for metrics labels).
     package var route: String

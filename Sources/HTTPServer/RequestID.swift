@@ -1,6 +1,6 @@
 import HTTP1
 
-/// Request ids (SERVICE.md M8): an incoming `X-Request-Id` is kept when it is 1...128 bytes of a safe
+/// Request ids (SERVICE-NOTES M8): an incoming `X-Request-Id` is kept when it is 1...128 bytes of a safe
 /// charset (letters, digits and `-_.:+/=@~`, which covers UUIDs, nginx's `$request_id`, base64 and
 /// trace ids); otherwise it is replaced by a generated one, never rejected.
 package enum RequestID {

@@ -145,7 +145,7 @@ package struct Router: Sendable {
         return fast ? String(path) : PathNormalizer.normalize(path)
     }
 
-    /// Decides what to do with a request head before its body is read (SERVICE.md §4.1 item 7: the
+    /// Decides what to do with a request head before its body is read (SERVICE-NOTES §4.1 item 7: the
     /// route, the method, the head check and the Content-Length limit all pass before `100 Continue`).
     package func admit(_ head: RequestHead, defaultBodyLimit: Int) -> Admission {
         switch head.targetForm {
@@ -156,7 +156,7 @@ package struct Router: Sendable {
             }
             return .respond(Response(status: .noContent, headers: HTTPHeaders([("Allow", allMethods.joined(separator: ", "))])))
         case .authority:
-            // CONNECT (SERVICE.md S10): this server is not a proxy.
+            // CONNECT (SERVICE-NOTES S10): this server is not a proxy.
             return .reject(HTTPError(status: .notImplemented, code: "not_implemented",
                                      detail: "CONNECT is not supported", closeConnection: true))
         case .origin, .absolute:
@@ -177,7 +177,7 @@ package struct Router: Sendable {
             return .reject(.expectationFailed(value))
         }
         let limit = route.maxBodyBytes ?? defaultBodyLimit
-        // SERVICE.md L3/L6: 413 decided from Content-Length, before reading (and before 100 Continue).
+        // SERVICE-NOTES L3/L6: 413 decided from Content-Length, before reading (and before 100 Continue).
         if let length = head.contentLength, length > limit {
             return .reject(.payloadTooLarge(declared: length, limit: limit))
         }

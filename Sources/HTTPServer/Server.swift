@@ -102,7 +102,7 @@ package final class Server: Sendable {
         ])
     }
 
-    /// Graceful shutdown (SERVICE.md §4.4 steps 3–6). Stops accepting (the listening socket is closed
+    /// Graceful shutdown (SERVICE-NOTES §4.4 steps 3–6). Stops accepting (the listening socket is closed
     /// before this returns), closes idle keep-alive connections, lets every in-flight request finish
     /// with `Connection: close`, and waits for that up to `grace`. Requests still being handled then
     /// get 503 `draining`, every connection is closed, the loops and handler threads stop, and the call

@@ -2,8 +2,8 @@ import Foundation
 import HTTP1
 import Logging
 
-/// Timeouts and size limits of the server (SERVICE.md §4.1 items 3–5). Every value is configurable;
-/// the defaults are the ones SERVICE.md recommends.
+/// Timeouts and size limits of the server (SERVICE-NOTES §4.1 items 3–5). Every value is configurable;
+/// the defaults are those of SERVICE-NOTES §4.1.
 package struct ServerLimits: Sendable, Hashable {
     /// From the first byte of a request until its field section is complete (also the wait for the
     /// first byte on a fresh connection). On expiry: 408 problem + close (or a silent close when no byte
@@ -15,7 +15,7 @@ package struct ServerLimits: Sendable, Hashable {
     /// connection is closed.
     package var responseWriteTimeout: Duration = .seconds(30)
     /// How long a kept-alive connection may sit idle between requests. Above nginx's default upstream
-    /// `keepalive_timeout` of 60 s, so the proxy always closes first (SERVICE.md C4).
+    /// `keepalive_timeout` of 60 s, so the proxy always closes first (SERVICE-NOTES C4).
     package var keepAliveIdleTimeout: Duration = .seconds(75)
     /// Longest time from a request's first byte until its handler returns. On expiry: 503
     /// `deadline_exceeded` + close; the handler's late result is dropped. Handlers can read it as

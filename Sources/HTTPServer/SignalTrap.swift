@@ -7,10 +7,10 @@ import Synchronization
 private let signalPipeWriteFD = Atomic<Int32>(-1)
 
 /// Turns SIGTERM/SIGINT into a callback on a Dispatch queue, also when the process is PID 1 in a
-/// container (SERVICE.md §4.4, G3, G4).
+/// container (SERVICE-NOTES §4.4, G3, G4).
 ///
 /// The first signal calls `onSignal`; any later one calls `onRepeat` (by default: exit immediately with
-/// status 128 + signal, SERVICE.md G4).
+/// status 128 + signal, SERVICE-NOTES G4).
 ///
 /// How: a real `sigaction` handler (so the kernel's default action — which PID 1 does not get anyway —
 /// is replaced) writes the signal number to a pipe, and a `DispatchSourceRead` on the pipe runs the

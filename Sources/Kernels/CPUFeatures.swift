@@ -26,12 +26,8 @@ package enum KernelFamily: String, Sendable, CaseIterable {
         current == .avx2 ? "avx2" : "portable (\(GEMM.backend.rawValue))"
     }
 
-    /// A family named on the command line or in the environment; the error message names what was wrong.
-    package static func named(_ name: String) -> Result<KernelFamily, ChoiceError> {
-        guard let f = KernelFamily(rawValue: name) else { return .failure(ChoiceError(message: "must be avx2 or portable; got '\(name)'")) }
-        if f == .avx2 && !avx2Supported { return .failure(ChoiceError(message: "avx2: this CPU has no AVX2+FMA")) }
-        return .success(f)
+    /// Why this CPU cannot run the family asked for on the command line or in the environment; nil when it can.
+    package var unavailableReason: String? {
+        self == .avx2 && !Self.avx2Supported ? "avx2: this CPU has no AVX2+FMA" : nil
     }
-
-    package struct ChoiceError: Error { package var message: String }
 }

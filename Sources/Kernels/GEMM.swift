@@ -13,10 +13,13 @@ import Glibc
 package enum GEMMBackend: String, Sendable, CaseIterable {
     case openblas
     case onednn
+
+    /// The backend when none is chosen (flags and ServiceOptions quote it).
+    package static let `default` = GEMMBackend.onednn
 }
 
 package enum GEMM {
-    nonisolated(unsafe) private static var _backend: GEMMBackend = .onednn
+    nonisolated(unsafe) private static var _backend: GEMMBackend = .default
     private static let lock = DispatchQueue(label: "spherecorr.gemm.config")
 
     package static var backend: GEMMBackend {

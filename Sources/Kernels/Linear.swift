@@ -135,7 +135,7 @@ package func multiplyAddInPlace(_ y: UnsafeMutablePointer<Float>, _ a: UnsafePoi
     while j < n { y[j] += a[j] * b[j]; j += 1 }
 }
 
-// MARK: backward (METHOD §4; DESIGN-ANCHORS §2.5: each backward beside its forward)
+// MARK: backward (METHOD §4; docs/ARCHITECTURE.md §5: each backward beside its forward)
 
 /// Backward of `linearForward` with the `.bias` epilogue, y[R, O] = x[R, I]·W[O, I]ᵀ + b[O]:
 ///   dW[O, I] += dyᵀ·x,   db[O] += Σ_r dy[r, :],   dx[R, I] = dy·W (or += when `accumulateInput`).

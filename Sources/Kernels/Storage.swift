@@ -26,6 +26,31 @@ package final class FloatStorage: @unchecked Sendable {
     package var array: [Float] { Array(buffer) }
 }
 
+/// One model parameter: read-only float32 values and their checkpoint shape, either a zero-copy view into a
+/// memory-mapped weight file or owned storage (converted from F16/BF16, fused, trained, random); `owner` keeps the
+/// memory alive. The one parameter type of DINOv2 and the sphere bundles.
+package struct Parameter: @unchecked Sendable {
+    package let pointer: UnsafePointer<Float>
+    package let shape: [Int]
+    private let owner: AnyObject
+    package var count: Int { shape.reduce(1, *) }
+    package var values: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+    /// A view of memory that `owner` keeps alive (a mapped file).
+    package init(pointer: UnsafePointer<Float>, shape: [Int], owner: AnyObject) {
+        self.pointer = pointer; self.shape = shape; self.owner = owner
+    }
+
+    package init(_ values: [Float], shape: [Int]) {
+        self.init(storage: FloatStorage(values), shape: shape)
+    }
+
+    package init(storage: FloatStorage, shape: [Int]) {
+        precondition(storage.count == shape.reduce(1, *), "\(storage.count) values for shape \(shape)")
+        self.init(pointer: UnsafePointer(storage.pointer), shape: shape, owner: storage)
+    }
+}
+
 /// Keeps the large buffers of forward passes for the next pass instead of handing them back to malloc.
 ///
 /// Why: a forward pass allocates tens of MB of activations (and per-call weight and K/V packs) and frees them

@@ -1,6 +1,8 @@
-// The SPair-71k annotation files (METHOD §7.1, docs/SPAIR-FORMAT.md): pair names, pair JSON,
+// The SPair-71k annotation files (METHOD §7.1): pair names, pair JSON,
 // image JSON. Parsing checks every field's type; files that disagree with each other are
 // checked where they are combined (Dataset.swift).
+
+import JSON
 
 /// The three SPair-71k splits, named as on disk.
 package enum SPairSplit: String, Sendable, CaseIterable, Equatable {
@@ -145,7 +147,7 @@ package struct PairAnnotation: Sendable, Equatable {
         var out: [Int] = []
         for (i, item) in items.enumerated() {
             switch item {
-            case let .int(k) where k >= 0: out.append(k)
+            case .number where (item.integer ?? -1) >= 0: out.append(item.integer!)
             case let .string(s):
                 guard let k = keypointID(s) else {
                     throw r.fail("kps_ids", "element \(i) is \"\(s)\", not a keypoint id (a non-negative integer)")
@@ -220,13 +222,12 @@ package struct ImageAnnotation: Sendable, Equatable {
         }
         var slots: [KeypointSlot] = []
         var seen: [Int: String] = [:]
-        for key in kps.keys {
+        for (key, value) in kps {
             guard let id = keypointID(key) else {
                 throw r.fail("kps", "has key \"\(key)\", which is not a keypoint id (a non-negative integer)")
             }
             if let other = seen[id] { throw r.fail("kps", "has keys \"\(other)\" and \"\(key)\" for the same keypoint id \(id)") }
             seen[id] = key
-            let value = kps[key]!
             if value == .null {
                 slots.append(KeypointSlot(id: id, position: nil))
             } else if let p = Point(json: value) {

@@ -16,6 +16,7 @@
 
 import Foundation
 import Imaging
+import JSON
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -472,11 +473,12 @@ package struct SPairDataset: Sendable {
         return bytes
     }
 
-    /// A file parsed as JSON.
+    /// A file parsed as JSON (RFC 8259, strictly: the service's reader); errors give the line and column.
     package func readJSON(_ relative: String) throws(SPairError) -> JSONValue {
         let bytes = try read(relative)
-        do { return try JSONReader.parse(bytes) } catch {
-            throw SPairError(.malformedJSON, file: relative, "is not valid JSON: \(error)")
+        do { return try StrictJSON.parse(bytes) } catch {
+            let (line, column) = error.position(in: bytes)
+            throw SPairError(.malformedJSON, file: relative, "is not valid JSON: \(error.reason) at line \(line), column \(column)")
         }
     }
 }

@@ -1,6 +1,8 @@
 // Every problem with the data is one of these values, naming the file (relative to the dataset
 // root, as a user would look for it) and, where there is one, the field. Reading never traps.
 
+import JSON
+
 /// What is wrong with an SPair-71k-format dataset, file by file.
 package struct SPairError: Error, Sendable, Equatable, CustomStringConvertible {
     package enum Kind: String, Sendable, Equatable {
@@ -53,14 +55,15 @@ package struct SPairError: Error, Sendable, Equatable, CustomStringConvertible {
 /// and the field.
 struct FieldReader {
     let file: String
-    let object: JSONObject
+    /// The members by name (StrictJSON refuses repeated names).
+    let object: [String: JSONValue]
 
     init(file: String, value: JSONValue) throws(SPairError) {
-        guard case let .object(o) = value else {
+        guard case let .object(members) = value else {
             throw SPairError(.invalidField, file: file, "must hold a JSON object, found \(value.typeName)")
         }
         self.file = file
-        self.object = o
+        self.object = Dictionary(members.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
     }
 
     func fail(_ key: String, _ detail: String) -> SPairError { SPairError(.invalidField, file: file, field: key, detail) }
@@ -72,7 +75,7 @@ struct FieldReader {
 
     func int(_ key: String, in range: ClosedRange<Int>? = nil) throws(SPairError) -> Int {
         let v = try required(key)
-        guard case let .int(i) = v else { throw fail(key, "must be an integer, found \(v.typeName)") }
+        guard let i = v.integer else { throw fail(key, "must be an integer, found \(v.typeName)") }
         if let range, !range.contains(i) { throw fail(key, "must be in \(range.lowerBound)...\(range.upperBound), found \(i)") }
         return i
     }
@@ -99,7 +102,7 @@ struct FieldReader {
         guard case let .array(items) = v, items.count == count else { throw fail(key, "must be \(what)") }
         var out: [Int] = []
         for item in items {
-            guard case let .int(i) = item else { throw fail(key, "must be \(what)") }
+            guard let i = item.integer else { throw fail(key, "must be \(what)") }
             out.append(i)
         }
         return out
@@ -134,16 +137,5 @@ extension Point {
     init?(json: JSONValue) {
         guard case let .array(xy) = json, xy.count == 2, let x = xy[0].finiteNumber, let y = xy[1].finiteNumber else { return nil }
         self.init(x: x, y: y)
-    }
-}
-
-extension JSONValue {
-    /// Integer or finite float as Double; nil for anything else (booleans included).
-    var finiteNumber: Double? {
-        switch self {
-        case let .int(i): Double(i)
-        case let .double(d) where d.isFinite: d
-        default: nil
-        }
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import HTTP1
 import HTTPServer
 import Imaging
+import JSON
 import Kernels
 import Runtime
 import SphereMap

@@ -1,6 +1,7 @@
 import Foundation
 import HTTP1
 import HTTPServer
+import JSON
 
 /// Reading the request: multipart parts or a raw image body, JSON parts, parameters. Every mistake is a 4xx
 /// problem naming the part, field or parameter.

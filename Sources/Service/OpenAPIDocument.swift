@@ -47,6 +47,7 @@ servers:
 tags:
   - name: inference
   - name: operations
+  - name: demo
 paths:
   /v1/features:
     post:
@@ -343,6 +344,52 @@ paths:
           content:
             application/yaml:
               schema: { type: object, description: This OpenAPI document, parsed. }
+  /:
+    get:
+      tags: [demo]
+      operationId: demoPage
+      summary: The demo page (issue #15); 404 when the server runs with --no-ui (SPHERECORR_UI=false).
+      description: |
+        A single page, embedded in the binary, that calls `/v1/match`, `/v1/sphere-map` and `/v1/info` with relative
+        URLs (it works under any path prefix). Sent with a strict `Content-Security-Policy` (no inline code, nothing
+        from another origin), `Cache-Control: no-cache` and a strong `ETag`; `If-None-Match` with it answers 304.
+      responses:
+        '200':
+          description: The page.
+          headers:
+            ETag: { schema: { type: string } }
+            Content-Security-Policy: { schema: { type: string } }
+          content:
+            text/html:
+              schema: { type: string }
+        '304': { description: Not modified (If-None-Match named the current ETag). }
+        '404': { $ref: '#/components/responses/Problem' }
+  /ui.js:
+    get:
+      tags: [demo]
+      operationId: demoScript
+      summary: The demo page's script (same caching and CSP as /).
+      responses:
+        '200':
+          description: JavaScript.
+          content:
+            text/javascript:
+              schema: { type: string }
+        '304': { description: Not modified. }
+        '404': { $ref: '#/components/responses/Problem' }
+  /ui.css:
+    get:
+      tags: [demo]
+      operationId: demoStyleSheet
+      summary: The demo page's style sheet (same caching and CSP as /).
+      responses:
+        '200':
+          description: CSS.
+          content:
+            text/css:
+              schema: { type: string }
+        '304': { description: Not modified. }
+        '404': { $ref: '#/components/responses/Problem' }
 components:
   securitySchemes:
     adminToken:

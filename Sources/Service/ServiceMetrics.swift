@@ -6,7 +6,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// The service's Prometheus metrics (SERVICE.md §4.6): names with base units, `_total` counters, seconds,
+/// The service's Prometheus metrics (SERVICE-NOTES §4.6): names with base units, `_total` counters, seconds,
 /// low-cardinality labels only (route templates, methods, status codes, stages, reasons).
 package final class ServiceMetrics: ServerObserver, Sendable {
     package let registry = PrometheusCollectorRegistry()
@@ -43,7 +43,7 @@ package final class ServiceMetrics: ServerObserver, Sendable {
                                                help: "Unix time of the last successful bundle load.")
         registry.makeGauge(name: "spherecorr_build_info", labels: [("version", buildVersion), ("swift", "6")],
                            help: "Build information (value 1).").set(Double(1))
-        // Zeroed series so that /metrics is complete before the first request (SERVICE.md O3).
+        // Zeroed series so that /metrics is complete before the first request (SERVICE-NOTES O3).
         for r in ["success", "failure"] { _ = reloads(r) }
         for r in ["overloaded", "deadline", "too_large", "not_ready", "draining"] { _ = rejected(r) }
         for s in ["decode", "backbone", "mapper", "match"] { _ = stageDuration(s) }

@@ -41,10 +41,12 @@ package struct ServiceOptions: Sendable {
     package var maxConnections = 1024
     package var logFormat: AccessLogFormat = .text
     package var threads: Int?
-    package var gemm: GEMMBackend = .onednn
+    package var gemm: GEMMBackend = .default
     /// nil: the best the CPU supports (avx2 when it has AVX2+FMA).
     package var kernels: KernelFamily? = nil
     package var demoSeed: UInt64 = 0
+    /// The demo page at / (issue #15); off in production deployments that expose only the API.
+    package var ui = true
 
     package init() {}
 

@@ -115,7 +115,7 @@ package final class SphereCorrService: Sendable {
         }
     }
 
-    /// SIGTERM (SERVICE.md §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
+    /// SIGTERM (SERVICE-NOTES §4.4): /readyz 503 at once while requests are still served for drain_delay (the load
     /// balancer needs that long to stop sending); then the listener closes, in-flight and queued requests finish
     /// (a match's second queue pass included) up to shutdown_timeout, and what is left is answered 503 draining.
     package func shutdown() {
@@ -158,6 +158,7 @@ package final class SphereCorrService: Sendable {
         r.get("/openapi.yaml", execution: .eventLoop) { _ in
             Response(status: .ok, headers: ["Content-Type": "application/yaml"], body: Array(openAPIDocument.utf8))
         }
+        if options.ui { WebUI.register(on: &r) }
         // The head checks (query, Accept, Content-Type) refuse a request before its body is read or 100 Continue sent.
         r.post("/v1/features", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.featuresHead)) { try endpoints.features($0) }
         r.post("/v1/sphere-map", maxBodyBytes: options.maxBodyBytes, headCheck: Endpoints.headCheck(endpoints.sphereMapHead)) { try endpoints.sphereMap($0) }

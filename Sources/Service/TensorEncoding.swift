@@ -1,7 +1,7 @@
 import Foundation
 import TensorFiles
 
-/// Dense outputs by `Accept` (SERVICE.md §4.7): .npy, safetensors, raw little-endian float32, or JSON.
+/// Dense outputs by `Accept` (SERVICE-NOTES §4.7): .npy, safetensors, raw little-endian float32, or JSON.
 package enum TensorFormat: String, Sendable, CaseIterable {
     case npy = "application/x-npy"
     case safetensors = "application/vnd.safetensors"

@@ -3,7 +3,7 @@ import Kernels
 import TensorFiles
 
 /// A sphere bundle: one safetensors file with the reference checkpoint's tensor names (METHOD §3.6) and
-/// `__metadata__` `format` = `spherecorr-bundle`, `version` = `1` (CONTRACTS.md).
+/// `__metadata__` `format` = `spherecorr-bundle`, `version` = `1` (docs/CONTRACTS.md).
 package struct SphereBundle: Sendable {
     package static let format = "spherecorr-bundle"
     package static let version = "1"
@@ -11,7 +11,7 @@ package struct SphereBundle: Sendable {
     package var mapper: SphereMapper
     package var prototypes: Prototypes
     /// `sphere.weight` [1024, 3]: unused by the method, kept so a reference checkpoint round-trips.
-    package var unusedSphere: Param?
+    package var unusedSphere: Parameter?
     package var metadata: [String: String]
     /// File the bundle was read from, if any.
     package var path: String?
@@ -60,66 +60,40 @@ package struct SphereBundle: Sendable {
             throw fail("__metadata__ backbone_embed_dim is \(declared) but the tensors are for width \(d)")
         }
         var used = Set<String>()
-        func take(_ name: String, _ shape: [Int]) throws -> Param {
+        func take(_ name: String, _ shape: [Int]) throws -> Parameter {
             guard let info = file.tensors[name] else { throw fail("missing tensor '\(name)' (expected shape \(shape))") }
             guard info.shape == shape else { throw fail("tensor '\(name)' has shape \(info.shape), expected \(shape)") }
             let v = try file.floats(name)
             if let i = v.firstIndex(where: { !$0.isFinite }) { throw fail("tensor '\(name)' has a non-finite value at index \(i)") }
             used.insert(name)
-            return Param(v, shape: shape)
+            return Parameter(v, shape: shape)
         }
-        let sm = "sphere_mapper"
-        let block = MapperBlock(
-            norm1Weight: try take("\(sm).2.norm1.weight", [h]), norm1Bias: try take("\(sm).2.norm1.bias", [h]),
-            qkvWeight: try take("\(sm).2.attn.qkv.weight", [3 * h]+[h]),
-            projWeight: try take("\(sm).2.attn.proj.weight", [h, h]), projBias: try take("\(sm).2.attn.proj.bias", [h]),
-            norm2Weight: try take("\(sm).2.norm2.weight", [h]), norm2Bias: try take("\(sm).2.norm2.bias", [h]),
-            fc1Weight: try take("\(sm).2.mlp.fc1.weight", [4 * h, h]), fc1Bias: try take("\(sm).2.mlp.fc1.bias", [4 * h]),
-            fc2Weight: try take("\(sm).2.mlp.fc2.weight", [h, 4 * h]), fc2Bias: try take("\(sm).2.mlp.fc2.bias", [h]))
-        let mapper = SphereMapper(inWeight: try take("\(sm).0.weight", [h, d]), inBias: try take("\(sm).0.bias", [h]), block: block,
-                                  outWeight: try take("\(sm).3.weight", [3, h]), outBias: try take("\(sm).3.bias", [3]))
-        func caBlock(_ i: Int) throws -> CABlock {
-            let p = "prototypes.blocks.\(i)"
-            return CABlock(
-                norm1Weight: try take("\(p).norm1.weight", [d]), norm1Bias: try take("\(p).norm1.bias", [d]),
-                qWeight: try take("\(p).attn.q.weight", [d, d]), kWeight: try take("\(p).attn.k.weight", [d, nc]),
-                vWeight: try take("\(p).attn.v.weight", [d, nc]),
-                projWeight: try take("\(p).attn.proj.weight", [d, d]), projBias: try take("\(p).attn.proj.bias", [d]),
-                norm2Weight: try take("\(p).norm2.weight", [d]), norm2Bias: try take("\(p).norm2.bias", [d]),
-                fc1Weight: try take("\(p).mlp.fc1.weight", [4 * d, d]), fc1Bias: try take("\(p).mlp.fc1.bias", [4 * d]),
-                fc2Weight: try take("\(p).mlp.fc2.weight", [d, 4 * d]), fc2Bias: try take("\(p).mlp.fc2.bias", [d]))
+        var bundle = SphereBundle.placeholder
+        for f in fields(backboneDim: d, categories: nc) {
+            bundle[keyPath: f.path] = try take(f.name, f.shape)
+            // The reference saves the shared block twice (state_dict does not de-duplicate): both must be present and equal.
+            if let twin = f.twin, try take(twin, f.shape).values != bundle[keyPath: f.path].values {
+                throw fail("'\(f.name)' differs from its twin '\(twin)'; the reference shares one CABlock (METHOD §3.3)")
+            }
         }
-        let b0 = try caBlock(0)
-        // The reference saves the shared block twice (state_dict does not de-duplicate): both must be present and equal.
-        let b1 = try caBlock(1)
-        for ((name, a), (_, b)) in zip(b0.namedParams(prefix: "prototypes.blocks.0"), b1.namedParams(prefix: "prototypes.blocks.1"))
-        where a.values != b.values {
-            throw fail("'\(name)' differs from its 'prototypes.blocks.1' twin; the reference shares one CABlock (METHOD §3.3)")
-        }
-        let protos = Prototypes(projWeight: try take("prototypes.proj.weight", [d, 3]), projBias: try take("prototypes.proj.bias", [d]), block: b0)
-        let sphere = file.tensors["sphere.weight"] != nil ? try take("sphere.weight", file.tensors["sphere.weight"]!.shape) : nil
+        bundle.unusedSphere = file.tensors["sphere.weight"] != nil ? try take("sphere.weight", file.tensors["sphere.weight"]!.shape) : nil
         let unexpected = Set(file.names).subtracting(used)
         if !unexpected.isEmpty { throw fail("unexpected tensors \(unexpected.sorted().prefix(8).map { "'\($0)'" }.joined(separator: ", "))") }
         if let cats = file.metadata["categories"], cats.split(separator: ",").count != nc {
             throw fail("__metadata__ categories lists \(cats.split(separator: ",").count) names but the prototypes condition on \(nc)")
         }
-        return SphereBundle(mapper: mapper, prototypes: protos, unusedSphere: sphere, metadata: file.metadata, path: path)
+        bundle.metadata = file.metadata
+        bundle.path = path
+        return bundle
     }
 
     /// Every tensor under its reference name (prototype block written as blocks.0 and blocks.1, as the reference saves it).
-    package func namedTensors() -> [(String, Param)] {
-        let sm = "sphere_mapper", b = mapper.block
-        var out: [(String, Param)] = []
+    package func namedTensors() -> [(String, Parameter)] {
+        var out: [(String, Parameter)] = []
         if let s = unusedSphere { out.append(("sphere.weight", s)) }
-        out += [("\(sm).0.weight", mapper.inWeight), ("\(sm).0.bias", mapper.inBias),
-                ("\(sm).2.norm1.weight", b.norm1Weight), ("\(sm).2.norm1.bias", b.norm1Bias),
-                ("\(sm).2.attn.qkv.weight", b.qkvWeight), ("\(sm).2.attn.proj.weight", b.projWeight), ("\(sm).2.attn.proj.bias", b.projBias),
-                ("\(sm).2.norm2.weight", b.norm2Weight), ("\(sm).2.norm2.bias", b.norm2Bias),
-                ("\(sm).2.mlp.fc1.weight", b.fc1Weight), ("\(sm).2.mlp.fc1.bias", b.fc1Bias),
-                ("\(sm).2.mlp.fc2.weight", b.fc2Weight), ("\(sm).2.mlp.fc2.bias", b.fc2Bias),
-                ("\(sm).3.weight", mapper.outWeight), ("\(sm).3.bias", mapper.outBias),
-                ("prototypes.proj.weight", prototypes.projWeight), ("prototypes.proj.bias", prototypes.projBias)]
-        out += prototypes.block.namedParams(prefix: "prototypes.blocks.0") + prototypes.block.namedParams(prefix: "prototypes.blocks.1")
+        let all = Self.fields(backboneDim: backboneDim, categories: prototypes.categories)
+        out += all.map { ($0.name, self[keyPath: $0.path]) }
+        out += all.compactMap { f in f.twin.map { ($0, self[keyPath: f.path]) } }
         return out
     }
 
@@ -132,12 +106,63 @@ package struct SphereBundle: Sendable {
     }
 }
 
-extension CABlock {
-    func namedParams(prefix p: String) -> [(String, Param)] {
-        [("\(p).norm1.weight", norm1Weight), ("\(p).norm1.bias", norm1Bias), ("\(p).attn.q.weight", qWeight),
-         ("\(p).attn.k.weight", kWeight), ("\(p).attn.v.weight", vWeight), ("\(p).attn.proj.weight", projWeight),
-         ("\(p).attn.proj.bias", projBias), ("\(p).norm2.weight", norm2Weight), ("\(p).norm2.bias", norm2Bias),
-         ("\(p).mlp.fc1.weight", fc1Weight), ("\(p).mlp.fc1.bias", fc1Bias), ("\(p).mlp.fc2.weight", fc2Weight),
-         ("\(p).mlp.fc2.bias", fc2Bias)]
+extension SphereBundle {
+    /// One tensor of a bundle: its reference name (METHOD §3.6), its shape, where it lives, and for the shared
+    /// prototype block the name of the copy the reference also saves.
+    struct Field {
+        let name: String
+        let shape: [Int]
+        let path: WritableKeyPath<SphereBundle, Parameter>
+        var twin: String? = nil
+    }
+
+    /// Every tensor of a bundle for backbone width D and C categories, written once: loading, saving and the
+    /// trainer's parameter set all walk this list (`sphere.weight`, unused by the method, is handled beside it).
+    static func fields(backboneDim d: Int, categories nc: Int) -> [Field] {
+        let h = d / 2, sm = "sphere_mapper"
+        let b: WritableKeyPath<SphereBundle, MapperBlock> = \.mapper.block
+        var out: [Field] = [
+            Field(name: "\(sm).0.weight", shape: [h, d], path: \.mapper.inWeight),
+            Field(name: "\(sm).0.bias", shape: [h], path: \.mapper.inBias),
+            Field(name: "\(sm).2.norm1.weight", shape: [h], path: b.appending(path: \.norm1Weight)),
+            Field(name: "\(sm).2.norm1.bias", shape: [h], path: b.appending(path: \.norm1Bias)),
+            Field(name: "\(sm).2.attn.qkv.weight", shape: [3 * h, h], path: b.appending(path: \.qkvWeight)),
+            Field(name: "\(sm).2.attn.proj.weight", shape: [h, h], path: b.appending(path: \.projWeight)),
+            Field(name: "\(sm).2.attn.proj.bias", shape: [h], path: b.appending(path: \.projBias)),
+            Field(name: "\(sm).2.norm2.weight", shape: [h], path: b.appending(path: \.norm2Weight)),
+            Field(name: "\(sm).2.norm2.bias", shape: [h], path: b.appending(path: \.norm2Bias)),
+            Field(name: "\(sm).2.mlp.fc1.weight", shape: [4 * h, h], path: b.appending(path: \.fc1Weight)),
+            Field(name: "\(sm).2.mlp.fc1.bias", shape: [4 * h], path: b.appending(path: \.fc1Bias)),
+            Field(name: "\(sm).2.mlp.fc2.weight", shape: [h, 4 * h], path: b.appending(path: \.fc2Weight)),
+            Field(name: "\(sm).2.mlp.fc2.bias", shape: [h], path: b.appending(path: \.fc2Bias)),
+            Field(name: "\(sm).3.weight", shape: [3, h], path: \.mapper.outWeight),
+            Field(name: "\(sm).3.bias", shape: [3], path: \.mapper.outBias),
+            Field(name: "prototypes.proj.weight", shape: [d, 3], path: \.prototypes.projWeight),
+            Field(name: "prototypes.proj.bias", shape: [d], path: \.prototypes.projBias),
+        ]
+        let ca: WritableKeyPath<SphereBundle, CABlock> = \.prototypes.block
+        let block: [(String, [Int], WritableKeyPath<CABlock, Parameter>)] = [
+            ("norm1.weight", [d], \.norm1Weight), ("norm1.bias", [d], \.norm1Bias),
+            ("attn.q.weight", [d, d], \.qWeight), ("attn.k.weight", [d, nc], \.kWeight), ("attn.v.weight", [d, nc], \.vWeight),
+            ("attn.proj.weight", [d, d], \.projWeight), ("attn.proj.bias", [d], \.projBias),
+            ("norm2.weight", [d], \.norm2Weight), ("norm2.bias", [d], \.norm2Bias),
+            ("mlp.fc1.weight", [4 * d, d], \.fc1Weight), ("mlp.fc1.bias", [4 * d], \.fc1Bias),
+            ("mlp.fc2.weight", [d, 4 * d], \.fc2Weight), ("mlp.fc2.bias", [d], \.fc2Bias),
+        ]
+        out += block.map { name, shape, path in
+            Field(name: "prototypes.blocks.0.\(name)", shape: shape, path: ca.appending(path: path), twin: "prototypes.blocks.1.\(name)")
+        }
+        return out
+    }
+
+    /// A bundle with empty tensors, to be filled field by field.
+    static var placeholder: SphereBundle {
+        let e = Parameter([], shape: [0])
+        let mapperBlock = MapperBlock(norm1Weight: e, norm1Bias: e, qkvWeight: e, projWeight: e, projBias: e, norm2Weight: e, norm2Bias: e,
+                                      fc1Weight: e, fc1Bias: e, fc2Weight: e, fc2Bias: e)
+        let caBlock = CABlock(norm1Weight: e, norm1Bias: e, qWeight: e, kWeight: e, vWeight: e, projWeight: e, projBias: e,
+                              norm2Weight: e, norm2Bias: e, fc1Weight: e, fc1Bias: e, fc2Weight: e, fc2Bias: e)
+        return SphereBundle(mapper: SphereMapper(inWeight: e, inBias: e, block: mapperBlock, outWeight: e, outBias: e),
+                            prototypes: Prototypes(projWeight: e, projBias: e, block: caBlock), unusedSphere: nil, metadata: [:], path: nil)
     }
 }

@@ -8,16 +8,16 @@ extension SphereBundle {
         precondition(d % 2 == 0 && !categories.isEmpty)
         var rng = SplitMix64(seed: seed)
         let h = d / 2, nc = categories.count
-        func linear(_ o: Int, _ i: Int) -> Param {
+        func linear(_ o: Int, _ i: Int) -> Parameter {
             let bound = 1 / Float(i).squareRoot()
-            return Param((0..<(o * i)).map { _ in rng.uniform(-bound, bound) }, shape: [o, i])
+            return Parameter((0..<(o * i)).map { _ in rng.uniform(-bound, bound) }, shape: [o, i])
         }
-        func bias(_ o: Int, fanIn i: Int) -> Param {
+        func bias(_ o: Int, fanIn i: Int) -> Parameter {
             let bound = 1 / Float(i).squareRoot()
-            return Param((0..<o).map { _ in rng.uniform(-bound, bound) }, shape: [o])
+            return Parameter((0..<o).map { _ in rng.uniform(-bound, bound) }, shape: [o])
         }
-        func ones(_ n: Int) -> Param { Param([Float](repeating: 1, count: n), shape: [n]) }
-        func zeros(_ n: Int) -> Param { Param([Float](repeating: 0, count: n), shape: [n]) }
+        func ones(_ n: Int) -> Parameter { Parameter([Float](repeating: 1, count: n), shape: [n]) }
+        func zeros(_ n: Int) -> Parameter { Parameter([Float](repeating: 0, count: n), shape: [n]) }
         let mapper = SphereMapper(
             inWeight: linear(h, d), inBias: bias(h, fanIn: d),
             block: MapperBlock(norm1Weight: ones(h), norm1Bias: zeros(h), qkvWeight: linear(3 * h, h),
@@ -36,7 +36,7 @@ extension SphereBundle {
         meta["version"] = version
         meta["backbone_embed_dim"] = String(d)
         meta["categories"] = categories.joined(separator: ",")
-        return SphereBundle(mapper: mapper, prototypes: protos, unusedSphere: Param(sphere, shape: [1024, 3]), metadata: meta, path: nil)
+        return SphereBundle(mapper: mapper, prototypes: protos, unusedSphere: Parameter(sphere, shape: [1024, 3]), metadata: meta, path: nil)
     }
 }
 

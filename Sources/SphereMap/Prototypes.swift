@@ -3,7 +3,7 @@ import Kernels
 /// S_Z = prototypes: ConditionalPrototypes(bloc_dim = D, cond_dim = C, heads = D/64, depth 2, cond_bottleneck 0)
 /// (METHOD §3.3). The two CABlocks are one module applied twice (shared weights, H16). Used by the training loss only.
 package struct Prototypes: Sendable {
-    package var projWeight, projBias: Param    // proj: [D, 3], [D]
+    package var projWeight, projBias: Parameter    // proj: [D, 3], [D]
     package var block: CABlock                  // blocks.0 ≡ blocks.1
 
     package var width: Int { projWeight.shape[0] }
@@ -21,14 +21,14 @@ package struct Prototypes: Sendable {
 
 /// CABlock (METHOD §3.3): x ← x + CrossAttn(norm1(x), cond); x ← x + mlp(norm2(x)); LayerNorm eps 1e-5.
 package struct CABlock: Sendable {
-    package var norm1Weight, norm1Bias: Param  // [D]
-    package var qWeight: Param                  // attn.q: [D, D], no bias
-    package var kWeight: Param                  // attn.k: [D, C], no bias
-    package var vWeight: Param                  // attn.v: [D, C], no bias
-    package var projWeight, projBias: Param     // attn.proj: [D, D], [D]
-    package var norm2Weight, norm2Bias: Param   // [D]
-    package var fc1Weight, fc1Bias: Param       // [4D, D], [4D]
-    package var fc2Weight, fc2Bias: Param       // [D, 4D], [D]
+    package var norm1Weight, norm1Bias: Parameter  // [D]
+    package var qWeight: Parameter                  // attn.q: [D, D], no bias
+    package var kWeight: Parameter                  // attn.k: [D, C], no bias
+    package var vWeight: Parameter                  // attn.v: [D, C], no bias
+    package var projWeight, projBias: Parameter     // attn.proj: [D, D], [D]
+    package var norm2Weight, norm2Bias: Parameter   // [D]
+    package var fc1Weight, fc1Bias: Parameter       // [4D, D], [4D]
+    package var fc2Weight, fc2Bias: Parameter       // [D, 4D], [D]
 
     /// The cross-attention output for one category: with a single condition token the softmax over it is exactly 1,
     /// so every query receives v = Wv·onehot(c), then proj. q and k cannot change the result (they exist in the

@@ -4,35 +4,23 @@ import TensorFiles
 // Letters: B = batch, N = patch tokens, D = backbone width, H = D/2 mapper width, C = categories.
 // Names follow the reference checkpoint (VICO-UoE/SphericalMaps dino_mapper.py; METHOD §3).
 
-/// One parameter tensor owned in memory (bundles are small: ~30 MB at D = 768).
-package struct Param: @unchecked Sendable {
-    package let storage: FloatStorage
-    package let shape: [Int]
-    package var pointer: UnsafePointer<Float> { UnsafePointer(storage.pointer) }
-    package var values: [Float] { storage.array }
-    package init(_ values: [Float], shape: [Int]) {
-        precondition(values.count == shape.reduce(1, *))
-        storage = FloatStorage(values); self.shape = shape
-    }
-}
-
 /// timm-style Block used by f_S (METHOD §3.1): no LayerScale, LayerNorm eps 1e-5, qkv without bias.
 package struct MapperBlock: Sendable {
-    package var norm1Weight, norm1Bias: Param  // [H]
-    package var qkvWeight: Param                // [3H, H], no bias (H17)
-    package var projWeight, projBias: Param     // [H, H], [H]
-    package var norm2Weight, norm2Bias: Param   // [H]
-    package var fc1Weight, fc1Bias: Param       // [4H, H], [4H]
-    package var fc2Weight, fc2Bias: Param       // [H, 4H], [H]
+    package var norm1Weight, norm1Bias: Parameter  // [H]
+    package var qkvWeight: Parameter                // [3H, H], no bias (H17)
+    package var projWeight, projBias: Parameter     // [H, H], [H]
+    package var norm2Weight, norm2Bias: Parameter   // [H]
+    package var fc1Weight, fc1Bias: Parameter       // [4H, H], [4H]
+    package var fc2Weight, fc2Bias: Parameter       // [H, 4H], [H]
     package var width: Int { norm1Weight.shape[0] }
     package var heads: Int { max(1, width / 64) }
 }
 
 /// f_S = sphere_mapper: Linear(D → H) → GELU → Block(H, H/64 heads) → Linear(H → 3) (METHOD §3.2).
 package struct SphereMapper: Sendable {
-    package var inWeight, inBias: Param     // sphere_mapper.0: [H, D], [H]
+    package var inWeight, inBias: Parameter     // sphere_mapper.0: [H, D], [H]
     package var block: MapperBlock          // sphere_mapper.2
-    package var outWeight, outBias: Param   // sphere_mapper.3: [3, H], [3]
+    package var outWeight, outBias: Parameter   // sphere_mapper.3: [3, H], [3]
 
     package var inputDim: Int { inWeight.shape[1] }
     package var width: Int { inWeight.shape[0] }

@@ -51,6 +51,9 @@ package struct FitOptions: Sendable {
     package var views = 0
     package var cacheDirectory: String?
     package var cachePrecision: CachePrecision = .float16
+    /// Build (or complete) the view cache of `views` views per image and stop: nothing is trained or written to `out`
+    /// (scripts/reproduce-paper's cache step, so that step can run, be skipped or be resumed on its own).
+    package var cacheOnly = false
     package var saveEvery = 10
     package var seed: UInt64 = 0
     package var resume = false
@@ -165,6 +168,12 @@ package final class FitRun {
 
     package func run() throws -> FitSummary {
         installStopHandlers()
+        if o.cacheOnly {
+            guard o.views > 0 else { throw FitError("--cache-only builds the view cache of --views K: give K ≥ 1") }
+            try loadData()
+            try buildCache()
+            return FitSummary(bundles: [], epochs: 0, skipped: set.skipped.count, lastLoss: nil)
+        }
         try prepareOutput()
         try loadData()
         let trainer = try makeTrainer()

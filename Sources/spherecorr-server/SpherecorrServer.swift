@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import DINOv2
 import Dispatch
 import Foundation
@@ -25,10 +26,7 @@ struct SpherecorrServer: ParsableCommand {
     /// The defaults the help texts quote: ServiceOptions owns them.
     private static let defaults = ServiceOptions()
 
-    @Option(help: "Backbone: Hugging Face directory (config.json + model.safetensors) or torch-hub .safetensors file. Default: built-in demo model.")
-    var backbone: String?
-    @Option(help: "Variant of a torch-hub file: small, base, large, giant. Default: inferred from shapes.")
-    var variant: String?
+    @OptionGroup var backbone: BackboneOptions
     @Option(help: "Directory of sphere bundles; the newest valid *.safetensors is live and hot-reloaded. Default: demo bundle.")
     var bundles: String?
     @Option(help: "Listen address. Default \(Self.defaults.host).")
@@ -79,34 +77,20 @@ struct SpherecorrServer: ParsableCommand {
     var requestDeadline: Double?
     @Option(help: "Most concurrent connections. Default \(Self.defaults.maxConnections).")
     var maxConnections: Int?
-    @Option(help: "Access log format: text or json. Default \(Self.defaults.logFormat.rawValue).")
-    var logFormat: String?
-    @Option(help: "Inference worker threads. Default: online cores.")
-    var threads: Int?
-    @Option(help: "GEMM library of the portable kernels: onednn or openblas. Default \(Self.defaults.gemm.rawValue).")
-    var gemm: String?
-    @Option(help: "Kernels: avx2 (hand-written; the default when the CPU has AVX2+FMA) or portable (library GEMM).")
-    var kernels: String?
+    @Option(help: "Access log format. Default \(Self.defaults.logFormat.rawValue).")
+    var logFormat: AccessLogFormat?
+    @OptionGroup var engine: EngineOptions
+    @Flag(inversion: .prefixedNo, help: "Serve the demo page at / (SPHERECORR_UI=true|false). Default \(Self.defaults.ui ? "on" : "off"); turn it off in production.")
+    var ui: Bool?
 
-    static func main() {
-        BLASCore.reexecWithSuitableCoreIfNeeded()
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            exit(withError: error)
-        }
-    }
+    static func main() { mainCheckingBLASCore() }
 
     func run() throws {
         var o = ServiceOptions()
         let env = Environment()
-        o.backbone = env.string("BACKBONE", backbone) ?? o.backbone
+        o.backbone = env.string("BACKBONE", backbone.backbone) ?? o.backbone
         o.bundlesDirectory = env.string("BUNDLES", bundles) ?? o.bundlesDirectory
-        if let v = env.string("VARIANT", variant) {
-            guard let x = DinoConfig.Variant(rawValue: v) else { throw ValidationError("variant must be small, base, large or giant; got '\(v)'") }
-            o.variant = x
-        }
+        o.variant = try env.choice("VARIANT", backbone.variant) ?? o.variant
         o.host = env.string("HOST", host) ?? o.host
         o.port = try env.int("PORT", port, range: 0...65535) ?? o.port
         o.resolution = try env.int("RESOLUTION", resolution, range: 14...4998) ?? o.resolution
@@ -134,18 +118,12 @@ struct SpherecorrServer: ParsableCommand {
         o.keepAliveTimeout = try env.double("KEEP_ALIVE_TIMEOUT", keepAliveTimeout, range: 0.1...86400) ?? o.keepAliveTimeout
         o.requestDeadline = try env.double("REQUEST_DEADLINE", requestDeadline, range: 0.1...86400) ?? o.requestDeadline
         o.maxConnections = try env.int("MAX_CONNECTIONS", maxConnections, range: 1...1_000_000) ?? o.maxConnections
-        if let f = env.string("LOG_FORMAT", logFormat) {
-            guard let x = AccessLogFormat(rawValue: f) else { throw ValidationError("log-format must be text or json; got '\(f)'") }
-            o.logFormat = x
-        }
-        o.threads = try env.int("THREADS", threads, range: 1...1024)
-        if let g = env.string("GEMM", gemm) {
-            guard let x = GEMMBackend(rawValue: g) else { throw ValidationError("gemm must be onednn or openblas; got '\(g)'") }
-            o.gemm = x
-        }
-        if let k = env.string("KERNELS", kernels) {
-            o.kernels = try KernelFamily.named(k).mapError { ValidationError("kernels \($0.message)") }.get()
-        }
+        o.logFormat = try env.choice("LOG_FORMAT", logFormat) ?? o.logFormat
+        o.threads = try env.int("THREADS", engine.threads, range: 1...1024)
+        o.gemm = try env.choice("GEMM", engine.gemm) ?? o.gemm
+        o.kernels = try env.choice("KERNELS", engine.kernels)
+        if let why = o.kernels?.unavailableReason { throw ValidationError("kernels \(why)") }
+        o.ui = try env.bool("UI", ui) ?? o.ui
         if let b = o.backbone, !FileManager.default.fileExists(atPath: b) { throw ValidationError("backbone '\(b)' does not exist") }
         if let d = o.bundlesDirectory {
             var isDir: ObjCBool = false
@@ -185,26 +163,42 @@ struct SpherecorrServer: ParsableCommand {
 /// Set by the first SIGTERM/SIGINT.
 final class StopFlag: Sendable { let value = Atomic<Bool>(false) }
 
+extension AccessLogFormat: ExpressibleByArgument {}
+
 /// Flag → SPHERECORR_* variable → nil (the caller's default). Bad variable values are errors that name them.
 struct Environment {
     let values = ProcessInfo.processInfo.environment
 
     func string(_ name: String, _ flag: String?) -> String? { flag ?? values["SPHERECORR_\(name)"].flatMap { $0.isEmpty ? nil : $0 } }
 
-    func int(_ name: String, _ flag: Int?, range: ClosedRange<Int>) throws -> Int? {
-        let v: Int
-        if let flag { v = flag } else if let s = string(name, nil) {
-            guard let x = Int(s) else { throw ValidationError("SPHERECORR_\(name)='\(s)' is not an integer") }
-            v = x
-        } else { return nil }
-        guard range.contains(v) else { throw ValidationError("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound); got \(v)") }
+    /// One of an enum's values, spelled as on the command line.
+    func choice<T: ExpressibleByArgument & CaseIterable>(_ name: String, _ flag: T?) throws -> T? {
+        if let flag { return flag }
+        guard let s = string(name, nil) else { return nil }
+        guard let v = T(argument: s) else {
+            throw ValidationError("SPHERECORR_\(name)='\(s)' must be one of \(T.allValueStrings.joined(separator: ", "))")
+        }
         return v
     }
 
-    func double(_ name: String, _ flag: Double?, range: ClosedRange<Double>) throws -> Double? {
-        let v: Double
+    func bool(_ name: String, _ flag: Bool?) throws -> Bool? {
+        if let flag { return flag }
+        guard let s = string(name, nil) else { return nil }
+        switch s.lowercased() {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw ValidationError("SPHERECORR_\(name)='\(s)' is not a boolean (true/false, 1/0, yes/no, on/off)")
+        }
+    }
+
+    func int(_ name: String, _ flag: Int?, range: ClosedRange<Int>) throws -> Int? { try number(name, flag, range: range, kind: "an integer") }
+
+    func double(_ name: String, _ flag: Double?, range: ClosedRange<Double>) throws -> Double? { try number(name, flag, range: range, kind: "a number") }
+
+    private func number<T: LosslessStringConvertible & Comparable>(_ name: String, _ flag: T?, range: ClosedRange<T>, kind: String) throws -> T? {
+        let v: T
         if let flag { v = flag } else if let s = string(name, nil) {
-            guard let x = Double(s) else { throw ValidationError("SPHERECORR_\(name)='\(s)' is not a number") }
+            guard let x = T(s) else { throw ValidationError("SPHERECORR_\(name)='\(s)' is not \(kind)") }
             v = x
         } else { return nil }
         guard range.contains(v) else { throw ValidationError("\(name.lowercased().replacingOccurrences(of: "_", with: "-")) must be in \(range.lowerBound)...\(range.upperBound); got \(v)") }

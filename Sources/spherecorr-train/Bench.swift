@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import DINOv2
 import Foundation
 import Imaging
@@ -12,8 +13,8 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Time the DINOv2 forward pass with random weights of a variant's real shapes (built in memory, no files).")
 
-    @Option(help: "small, base, large or giant.")
-    var variant: String
+    @Option(help: "Which released shapes.")
+    var variant: DinoConfig.Variant
 
     @Flag(help: "The with-registers variant.")
     var registers = false
@@ -39,15 +40,14 @@ struct Bench: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard DinoConfig.Variant(rawValue: variant) != nil else { throw ValidationError("--variant must be one of small, base, large, giant; got '\(variant)'") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         guard `repeat` >= 1 else { throw ValidationError("--repeat must be at least 1") }
     }
 
     func run() throws {
-        try engine.configure(verbose: !json)
-        let config = DinoConfig.variant(DinoConfig.Variant(rawValue: variant)!, registers: registers)
+        engine.configure(logPrefix: json ? nil : "spherecorr-train")
+        let config = DinoConfig.variant(variant, registers: registers)
         let model = DinoVisionTransformer.random(config: config, seed: 0)
         let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: SPairCategories.all, seed: 0,
                                               metadata: ["backbone_variant": "random " + config.displayName])
@@ -88,7 +88,7 @@ struct Bench: ParsableCommand {
         let tokens = batch * ((resolution / 14) * (resolution / 14) + 1 + config.registers)
         let sgemm = Measure.sgemmGFLOPS(m: tokens, n: 4 * config.embedDim, k: config.embedDim)
         let result: [String: Any] = [
-            "variant": variant + (registers ? "-reg" : ""), "resolution": resolution, "batch": batch,
+            "variant": variant.rawValue + (registers ? "-reg" : ""), "resolution": resolution, "batch": batch,
             "latency_s": ["min": times.first!, "median": median, "max": times.last!],
             "gflop": gflop, "gflops": gflop / median, "sgemm_gflops": sgemm,
             "blas_core": "kernels \(KernelFamily.summary), portable GEMM \(GEMM.backend.rawValue), openblas core \(BLASCore.name)",
@@ -100,7 +100,7 @@ struct Bench: ParsableCommand {
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(String(format: "%@ %d² batch %d: median %.3f s (min %.3f, max %.3f), %.1f GFLOP, %.1f GFLOP/s = %.0f%% of sgemm %.1f GFLOP/s, peak RSS %.0f MiB",
-                         variant, resolution, batch, median, times.first!, times.last!, gflop, gflop / median,
+                         variant.rawValue, resolution, batch, median, times.first!, times.last!, gflop, gflop / median,
                          100 * gflop / median / sgemm, sgemm, Double(Measure.peakResidentBytes()) / 1_048_576))
         }
     }

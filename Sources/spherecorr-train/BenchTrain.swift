@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import Foundation
 import Kernels
 import Runtime
@@ -43,7 +44,7 @@ struct BenchTrain: ParsableCommand {
     }
 
     func run() throws {
-        try engine.configure(verbose: !json)
+        engine.configure(logPrefix: json ? nil : "spherecorr-train")
         let side = Int(Double(tokens).squareRoot())
         var rng = SplitMix64(seed: 1)
         var features = [Float](repeating: 0, count: batch * tokens * width)

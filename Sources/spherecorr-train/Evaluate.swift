@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import Correspondence
 import DINOv2
 import Evaluation
@@ -15,18 +16,15 @@ struct Evaluate: ParsableCommand {
 
     @Option(help: "Dataset root (SPair-71k layout: JPEGImages, ImageAnnotation, PairAnnotation, …).")
     var data: String
-    @Option(help: "Split: trn, val or test.")
-    var split: String = "test"
-    @Option(help: "Backbone: a Hugging Face directory or a torch-hub-named .safetensors file.")
-    var backbone: String
-    @Option(help: "Variant of a torch-hub file (small, base, large, giant); inferred from shapes when omitted.")
-    var variant: String?
+    @Option(help: "Split whose pairs are evaluated.")
+    var split: SPairSplit = .test
+    @OptionGroup var backboneOptions: BackboneOptions
     @Option(help: "Sphere bundle (.safetensors); needed for alpha > 0.")
     var bundle: String?
     @Option(help: "Weight of the sphere similarity: 0 = DINOv2 baseline, 0.2 = the paper, 1 = sphere only; comma-separated for several runs sharing the features.")
     var alpha: String = "0.2"
-    @Option(help: "pck, kap or both.")
-    var metric: String = "both"
+    @Option(help: "Metrics to compute.")
+    var metric: MetricSelection = .both
     @Option(help: "Letterbox side, a multiple of 14 (the paper: 840).")
     var resolution: Int = 840
     @Option(parsing: .upToNextOption, help: "Only these categories (space- or comma-separated).")
@@ -38,8 +36,8 @@ struct Evaluate: ParsableCommand {
     @Option(help: "Directory for the persistent feature cache (safetensors keyed by image content, backbone and resolution).")
     var cache: String?
     @Option(help: ArgumentHelp("Evaluate only the K-th of N disjoint parts of the pairs (K from 0) and write a partial report; merge-reports combines the N into the unsharded run's report.",
-                               valueName: "K/N"))
-    var shard: String?
+                               valueName: "K/N"), transform: EvaluationShard.init(parsing:))
+    var shard: EvaluationShard?
     @Flag(help: "Skip pairs whose image or annotation is missing or malformed, and count them in the report.")
     var skipInvalid = false
     @Option(help: "Write the report (JSON) here.")
@@ -51,18 +49,17 @@ struct Evaluate: ParsableCommand {
     @Flag(help: "No progress bar.")
     var quiet = false
     @Option(help: "Sub-patch refinement of the PCK predictions: none (the paper) or soft-argmax.")
-    var refine: String = "none"
-    @Option(help: "soft-argmax: patches on each side of the argmax (default 5; less than the patch grid's side).")
+    var refine: RefinementMethod = .none
+    @Option(help: "soft-argmax: patches on each side of the argmax (default \(Refinement.defaultWindow); less than the patch grid's side).")
     var window: Int?
-    @Option(help: "soft-argmax: softmax temperature, > 0 (default 0.02).")
+    @Option(help: "soft-argmax: softmax temperature, > 0 (default \(Refinement.defaultTemperature)).")
     var temperature: Double?
     @Flag(help: "Also report precision, recall and F1 of the forward–backward 'not visible' check against the target-invisible keypoints.")
     var visibility = false
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
-        guard SPairSplit(rawValue: split) != nil else { throw ValidationError("--split must be trn, val or test; got '\(split)'") }
-        guard MetricSelection(rawValue: metric) != nil else { throw ValidationError("--metric must be pck, kap or both; got '\(metric)'") }
+        _ = try backboneOptions.requiredPath()
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         _ = try alphas()
         let r = try refinement()
@@ -71,10 +68,6 @@ struct Evaluate: ParsableCommand {
             throw ValidationError("--\(error) (at --resolution \(resolution))")
         }
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
-        if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
-        if let shard {
-            do { _ = try EvaluationShard(parsing: shard) } catch { throw ValidationError("\(error)") }
-        }
     }
 
     func alphas() throws -> [Double] {
@@ -93,14 +86,15 @@ struct Evaluate: ParsableCommand {
     }
 
     func run() throws {
-        try engine.configure(verbose: false)
-        let model = try ImageInput.backbone(backbone, variant: variant)
+        engine.configure()
+        let backbone = try backboneOptions.requiredPath()
+        let model = try backboneOptions.load()
         let b: SphereBundle?
         do { b = try bundle.map { try SphereBundle.load(path: $0) } } catch { throw CommandFailure("\(error)") }
         var o = EvaluationOptions(data: data)
-        o.split = SPairSplit(rawValue: split)!
+        o.split = split
         o.alphas = try alphas()
-        o.metric = MetricSelection(rawValue: metric)!
+        o.metric = metric
         o.resolution = resolution
         let cats = categories.flatMap { $0.split(separator: ",").map(String.init) }.filter { !$0.isEmpty }
         o.categories = cats.isEmpty ? nil : cats
@@ -110,17 +104,17 @@ struct Evaluate: ParsableCommand {
         o.skipInvalid = skipInvalid
         o.plotsDirectory = plots
         o.progress = !quiet
-        o.shard = try shard.map { try EvaluationShard(parsing: $0) }
+        o.shard = shard
         o.refine = try refinement()
         o.visibility = visibility
         let result: EvaluationResult
         do {
-            let evaluator = try Evaluator(options: o, backbone: model, backboneKey: backboneKey(model), bundle: b)
+            let evaluator = try Evaluator(options: o, backbone: model, backboneKey: ImageInput.backboneKey(model, path: backbone), bundle: b)
             result = try evaluator.run()
         } catch { throw CommandFailure("\(error)") }
         let config: [String: Any] = [
-            "data": data, "split": split, "backbone": backbone, "backbone_variant": model.config.displayName, "bundle": bundle ?? NSNull(),
-            "alphas": o.alphas, "metric": metric, "resolution": resolution, "categories": result.runs.first?.categories.map(\.category) ?? [],
+            "data": data, "split": split.rawValue, "backbone": backbone, "backbone_variant": model.config.displayName, "bundle": bundle ?? NSNull(),
+            "alphas": o.alphas, "metric": metric.rawValue, "resolution": resolution, "categories": result.runs.first?.categories.map(\.category) ?? [],
             "sample": sample ?? NSNull(), "seed": seed, "thresholds": [0.1, 0.05, 0.01], "refine": o.refine.record,
         ]
         do {
@@ -135,7 +129,7 @@ struct Evaluate: ParsableCommand {
             let json = try JSONSerialization.data(withJSONObject: out, options: [.sortedKeys, .prettyPrinted])
             try AtomicFile.write([UInt8](json), to: URL(fileURLWithPath: report))
             if let markdown {
-                try AtomicFile.write(Array(Report.markdown(result, title: "SphereCorr evaluation on \(URL(fileURLWithPath: data).lastPathComponent) (\(split))").utf8),
+                try AtomicFile.write(Array(Report.markdown(result, title: "SphereCorr evaluation on \(URL(fileURLWithPath: data).lastPathComponent) (\(split.rawValue))").utf8),
                                      to: URL(fileURLWithPath: markdown))
             }
             if let plots { try Plots.charts(directory: plots, result: result) }
@@ -147,8 +141,6 @@ struct Evaluate: ParsableCommand {
                          result.imagesEmbedded, result.cacheHits))
         }
     }
-
-    func backboneKey(_ model: DinoVisionTransformer) -> String { ImageInput.backboneKey(model, path: backbone) }
 }
 
 extension ImageInput {

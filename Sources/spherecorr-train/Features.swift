@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import DINOv2
 import Foundation
 import Imaging
@@ -9,31 +10,18 @@ struct Features: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write the DINOv2 patch features of one image: float32 .npy [Gh*Gw, D], last block before the final norm, CLS and registers removed.")
 
-    @OptionGroup var input: BackboneInput
-
-    @Option(help: "Output .npy path.")
-    var out: String
-
-    @OptionGroup var engine: EngineOptions
+    @OptionGroup var input: OneImageOptions
 
     func run() throws {
-        try engine.configure(verbose: false)
-        let (pixels, h, w) = try input.load()
-        let model = try ImageInput.backbone(input.backbone, variant: input.variant)
-        let out = pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, batch: 1, height: h, width: w) }
-        do {
-            try NPY.write(NPYArray(shape: [out.patches, out.dim], floats: out.features.array), to: URL(fileURLWithPath: self.out))
-        } catch { throw CommandFailure("\(error)") }
+        let (model, image) = try input.prepare()
+        let out = image.embed(with: model)
+        try input.write(NPYArray(shape: [out.patches, out.dim], floats: out.features.array))
     }
 }
 
-/// `--backbone`, `--variant` and the `--image` / `--tensor` input of the commands that run the backbone on one image.
-struct BackboneInput: ParsableArguments {
-    @Option(help: "Backbone: a Hugging Face directory (config.json + model.safetensors) or a torch-hub-named .safetensors file.")
-    var backbone: String
-
-    @Option(help: "Variant of a torch-hub file (small, base, large, giant); inferred from shapes when omitted.")
-    var variant: String?
+/// The options of the commands that run the backbone on one image (`--image` or `--tensor`) and write one .npy.
+struct OneImageOptions: ParsableArguments {
+    @OptionGroup var backbone: BackboneOptions
 
     @Option(help: "Image (JPEG or PNG): letterboxed to --resolution and normalised as the paper's evaluation does.")
     var image: String?
@@ -44,26 +32,43 @@ struct BackboneInput: ParsableArguments {
     @Option(help: "float32 .npy [3, H, W], already normalised, H and W multiples of 14.")
     var tensor: String?
 
+    @Option(help: "Output .npy path.")
+    var out: String
+
+    @OptionGroup var engine: EngineOptions
+
     func validate() throws {
+        _ = try backbone.requiredPath()
         if (image == nil) == (tensor == nil) { throw ValidationError("give exactly one of --image or --tensor") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
-        if let v = variant, DinoConfig.Variant(rawValue: v) == nil {
-            throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'")
-        }
     }
 
-    func load() throws -> ([Float], Int, Int) { try ImageInput.load(image: image, tensor: tensor, resolution: resolution) }
+    /// Configures the engine, loads the backbone and the input.
+    func prepare() throws -> (DinoVisionTransformer, ImageTensor) {
+        engine.configure()
+        let image = try ImageInput.load(image: image, tensor: tensor, resolution: resolution)
+        return (try backbone.load(), image)
+    }
+
+    func write(_ array: NPYArray) throws {
+        do { try NPY.write(array, to: URL(fileURLWithPath: out)) } catch { throw CommandFailure("\(error)") }
+    }
+}
+
+/// A normalised [3, H, W] image tensor.
+struct ImageTensor {
+    var pixels: [Float]
+    var height: Int
+    var width: Int
+
+    func embed(with model: DinoVisionTransformer) -> DinoOutput {
+        pixels.withUnsafeBufferPointer { model.forward(images: $0.baseAddress!, batch: 1, height: height, width: width) }
+    }
 }
 
 enum ImageInput {
-    static func backbone(_ path: String, variant: String?) throws -> DinoVisionTransformer {
-        do { return try DinoVisionTransformer.load(path: path, variant: variant.flatMap(DinoConfig.Variant.init)) } catch {
-            throw CommandFailure("\(error)")
-        }
-    }
-
     /// A normalised [3, H, W] tensor from an image (letterboxed) or a .npy file.
-    static func load(image: String?, tensor: String?, resolution: Int) throws -> ([Float], Int, Int) {
+    static func load(image: String?, tensor: String?, resolution: Int) throws -> ImageTensor {
         if let tensor {
             let a: NPYArray
             do { a = try NPY.read(contentsOf: URL(fileURLWithPath: tensor)) } catch { throw CommandFailure("\(error)") }
@@ -74,12 +79,12 @@ enum ImageInput {
             }
             let v = try a.floats()
             if let bad = v.firstIndex(where: { !$0.isFinite }) { throw CommandFailure("\(tensor): non-finite value at flat index \(bad)") }
-            return (v, a.shape[1], a.shape[2])
+            return ImageTensor(pixels: v, height: a.shape[1], width: a.shape[2])
         }
         let path = image!
         do {
             let img = try decodeImage(contentsOf: URL(fileURLWithPath: path))
-            return (toNormalizedTensor(try letterbox(img, resolution: resolution)), resolution, resolution)
+            return ImageTensor(pixels: toNormalizedTensor(try letterbox(img, resolution: resolution)), height: resolution, width: resolution)
         } catch { throw CommandFailure("\(path): \(error)") }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CommandLineOptions
 import DINOv2
 import Foundation
 import Imaging
@@ -22,14 +23,11 @@ struct Fit: ParsableCommand {
     var data: String?
     @Option(help: "Train on Freiburg Static Cars instead (images/, annotations/, instance_masks/).")
     var fcars: String?
-    @Option(help: "Backbone: a Hugging Face directory or a torch-hub-named .safetensors file.")
-    var backbone: String
-    @Option(help: "Variant of a torch-hub file (small, base, large, giant); inferred from shapes when omitted.")
-    var variant: String?
+    @OptionGroup var backboneOptions: BackboneOptions
     @Option(help: "Output directory for bundles, train.jsonl and the training state.")
     var out: String
     @Option(help: "SPair split whose pairs give the training images.")
-    var split: String = "trn"
+    var split: SPairSplit = .trn
     @Option(help: "Epochs.")
     var epochs: Int = 200
     @Option(help: "Images per optimiser step (the last batch of an epoch may be smaller).")
@@ -48,8 +46,10 @@ struct Fit: ParsableCommand {
     var views: Int = 0
     @Option(help: "View cache directory (default $XDG_CACHE_HOME/spherecorr/views or ~/.cache/spherecorr/views).")
     var cache: String?
-    @Option(help: "Cached feature format: float16 or bfloat16.")
-    var cachePrecision: String = "float16"
+    @Option(help: "Cached feature format.")
+    var cachePrecision: CachePrecision = .float16
+    @Flag(help: "Only build (or complete) the view cache of --views K, then exit: no training, nothing written to --out.")
+    var cacheOnly = false
     @Option(help: "Publish a bundle every N epochs (and at the end).")
     var saveEvery: Int = 10
     @Option(help: "Seed of the initialisation, data order, crops and triplets.")
@@ -65,7 +65,7 @@ struct Fit: ParsableCommand {
     @Option(help: "After each published bundle, PCK@0.1 on this SPair-format dataset (logged as pck in train.jsonl).")
     var evalData: String?
     @Option(help: "Split of --eval-data.")
-    var evalSplit: String = "test"
+    var evalSplit: SPairSplit = .test
     @Option(help: "Letterbox side of the evaluation (the paper: 840).")
     var evalResolution: Int = 840
     @Flag(help: "No progress bar or per-epoch lines.")
@@ -76,25 +76,24 @@ struct Fit: ParsableCommand {
 
     func validate() throws {
         guard (data == nil) != (fcars == nil) else { throw ValidationError("give exactly one of --data (SPair-71k format) or --fcars (Freiburg Cars)") }
-        guard SPairSplit(rawValue: split) != nil else { throw ValidationError("--split must be trn, val or test; got '\(split)'") }
-        guard SPairSplit(rawValue: evalSplit) != nil else { throw ValidationError("--eval-split must be trn, val or test; got '\(evalSplit)'") }
+        _ = try backboneOptions.requiredPath()
         for (name, v) in [("--epochs", epochs), ("--batch-size", batchSize), ("--replications", replications), ("--triplets", triplets),
                           ("--vp-bins", vpBins), ("--save-every", saveEvery)] where v < 1 {
             throw ValidationError("\(name) must be at least 1; got \(v)")
         }
         guard views >= 0 else { throw ValidationError("--views must be 0 (fresh crops) or a positive count; got \(views)") }
+        if cacheOnly && views == 0 { throw ValidationError("--cache-only builds the view cache of --views K: give K ≥ 1") }
         guard lr.isFinite, lr > 0 else { throw ValidationError("--lr must be a positive number; got \(lr)") }
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let why = PatchGrid.invalidReason(resolution: evalResolution) { throw ValidationError("--eval-resolution \(why)") }
-        guard CachePrecision(rawValue: cachePrecision) != nil else { throw ValidationError("--cache-precision must be float16 or bfloat16; got '\(cachePrecision)'") }
         do { _ = try LossWeights(parsing: weights) } catch { throw ValidationError("\(error)") }
-        if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
     }
 
     func run() throws {
-        try engine.configure(verbose: !quiet)
-        let model = try ImageInput.backbone(backbone, variant: variant)
-        var o = FitOptions(data: data.map { .spair(root: $0, split: SPairSplit(rawValue: split)!) } ?? .fcars(root: fcars!), out: out)
+        engine.configure(logPrefix: quiet ? nil : "spherecorr-train")
+        let backbone = try backboneOptions.requiredPath()
+        let model = try backboneOptions.load()
+        var o = FitOptions(data: data.map { .spair(root: $0, split: split) } ?? .fcars(root: fcars!), out: out)
         o.epochs = epochs
         o.batchSize = batchSize
         o.learningRate = lr
@@ -104,7 +103,8 @@ struct Fit: ParsableCommand {
         o.vpBins = vpBins
         o.views = views
         o.cacheDirectory = cache
-        o.cachePrecision = CachePrecision(rawValue: cachePrecision)!
+        o.cachePrecision = cachePrecision
+        o.cacheOnly = cacheOnly
         o.saveEvery = saveEvery
         o.seed = seed
         o.resume = resume
@@ -112,7 +112,7 @@ struct Fit: ParsableCommand {
         o.skipInvalid = skipInvalid
         o.resolution = resolution
         o.evalData = evalData
-        o.evalSplit = SPairSplit(rawValue: evalSplit)!
+        o.evalSplit = evalSplit
         o.evalResolution = evalResolution
         o.progress = quiet ? .none : .automatic
         o.stopAfterSteps = stopAfterSteps
@@ -130,6 +130,10 @@ struct Fit: ParsableCommand {
             logToStderr("spherecorr-train fit: \(e)")
             Foundation.exit(128 + e.signal!)
         } catch { throw CommandFailure("\(error)") }
+        if cacheOnly {
+            if !quiet { print("done: view cache of \(views) views per image ready" + (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : "")) }
+            return
+        }
         if !quiet {
             print("done: \(summary.epochs) epochs, \(summary.bundles.count) bundles published in \(out)" +
                   (summary.skipped > 0 ? ", \(summary.skipped) invalid images skipped" : ""))

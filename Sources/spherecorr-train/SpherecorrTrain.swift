@@ -1,51 +1,22 @@
 import ArgumentParser
-import Kernels
-import Runtime
+import CommandLineOptions
+import Correspondence
+import Evaluation
+import SPair
+import TrainingData
 
 @main
 struct SpherecorrTrain: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spherecorr-train",
-        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, point transfer, benchmarks.",
-        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, Transfer.self, Bench.self, Fit.self, BenchTrain.self])
+        abstract: "Offline SphereCorr tools: DINOv2 features, sphere maps, PCK/KAP evaluation, point transfer, training, dataset checks, benchmarks.",
+        subcommands: [Features.self, Sphere.self, Evaluate.self, MergeReports.self, Transfer.self, Bench.self, Fit.self, BenchTrain.self, CheckSPair.self])
 
-    static func main() {
-        BLASCore.reexecWithSuitableCoreIfNeeded()
-        do {
-            var command = try parseAsRoot()
-            try command.run()
-        } catch {
-            exit(withError: error)
-        }
-    }
+    static func main() { mainCheckingBLASCore() }
 }
 
-/// Engine options shared by the subcommands that run the backbone.
-struct EngineOptions: ParsableArguments {
-    @Option(help: "Worker threads (default: online cores).")
-    var threads: Int?
-
-    @Option(help: "Kernels: avx2 (hand-written, default when the CPU has AVX2+FMA) or portable (library GEMM).")
-    var kernels: String?
-
-    @Option(help: "GEMM library of the portable kernels: onednn or openblas.")
-    var gemm: String = "onednn"
-
-    func configure(verbose: Bool) throws {
-        guard let backend = GEMMBackend(rawValue: gemm) else {
-            throw ValidationError("--gemm must be one of \(GEMMBackend.allCases.map(\.rawValue).joined(separator: ", ")); got '\(gemm)'")
-        }
-        let family = try kernels.map { k in
-            try KernelFamily.named(k).mapError { ValidationError("--kernels \($0.message)") }.get()
-        }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1; got \(t)") }
-        let lines = Threading.configure(workers: threads, backend: backend, kernels: family)
-        if verbose { lines.forEach { logToStderr("spherecorr-train: \($0)") } }
-    }
-}
-
-/// A failure that names the file and what was wrong; exits non-zero.
-struct CommandFailure: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
+// The trainer's own choices on the command line (the shared ones are in CommandLineOptions).
+extension SPairSplit: ExpressibleByArgument {}
+extension MetricSelection: ExpressibleByArgument {}
+extension CachePrecision: ExpressibleByArgument {}
+extension RefinementMethod: ExpressibleByArgument {}

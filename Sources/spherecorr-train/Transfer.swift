@@ -1,10 +1,12 @@
 import ArgumentParser
+import CommandLineOptions
 import Correspondence
 import DINOv2
 import Evaluation
 import Foundation
 import Hashing
 import Imaging
+import JSON
 import Kernels
 import Runtime
 import SPair
@@ -21,10 +23,7 @@ struct Transfer: ParsableCommand {
             letterbox and backbone path as evaluate (each distinct image embedded once, --cache shared with it).
             """)
 
-    @Option(help: "Backbone: a Hugging Face directory or a torch-hub-named .safetensors file.")
-    var backbone: String
-    @Option(help: "Variant of a torch-hub file (small, base, large, giant); inferred from shapes when omitted.")
-    var variant: String?
+    @OptionGroup var backboneOptions: BackboneOptions
     @Option(help: "Sphere bundle (.safetensors); needed for alpha > 0.")
     var bundle: String?
     @Option(help: "Source image (JPEG or PNG).")
@@ -40,7 +39,7 @@ struct Transfer: ParsableCommand {
     @Option(help: "Letterbox side, a multiple of 14 (the paper: 840).")
     var resolution: Int = 840
     @Option(help: "Sub-patch refinement: none (the paper) or soft-argmax.")
-    var refine: String = "none"
+    var refine: RefinementMethod = .none
     @Option(help: "soft-argmax: patches on each side of the argmax (default 5; less than the patch grid's side).")
     var window: Int?
     @Option(help: "soft-argmax: softmax temperature, > 0 (default 0.02).")
@@ -58,6 +57,7 @@ struct Transfer: ParsableCommand {
     @OptionGroup var engine: EngineOptions
 
     func validate() throws {
+        _ = try backboneOptions.requiredPath()
         if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
         if let a = alpha, !(0...1).contains(a) { throw ValidationError("--alpha must be in [0, 1]; got \(a)") }
         if (alpha ?? 0) > 0 && bundle == nil { throw ValidationError("--alpha \(alpha!) blends in the sphere similarity and needs --bundle") }
@@ -66,7 +66,6 @@ struct Transfer: ParsableCommand {
             throw ValidationError("--\(error) (at --resolution \(resolution))")
         }
         if let t = visibilityThreshold, !(t >= 0 && t.isFinite) { throw ValidationError("--visibility-threshold must be a number ≥ 0; got \(t)") }
-        if let v = variant, DinoConfig.Variant(rawValue: v) == nil { throw ValidationError("--variant must be one of small, base, large, giant; got '\(v)'") }
     }
 
     func refinement() throws -> Refinement {
@@ -74,7 +73,7 @@ struct Transfer: ParsableCommand {
     }
 
     func run() throws {
-        try engine.configure(verbose: false)
+        engine.configure()
         let pts = try TransferInput.points(points)
         let targetFiles = try TransferInput.images(in: targets)
         let sourceSize = try TransferInput.size(source)
@@ -85,7 +84,8 @@ struct Transfer: ParsableCommand {
         // Each distinct image (by content) is embedded once, whatever its name: later copies read the first's features.
         var firstPath: [String: String] = [sourceSize.sha256: source]
         for (file, s) in zip(targetFiles, sizes) where firstPath[s.sha256] == nil { firstPath[s.sha256] = file }
-        let model = try ImageInput.backbone(backbone, variant: variant)
+        let backbone = try backboneOptions.requiredPath()
+        let model = try backboneOptions.load()
         let b: SphereBundle?
         do { b = try bundle.map { try SphereBundle.load(path: $0) } } catch { throw CommandFailure("\(error)") }
         if let b, b.backboneDim != model.config.embedDim {
@@ -173,13 +173,12 @@ enum TransferInput {
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch { throw CommandFailure("\(path): cannot read: \(error.localizedDescription)") }
         let value: JSONValue
-        do { value = try JSONReader.parse([UInt8](data)) } catch { throw CommandFailure("\(path): not valid JSON: \(error)") }
+        do { value = try StrictJSON.parse([UInt8](data)) } catch { throw CommandFailure("\(path): not valid JSON: \(error)") }
         guard case .array(let list) = value else { throw CommandFailure("\(path): must be a JSON array of [x, y] pairs") }
         guard !list.isEmpty else { throw CommandFailure("\(path): no points (an empty array)") }
         func number(_ v: JSONValue) -> Double? {
             switch v {
-            case .int(let i): Double(i)
-            case .double(let d): d.isFinite ? d : nil
+            case .number(let d): d.isFinite ? d : nil
             default: nil
             }
         }

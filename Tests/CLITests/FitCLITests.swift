@@ -131,6 +131,29 @@ import Testing
         #expect(bundle.metadata["train.weights"]?.contains("vp=0.0") == true)
     }
 
+    /// --cache-only (scripts/reproduce-paper's cache step): builds the view cache, trains nothing, writes nothing to
+    /// --out; a second call embeds nothing, and a training run afterwards reuses every shard.
+    @Test func cacheOnlyBuildsTheViewCacheAlone() throws {
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let cache = dir.appendingPathComponent("cache"), out = dir.appendingPathComponent("o")
+        let args = fitArgs(out: out, cache: cache, ["--views", "1", "--epochs", "1"])
+        let r = try run("spherecorr-train", args + ["--cache-only"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("view cache") && r.stdout.contains("58 of 58 images embedded now"), "\(r.stdout)")
+        #expect(r.stdout.contains("done: view cache of 1 views per image ready"), "\(r.stdout)")
+        #expect(!FileManager.default.fileExists(atPath: out.path), "--cache-only wrote into --out")
+        let shards = try #require(FileManager.default.enumerator(atPath: cache.path)).allObjects.count
+        #expect(shards >= 58)
+        let again = try run("spherecorr-train", args + ["--cache-only"])
+        #expect(again.status == 0 && again.stdout.contains("0 of 58 images embedded now"), "\(again.stdout)")
+        let train = try run("spherecorr-train", args)
+        #expect(train.status == 0 && train.stdout.contains("0 of 58 images embedded now"), "\(train.stderr)\n\(train.stdout)")
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("sphere-e000001.safetensors").path))
+        let refused = try run("spherecorr-train", args + ["--views", "0", "--cache-only"])
+        #expect(refused.status != 0 && refused.stderr.contains("--cache-only builds the view cache of --views K"), "\(refused.stderr)")
+    }
+
     /// --fcars: Freiburg Cars layout (images/, annotations/, instance_masks/), one condition, azimuth bins.
     @Test func freiburgCars() throws {
         let dir = try tempDir()

@@ -8,7 +8,7 @@ import Testing
     static let commands: [(tool: String, args: [String])] = [
         ("spherecorr-server", ["--help"]),
         ("spherecorr-train", ["--help"]),
-    ] + ["features", "sphere", "evaluate", "merge-reports", "transfer", "bench", "fit", "bench-train"].map { ("spherecorr-train", [$0, "--help"]) }
+    ] + ["features", "sphere", "evaluate", "merge-reports", "transfer", "bench", "fit", "bench-train", "check-spair"].map { ("spherecorr-train", [$0, "--help"]) }
 
     @Test(arguments: commands.indices)
     func helpMatchesTheSnapshot(_ i: Int) throws {

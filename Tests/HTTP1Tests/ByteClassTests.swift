@@ -70,7 +70,7 @@ struct ByteClassTests {
     }
 
     /// RFC 9110 §5.5: field-value = *field-content; field-vchar = VCHAR / obs-text, with SP / HTAB
-    /// inside. NUL, other controls, DEL, bare CR and bare LF are refused (SERVICE.md S6).
+    /// inside. NUL, other controls, DEL, bare CR and bare LF are refused (SERVICE-NOTES S6).
     @Test("header-value bytes", arguments: 0...255)
     func headerValueByte(_ value: Int) {
         let b = UInt8(value)

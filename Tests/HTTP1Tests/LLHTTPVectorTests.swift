@@ -10,7 +10,7 @@ import Testing
 /// llhttp does not check Host, so the vectors run with `requireHost: false`; a second test runs them
 /// with the default options, where the only difference allowed is `missing_host`.
 ///
-/// `Deviation` lists where our policy (SERVICE.md) or the extraction differs from llhttp, with the
+/// `Deviation` lists where our policy (SERVICE-NOTES) or the extraction differs from llhttp, with the
 /// reason. Everything else must match llhttp exactly, message count included.
 struct LLHTTPVector: Sendable, CustomTestStringConvertible {
     var id: Int
@@ -101,15 +101,15 @@ let deviations: [Int: Deviation] = [
         messages: 0,
         reason: "the llhttp case uses the skipBody harness option (lost in extraction); without it the "
             + "second request is the first one's 123-byte body, still incomplete"),
-    66: .refused(.invalidVersion, messages: 0, reason: "ICE/1.0 is not HTTP; SERVICE.md accepts only HTTP/1.0 and 1.1"),
+    66: .refused(.invalidVersion, messages: 0, reason: "ICE/1.0 is not HTTP; SERVICE-NOTES S8 accepts only HTTP/1.0 and 1.1"),
     67: .refused(.invalidVersion, messages: 0, reason: "RTSP/1.0 is not HTTP"),
     68: .refused(.invalidVersion, messages: 0, reason: "RTSP/1.0 is not HTTP"),
-    81: .refused(.invalidRequestLine, messages: 0, reason: "HTTP/0.9-style request line without version: SERVICE.md S8 says 400"),
+    81: .refused(.invalidRequestLine, messages: 0, reason: "HTTP/0.9-style request line without version: SERVICE-NOTES S8 says 400"),
     101: .refused(
         .unsupportedTransferCoding, messages: 0,
-        reason: "SERVICE.md F5: 'deflate, chunked' is understood framing with an unsupported coding → 501"),
+        reason: "SERVICE-NOTES F5: 'deflate, chunked' is understood framing with an unsupported coding → 501"),
     102: .refused(
-        .unsupportedTransferCoding, messages: 0, reason: "SERVICE.md F5: deflate then chunked (two lines) → 501"),
+        .unsupportedTransferCoding, messages: 0, reason: "SERVICE-NOTES F5: deflate then chunked (two lines) → 501"),
 ]
 
 private let compat = ParserOptions(requireHost: false)

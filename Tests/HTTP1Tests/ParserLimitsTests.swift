@@ -30,7 +30,7 @@ private func fieldSection(total: Int, maxLine: Int = 8000) -> String {
 struct ParserLimitsTests {
     let defaults = ParserLimits()
 
-    @Test("defaults are SERVICE.md §4.1")
+    @Test("defaults are SERVICE-NOTES §4.1")
     func defaultValues() {
         #expect(defaults.maxRequestLineSize == 8192)
         #expect(defaults.maxHeaderLineSize == 8192)

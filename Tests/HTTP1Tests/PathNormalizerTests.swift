@@ -1,7 +1,7 @@
 import HTTP1
 import Testing
 
-@Suite("PathNormalizer (SERVICE.md S11)")
+@Suite("PathNormalizer (SERVICE-NOTES S11)")
 struct PathNormalizerTests {
     @Test("normalizes", arguments: [
         ("/", "/"),

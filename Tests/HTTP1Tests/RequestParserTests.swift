@@ -3,7 +3,7 @@ import Testing
 
 private typealias M = ExpectedMessage
 
-/// Requests that parse, framing, smuggling and syntax cases of SERVICE.md §2.1, §2.2, §2.4.
+/// Requests that parse, framing, smuggling and syntax cases of SERVICE-NOTES §2.1, §2.2, §2.4.
 /// Every case runs through the verifier (whole, byte by byte, random splits, feed), and the
 /// well-formed ones are also concatenated (pipelining) below.
 private let cases: [ParserCase] = [
@@ -416,7 +416,7 @@ struct RequestParserTests {
         #expect(!parser.isIdle)
     }
 
-    @Test("every error code maps to the status of SERVICE.md §4.3")
+    @Test("every error code maps to the status of SERVICE-NOTES §4.3")
     func statusMap() {
         for code in ParseError.Code.allCases {
             let error = ParseError(code)

@@ -5,7 +5,7 @@ import HTTPServer
 import Synchronization
 import Testing
 
-/// Black-box tests over 127.0.0.1 / ::1 with raw sockets (SERVICE.md §2.3–2.5).
+/// Black-box tests over 127.0.0.1 / ::1 with raw sockets (SERVICE-NOTES §2.3–2.5).
 @Suite("Loopback: semantics", .timeLimit(.minutes(2)))
 struct LoopbackTests {
     @Test("GET: status, body, Date, exact Content-Length, X-Request-Id, hook headers")
@@ -284,7 +284,7 @@ struct LoopbackTests {
     }
 }
 
-/// Concurrency and resilience over loopback (SERVICE.md §2.4, H2).
+/// Concurrency and resilience over loopback (SERVICE-NOTES §2.4, H2).
 @Suite("Loopback: load and resilience", .serialized, .timeLimit(.minutes(2)))
 struct ResilienceTests {
     @Test("200 concurrent connections, one request each, all answered within 20 s")

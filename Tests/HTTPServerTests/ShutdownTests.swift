@@ -5,7 +5,7 @@ import HTTPServer
 import Synchronization
 import Testing
 
-/// Graceful shutdown (SERVICE.md §4.4 steps 3–6, G1, G2) and the signal trap (G3, G4).
+/// Graceful shutdown (SERVICE-NOTES §4.4 steps 3–6, G1, G2) and the signal trap (G3, G4).
 @Suite("Loopback: shutdown and signals", .serialized, .timeLimit(.minutes(2)))
 struct ShutdownTests {
     @Test("shutdown finishes a slow in-flight request, closes idle keep-alive connections, then the listener is closed")

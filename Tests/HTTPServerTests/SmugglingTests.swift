@@ -3,7 +3,7 @@ import HTTP1
 import HTTPServer
 import Testing
 
-/// One framing or syntax attack of SERVICE.md §2.1–2.3, sent as exact bytes on a fresh connection.
+/// One framing or syntax attack of SERVICE-NOTES §2.1–2.3, sent as exact bytes on a fresh connection.
 struct Attack: Sendable, CustomTestStringConvertible {
     var id: String
     var bytes: String
@@ -85,10 +85,10 @@ let attacks: [Attack] = [
     Attack(id: "L3 Content-Length over the route limit", bytes: "POST /small HTTP/1.1\r\nHost: x\r\nContent-Length: 17\r\n\r\n\(String(repeating: "a", count: 17))", status: 413),
 ]
 
-/// SERVICE.md §2.1–2.3 over loopback: each attack gets its error status as problem+json with
+/// SERVICE-NOTES §2.1–2.3 over loopback: each attack gets its error status as problem+json with
 /// `Connection: close`, the connection is then closed with nothing more sent, the pipelined smuggled
 /// request never runs, and a fresh connection is served normally.
-@Suite("Loopback: framing attacks (SERVICE.md §2.1–2.3, C11)", .serialized, .timeLimit(.minutes(2)))
+@Suite("Loopback: framing attacks (SERVICE-NOTES §2.1–2.3, C11)", .serialized, .timeLimit(.minutes(2)))
 struct SmugglingTests {
     static let smuggledCalls = Counter()
     static let server: TestServer = {

@@ -4,7 +4,7 @@ import HTTP1
 import HTTPServer
 import Testing
 
-/// Timeouts with short configured values (SERVICE.md §2.4 C1–C4, F13, §4.1 item 4).
+/// Timeouts with short configured values (SERVICE-NOTES §2.4 C1–C4, F13, §4.1 item 4).
 @Suite("Loopback: timeouts", .serialized, .timeLimit(.minutes(2)))
 struct TimeoutTests {
     static func shortTimeouts(_ c: inout ServerConfiguration) {

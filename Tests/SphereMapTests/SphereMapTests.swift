@@ -98,7 +98,7 @@ let sphereFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
                 let i = t.firstIndex { $0.0 == "sphere_mapper.0.bias" }!
                 t[i].2[3] = .nan
             }),
-            ("differs from its 'prototypes.blocks.1' twin", { t, _ in
+            ("differs from its twin 'prototypes.blocks.1.mlp.fc2.bias'", { t, _ in
                 let i = t.firstIndex { $0.0 == "prototypes.blocks.1.mlp.fc2.bias" }!
                 t[i].2[0] += 1
             }),

@@ -5,7 +5,7 @@ import SphereMap
 @testable import Training
 
 // Every backward kernel against central finite differences of a plain Double oracle of its forward
-// (DESIGN-ANCHORS §2.4). L = Σ forward(x) ⊙ R for a fixed random R, so ∂L/∂y = R is what the backward receives.
+// (docs/ARCHITECTURE.md §5: a backward is checked against finite differences). L = Σ forward(x) ⊙ R for a fixed random R, so ∂L/∂y = R is what the backward receives.
 // Shapes are odd on purpose (no multiple of 8 or 16 except where a kernel requires it).
 
 struct Rand {

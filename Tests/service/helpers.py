@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import struct
@@ -31,6 +32,17 @@ def server_binary() -> Path:
         raise RuntimeError(f"{p} does not exist: build it first (swift build --product spherecorr-server) "
                            f"or point SPHERECORR_SERVER at a binary")
     return p
+
+
+def train_binary() -> Path:
+    p = Path(os.environ.get("SPHERECORR_TRAIN", REPO / ".build/debug/spherecorr-train"))
+    if not p.exists():
+        raise RuntimeError(f"{p} does not exist: build it first (swift build --build-tests)")
+    return p
+
+
+# The synthetic SPair-format dataset beside the repository clone (shared/data).
+SYNTH = REPO.parent / "shared/data/spair-synth-dev"
 
 
 def free_port() -> int:
@@ -122,6 +134,90 @@ class ServerProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- nginx in front (deploy/nginx/spherecorr.conf)
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+
+
+def nginx_site_config(server_port: int, nginx_port: int, logs: Path, prefix: str | None = None) -> str:
+    """deploy/nginx/spherecorr.conf with the test's ports and log directory. With `prefix` (e.g. "/spherecorr/"), the
+    site's own `location / { … }` block is also served under that prefix, stripped before the service (proxy_pass
+    with a trailing slash): what a deployment under a path prefix does."""
+    text = (REPO / "deploy/nginx/spherecorr.conf").read_text()
+    text, n1 = re.subn(r"server 127\.0\.0\.1:8080", f"server 127.0.0.1:{server_port}", text)
+    text, n2 = re.subn(r"listen 80;", f"listen 127.0.0.1:{nginx_port};", text)
+    text = text.replace("/var/log/nginx/", f"{logs}/")
+    assert n1 == 1 and n2 == 1, "deploy/nginx/spherecorr.conf changed shape: update the test's templating"
+    if prefix is not None:
+        m = re.search(r"\n    location / \{\n.*?\n    \}\n", text, re.S)
+        assert m and "proxy_pass http://spherecorr;" in m.group(0), "deploy/nginx/spherecorr.conf: no 'location / {' block"
+        prefixed = m.group(0).replace("location / {", f"location {prefix} {{").replace(
+            "proxy_pass http://spherecorr;", "proxy_pass http://spherecorr/;")
+        text = text[:m.end()] + prefixed + text[m.end():]
+    return text
+
+
+class NginxFront:
+    """Real nginx (Debian nginx-light) on a free loopback port in front of a server, with the deploy site file."""
+
+    def __init__(self, server_port: int, prefix: str | None = None):
+        if NGINX is None:
+            raise RuntimeError("nginx is not installed (Debian nginx-light; scripts/install-deps installs it)")
+        self.dir = Path(tempfile.mkdtemp(prefix="spherecorr-nginx-"))
+        os.chmod(self.dir, 0o755)  # workers (user nobody when started as root) create their temp files here
+        self.port = free_port()
+        self.proc = None
+        d = self.dir
+        (d / "site.conf").write_text(nginx_site_config(server_port, self.port, d, prefix))
+        (d / "nginx.conf").write_text(f"""
+worker_processes 1;
+daemon off;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log {d}/access.log;
+    client_body_temp_path {d}/client_body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    include {d}/site.conf;
+}}
+""")
+        args = [NGINX, "-p", str(d), "-c", str(d / "nginx.conf"), "-e", str(d / "error.log")]
+        check = subprocess.run(args + ["-t"], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t failed: {check.stderr}")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if request("127.0.0.1", self.port, "GET", "/livez", timeout=5).status == 200:
+                    break
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nginx exited: {(d / 'error.log').read_text()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("nginx did not come up within 30 s")
+            time.sleep(0.1)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- HTTP

@@ -1,4 +1,4 @@
-"""Every endpoint and every output format over loopback, with stdlib clients and curl (SERVICE.md §2.5–2.6)."""
+"""Every endpoint and every output format over loopback, with stdlib clients and curl (SERVICE-NOTES §2.5, §4.7)."""
 from __future__ import annotations
 
 import base64

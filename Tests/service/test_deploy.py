@@ -272,9 +272,10 @@ def test_nginx_site_against_server_limits(server):
 
 # ---------------------------------------------------------------- the trainer: Kubernetes Job and compose service
 # Static checks only (no cluster, no container engine): train → publish → hot reload works when the Job writes into
-# the claim the server Deployment reads, from the same image, with the flags CONTRACTS.md promises for `fit`.
+# the claim the server Deployment reads, from the same image, with the flags CONTRACTS promises for `fit`.
 
-# `spherecorr-train fit` flags, from CONTRACTS.md (the shared docs beside the clone; this copy is used without them).
+# `spherecorr-train fit` flags, as docs/CONTRACTS.md lists them; when the shared contract list is beside the clone,
+# its `fit` rows are read instead, so that the two cannot drift apart unnoticed.
 FIT_FLAGS = {"--data", "--backbone", "--out", "--epochs", "--batch-size", "--views", "--cache", "--save-every", "--seed",
              "--threads", "--weights", "--vp-bins", "--resume", "--skip-invalid"}
 CONTRACTS = REPO.parent / "shared/docs/CONTRACTS.md"

@@ -11,17 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, ServerProcess, image_part, png, post_multipart
+from helpers import REPO, SYNTH, ServerProcess, image_part, png, post_multipart, train_binary
 
 BACKBONE = REPO / "Tests/Fixtures/dinov2/plain.safetensors"
-SYNTH = REPO.parent / "shared/data/spair-synth-dev"
-
-
-def train_binary() -> Path:
-    p = Path(os.environ.get("SPHERECORR_TRAIN", REPO / ".build/debug/spherecorr-train"))
-    if not p.exists():
-        raise RuntimeError(f"{p} does not exist: build it first (swift build --build-tests)")
-    return p
 
 
 def fit(out: Path, cache: Path, *extra: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,4 @@
-"""Lifecycle (SERVICE.md §2.7): hot reload under load, corrupt bundles, SIGHUP/admin reload, overload, deadlines,
+"""Lifecycle (SERVICE-NOTES §2.7): hot reload under load, corrupt bundles, SIGHUP/admin reload, overload, deadlines,
 disconnected clients, SIGTERM with a request in flight. Each test runs its own server; every wait is bounded."""
 from __future__ import annotations
 

@@ -3,83 +3,30 @@ test, on loopback: matching through the proxy, the service's problem+json 413 re
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from helpers import REPO, ServerProcess, free_port, image_part, json_part, multipart, png, request
+from helpers import NGINX, NginxFront, ServerProcess, image_part, json_part, multipart, png, request
 
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx not installed (Debian nginx-light)")
 
 SERVER_MAX_BODY = 2 << 20  # the server's body limit here, far below the site file's client_max_body_size
 
 
-def site_config(server_port: int, nginx_port: int, logs: Path) -> str:
-    text = (REPO / "deploy/nginx/spherecorr.conf").read_text()
-    text, n1 = re.subn(r"server 127\.0\.0\.1:8080", f"server 127.0.0.1:{server_port}", text)
-    text, n2 = re.subn(r"listen 80;", f"listen 127.0.0.1:{nginx_port};", text)
-    text = text.replace("/var/log/nginx/", f"{logs}/")
-    assert n1 == 1 and n2 == 1, "deploy/nginx/spherecorr.conf changed shape: update the test's templating"
-    return text
-
-
 @pytest.fixture(scope="module")
 def proxied():
     server = ServerProcess("--max-body-bytes", str(SERVER_MAX_BODY), "--reload-interval", "0", name="nginx")
-    prefix = Path(tempfile.mkdtemp(prefix="spherecorr-nginx-"))
-    os.chmod(prefix, 0o755)  # workers (user nobody when started as root) create their temp files here
-    nginx_port = free_port()
-    proc = None
+    front = None
     try:
         server.wait_ready()
-        (prefix / "site.conf").write_text(site_config(server.port, nginx_port, prefix))
-        (prefix / "nginx.conf").write_text(f"""
-worker_processes 1;
-daemon off;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log info;
-events {{ worker_connections 256; }}
-http {{
-    access_log {prefix}/access.log;
-    client_body_temp_path {prefix}/client_body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    include {prefix}/site.conf;
-}}
-""")
-        args = [NGINX, "-p", str(prefix), "-c", str(prefix / "nginx.conf"), "-e", str(prefix / "error.log")]
-        check = subprocess.run(args + ["-t"], capture_output=True, text=True, timeout=30)
-        assert check.returncode == 0, check.stderr
-        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if request("127.0.0.1", nginx_port, "GET", "/livez", timeout=5).status == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, (prefix / "error.log").read_text()
-            assert time.monotonic() < deadline, "nginx did not come up"
-            time.sleep(0.1)
-        yield server, nginx_port, prefix
+        front = NginxFront(server.port)
+        yield server, front.port, front.dir
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if front is not None:
+            front.stop()
         server.stop()
-        shutil.rmtree(prefix, ignore_errors=True)
 
 
 def via(proxied, method, path, body=None, headers=None):

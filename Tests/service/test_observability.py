@@ -1,4 +1,4 @@
-"""/metrics (SERVICE.md §2.8): promtool lint, Prometheus naming, histograms in seconds, the real process start."""
+"""/metrics (SERVICE-NOTES §2.8): promtool lint, Prometheus naming, histograms in seconds, the real process start."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,7 @@
-/// A JSON value as read by `StrictJSON`. Objects keep their members in order (keys are unique).
+// The one JSON reader of the project: the service's request parts and the SPair annotation files (issue #10).
+
+/// A JSON value as read by `StrictJSON`. Objects keep their members in order (keys are unique). Numbers are
+/// float64, as Python's `json` holds SPair's coordinates; `integer` reads the integral ones.
 package enum JSONValue: Equatable, Sendable {
     case null
     case bool(Bool)
@@ -18,6 +21,36 @@ package enum JSONValue: Equatable, Sendable {
         default: false
         }
     }
+
+    /// An integral number that fits `Int` (exactly: 2.5 and 1e300 are not); nil for anything else.
+    package var integer: Int? {
+        guard case let .number(x) = self else { return nil }
+        return Int(exactly: x)
+    }
+
+    /// A finite number; nil for anything else (booleans included).
+    package var finiteNumber: Double? {
+        guard case let .number(x) = self, x.isFinite else { return nil }
+        return x
+    }
+
+    /// The member `key` of an object; nil when absent or not an object.
+    package subscript(key: String) -> JSONValue? {
+        guard case let .object(members) = self else { return nil }
+        return members.first { $0.key == key }?.value
+    }
+
+    /// A short name of the value's type, for error messages ("must be an integer, found a string").
+    package var typeName: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: integer != nil ? "an integer" : "a non-integer number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
 }
 
 /// Why a JSON text was refused. `offset` is the 0-based byte where reading stopped.
@@ -32,6 +65,15 @@ package struct JSONParseError: Error, Equatable, Sendable, CustomStringConvertib
     package var reason: String
 
     package var description: String { "\(reason) (byte \(offset))" }
+
+    /// The 1-based line and column of `offset` in the text that was read, for messages about files.
+    package func position(in bytes: [UInt8]) -> (line: Int, column: Int) {
+        var line = 1, column = 1
+        for c in bytes.prefix(offset) {
+            if c == 0x0A { line += 1; column = 1 } else { column += 1 }
+        }
+        return (line, column)
+    }
 }
 
 /// RFC 8259 JSON, strictly: UTF-8 only (no byte order mark, no UTF-16/32), no trailing commas, no comments,
@@ -129,7 +171,7 @@ package struct StrictJSON {
             let key = try string()
             // RFC 8259 §4: names SHOULD be unique; readers disagree on duplicates (first or last wins), so refuse.
             guard keys.insert(key).inserted else {
-                throw JSONParseError(kind: .syntax, offset: keyOffset, reason: "member '\(key.truncatedForEcho)' appears twice")
+                throw JSONParseError(kind: .syntax, offset: keyOffset, reason: "member '\(Self.quoted(key))' appears twice")
             }
             skipWhitespace()
             guard i < b.count, b[i] == UInt8(ascii: ":") else { throw fail("expected ':' after a member name") }
@@ -276,4 +318,9 @@ package struct StrictJSON {
     }
 
     private func fail(_ reason: String) -> JSONParseError { JSONParseError(kind: .syntax, offset: i, reason: reason) }
+
+    /// A member name quoted in an error, cut to 64 scalars: the message stays small whatever was sent (issue #16).
+    private static func quoted(_ key: String) -> String {
+        key.unicodeScalars.count > 64 ? String(String.UnicodeScalarView(key.unicodeScalars.prefix(64))) + "…" : key
+    }
 }
