@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 SWIFT ?= swift
 
-.PHONY: deps build release test bench bench-eval bench-service bench-http bench-train fuzz clean image test-container reproduce-paper
+.PHONY: deps build release test bench bench-eval bench-service bench-transfer bench-http bench-train fuzz clean image test-container reproduce-paper
 
 deps:
 	@scripts/install-deps
@@ -43,6 +43,11 @@ bench-eval: release
 ## 1/4/16, resident memory after 100 vs 1,000 requests (random ViT-S/B weights, loopback; ~40 min on 2 cores).
 bench-service: release
 	scripts/bench-service $(BENCH_SERVICE_ARGS)
+
+## /v1/transfer (1 source + 8 targets) against 8 separate /v1/match calls, cold and warm feature cache, with the ratio
+## (random ViT-S weights, 448², loopback; ~2 minutes on 2 cores).
+bench-transfer: release
+	scripts/bench-transfer $(BENCH_TRANSFER_ARGS)
 
 ## Training-step benchmark: one optimiser step (losses, backward, Adam) at batch 8 and 64, foreground 0.5, beside the
 ## same step of the paper's code in PyTorch fp32, alternating rounds; prints the step-time and peak-memory ratios.

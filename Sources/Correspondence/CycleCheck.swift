@@ -40,6 +40,16 @@ package enum CycleCheck {
 package struct VisibilityScore: Sendable, Equatable {
     package var truePositives = 0, falsePositives = 0, falseNegatives = 0, trueNegatives = 0
     package init() {}
+    package init(truePositives: Int, falsePositives: Int, falseNegatives: Int, trueNegatives: Int) {
+        self.truePositives = truePositives; self.falsePositives = falsePositives
+        self.falseNegatives = falseNegatives; self.trueNegatives = trueNegatives
+    }
+
+    /// The counts of both (evaluation shards: the counts of their union).
+    package mutating func merge(_ o: VisibilityScore) {
+        truePositives += o.truePositives; falsePositives += o.falsePositives
+        falseNegatives += o.falseNegatives; trueNegatives += o.trueNegatives
+    }
 
     /// One keypoint: `predictedHidden` from the cycle check, `hidden` from the dataset.
     package mutating func add(predictedHidden: Bool, hidden: Bool) {
@@ -67,6 +77,20 @@ package struct CycleConfidence: Sendable {
     package private(set) var scores: [Float] = []
     package private(set) var labels: [[Bool]]
     package init(alphas: [Float] = defaultPCKAlphas) { self.alphas = alphas; labels = alphas.map { _ in [] } }
+
+    /// A confidence rebuilt from its outputs (evaluation shards): one label list per α, as long as `scores`.
+    package init(alphas: [Float], scores: [Float], labels: [[Bool]]) throws(CorrespondenceError) {
+        guard labels.count == alphas.count, labels.allSatisfy({ $0.count == scores.count }) else {
+            throw .shape("\(labels.count) label lists of \(labels.map(\.count)) for \(alphas.count) alphas and \(scores.count) scores")
+        }
+        self.alphas = alphas; self.scores = scores; self.labels = labels
+    }
+
+    /// Appends `o`'s outputs (same α): shards merged in order give the unsharded run's outputs in its order.
+    package mutating func merge(_ o: CycleConfidence) {
+        scores += o.scores
+        for a in labels.indices { labels[a] += o.labels[a] }
+    }
 
     package mutating func add(cycleError: Double, correct: [Bool]) {
         scores.append(Float(-cycleError))

@@ -59,17 +59,19 @@ package struct CategoryResult: Sendable {
     package var kap: [Double]?
     /// "Not visible" predictions (cycle error > 0.1·R) against target-invisible labels, source-visible rows.
     package var visibility: VisibilityScore? = nil
+    /// The cycle score as a confidence (its outputs, so that shards merge exactly).
+    package var cycle: CycleConfidence? = nil
     /// KAP of the cycle score as a confidence, per PCK α (nil entries: no positive).
-    package var cycleKAP: [Double?]? = nil
+    package var cycleKAP: [Double?]? { cycle?.kap }
 
     /// What the scores were computed from, kept so that shards can be merged exactly.
     package var pckState: PCKAccumulator?
     package var kapState: KAPAccumulator?
 
     package init(category: String, pck: PCKAccumulator?, kap: KAPAccumulator?, visibility: VisibilityScore? = nil,
-                 cycleKAP: [Double?]? = nil) {
+                 cycle: CycleConfidence? = nil) {
         self.category = category
-        self.visibility = visibility; self.cycleKAP = cycleKAP
+        self.visibility = visibility; self.cycle = cycle
         pairs = pck?.pairs ?? kap?.pairs ?? 0
         pckKeypoints = pck?.evaluated ?? 0
         self.pck = pck?.scores
@@ -98,6 +100,8 @@ package struct EvaluationResult: Sendable {
     package var weighting: CategoryWeighting
     /// The patch grid the keypoints were matched on (the backbone's patch and stride at the resolution).
     package var grid: PatchGrid
+    /// The sub-patch refinement of the PCK predictions (`.none`: the paper's protocol).
+    package var refine: Refinement = .none
 }
 
 /// The paper's evaluation (METHOD §2.3, §5, §6): letterbox to R, the backbone's features (last-block DINOv2, or
@@ -232,14 +236,14 @@ package final class Evaluator {
                 results[a].categories.append(CategoryResult(category: category, pck: options.metric.pck ? pck[a] : nil,
                                                             kap: options.metric.kap ? kap[a] : nil,
                                                             visibility: options.visibility ? vis[a] : nil,
-                                                            cycleKAP: options.visibility ? conf[a].kap : nil))
+                                                            cycle: options.visibility ? conf[a] : nil))
             }
         }
         var weighting = CategoryWeighting.automatic(for: categories, fixed: .spairTestPairCounts)
         if options.split != .test || options.sample != nil { weighting = options.sample != nil ? .uniform : .pairCounts }
         return EvaluationResult(runs: results, thresholds: defaultPCKAlphas, skipped: skipped, pairsEvaluated: total, pairsTotal: all,
                                 imagesEmbedded: store.embedded, cacheHits: store.diskHits, seconds: Measure.now() - t0,
-                                backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting, grid: grid)
+                                backbone: backbone.config.displayName, bundle: bundle?.path, weighting: weighting, grid: grid, refine: options.refine)
     }
 }
 

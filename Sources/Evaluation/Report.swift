@@ -72,7 +72,12 @@ package enum Report {
         var out = "# \(title)\n\n"
         out += "Backbone: \(r.backbone); bundle: \(r.bundle ?? "none"); \(r.pairsEvaluated) pairs"
         out += r.skipped.isEmpty ? "" : ", \(r.skipped.count) invalid pairs skipped"
-        out += "; weighted average: \(r.weighting.name).\n\n"
+        out += "; weighted average: \(r.weighting.name).\n"
+        // Issue #14: which points PCK scored (patch centres are the paper's) and whether visibility was checked.
+        out += "PCK predictions: " + (r.refine == .none ? "patch centres (no refinement, the paper's protocol)" : "\(r.refine) refinement") + ".\n"
+        let visibility = r.runs.contains { $0.categories.contains { $0.visibility != nil } }
+        out += visibility ? "Visibility: forward–backward check scored against the target-invisible keypoints (tables below).\n\n"
+                          : "Visibility: not scored (evaluate --visibility).\n\n"
         let cats = r.runs.first?.categories.map(\.category) ?? []
         func method(_ a: Double) -> String {
             a == 0 ? "DINOv2 (α = 0)" : (a == 1 ? "sphere only (α = 1)" : "DINOv2 + sphere (α = \(trim(a)))")
@@ -90,6 +95,29 @@ package enum Report {
                     out += "| \(method(run.alpha)) | " + cells.joined(separator: " | ")
                         + " | \(agg.map { pct($0.macro[ti]) } ?? "–") | \(agg.map { pct($0.weighted[ti]) } ?? "–") |\n"
                 }
+                out += "\n"
+            }
+        }
+        if visibility {
+            // Averages are plain means over the categories that have a value (these are not the paper's metrics).
+            func row(_ run: AlphaRun, _ pick: (CategoryResult) -> Double?) -> String {
+                let v = run.categories.map(pick)
+                let defined = v.compactMap { $0 }
+                return "| \(method(run.alpha)) | " + v.map { $0.map(pct) ?? "–" }.joined(separator: " | ")
+                    + " | \(defined.isEmpty ? "–" : pct(defined.reduce(0, +) / Double(defined.count))) |\n"
+            }
+            var tables: [(String, (CategoryResult) -> Double?)] = [
+                ("Not visible: precision", { $0.visibility?.precision }), ("Not visible: recall", { $0.visibility?.recall }),
+                ("Not visible: F1", { $0.visibility?.f1 }),
+            ]
+            for (ti, t) in r.thresholds.enumerated() {
+                tables.append(("Cycle-score KAP@\(label(t))", { c in (c.cycleKAP?[ti]).flatMap { $0 } }))
+            }
+            for (name, pick) in tables {
+                out += "## \(name)\n\n"
+                out += "| method | " + cats.joined(separator: " | ") + " | avg |\n"
+                out += "|---|" + String(repeating: "---:|", count: cats.count + 1) + "\n"
+                for run in r.runs { out += row(run, pick) }
                 out += "\n"
             }
         }

@@ -22,9 +22,20 @@ package enum ShardReport {
             return ["alphas": a.alphas.map(Double.init), "scores": a.predictions.map(encode), "labels": a.labels.map(encode),
                     "pairs": a.pairs, "keypoints": a.keypoints] as [String: Any]
         }
+        // --visibility: the four counts of the check, and the cycle confidence's outputs (its KAP does not average).
+        func visibility(_ v: VisibilityScore?) -> Any {
+            guard let v else { return NSNull() }
+            return ["true_positives": v.truePositives, "false_positives": v.falsePositives, "false_negatives": v.falseNegatives,
+                    "true_negatives": v.trueNegatives] as [String: Any]
+        }
+        func cycle(_ c: CycleConfidence?) -> Any {
+            guard let c else { return NSNull() }
+            return ["alphas": c.alphas.map(Double.init), "scores": encode(c.scores), "labels": c.labels.map(encode)] as [String: Any]
+        }
         let runs: [[String: Any]] = r.runs.map { run in
             ["alpha": run.alpha, "categories": run.categories.map { c -> [String: Any] in
-                ["category": c.category, "pck": pck(c.pckState), "kap": kap(c.kapState)]
+                ["category": c.category, "pck": pck(c.pckState), "kap": kap(c.kapState), "visibility": visibility(c.visibility),
+                 "cycle": cycle(c.cycle)]
             }]
         }
         return [
@@ -89,8 +100,10 @@ package enum ShardReport {
             }
             for (ri, run) in other.enumerated() {
                 for (ci, c) in run.categories.enumerated() {
-                    var pck = runs[ri].categories[ci].pckState, kap = runs[ri].categories[ci].kapState
-                    guard (pck == nil) == (c.pckState == nil), (kap == nil) == (c.kapState == nil) else {
+                    let mine = runs[ri].categories[ci]
+                    var pck = mine.pckState, kap = mine.kapState, vis = mine.visibility, cyc = mine.cycle
+                    guard (pck == nil) == (c.pckState == nil), (kap == nil) == (c.kapState == nil),
+                          (vis == nil) == (c.visibility == nil), (cyc == nil) == (c.cycle == nil) else {
                         throw EvaluationError.data(file: s.file, detail: "its metrics differ from \(first.file)'s")
                     }
                     if let p = c.pckState { pck!.merge(p) }
@@ -98,14 +111,19 @@ package enum ShardReport {
                         guard k.alphas == kap!.alphas else { throw EvaluationError.data(file: s.file, detail: "its KAP alphas differ from \(first.file)'s") }
                         kap!.merge(k)
                     }
-                    runs[ri].categories[ci] = CategoryResult(category: c.category, pck: pck, kap: kap)
+                    if let v = c.visibility { vis!.merge(v) }
+                    if let y = c.cycle {
+                        guard y.alphas == cyc!.alphas else { throw EvaluationError.data(file: s.file, detail: "its cycle-KAP alphas differ from \(first.file)'s") }
+                        cyc!.merge(y)
+                    }
+                    runs[ri].categories[ci] = CategoryResult(category: c.category, pck: pck, kap: kap, visibility: vis, cycle: cyc)
                 }
             }
         }
         let evaluated = try ordered.reduce(0) { $0 + (try $1.int("pairs_evaluated")) }
         let total = try first.int("pairs_total")
         guard evaluated == total else { throw EvaluationError.config("the shards evaluated \(evaluated) pairs of \(total)") }
-        let result = EvaluationResult(
+        var result = EvaluationResult(
             runs: runs, thresholds: try first.doubles("thresholds").map(Float.init), skipped: try first.strings("skipped"),
             pairsEvaluated: evaluated, pairsTotal: evaluated,
             imagesEmbedded: try ordered.reduce(0) { $0 + (try $1.int("images_embedded")) },
@@ -116,7 +134,19 @@ package enum ShardReport {
         guard let config = first.values["config"] as? [String: Any] else {
             throw EvaluationError.data(file: first.file, detail: "\"shard.config\" is not an object")
         }
+        result.refine = try refinement(config["refine"], file: first.file)
         return (result, config)
+    }
+
+    /// The refinement a report's configuration records (`Refinement.record`; absent: none, as before issue #14).
+    static func refinement(_ record: Any?, file: String) throws -> Refinement {
+        guard let record else { return .none }
+        guard let r = record as? [String: Any], let method = r["method"] as? String else {
+            throw EvaluationError.data(file: file, detail: "\"shard.config.refine\" must be an object with a \"method\"")
+        }
+        do {
+            return try Refinement.parse(method: method, window: (r["window"] as? NSNumber)?.intValue, temperature: (r["temperature"] as? NSNumber)?.doubleValue)
+        } catch { throw EvaluationError.data(file: file, detail: "\"shard.config.refine\": \(error)") }
     }
 
     static func sameJSON(_ a: Any, _ b: Any) -> Bool {
@@ -207,7 +237,25 @@ package enum ShardReport {
                 guard zip(s, l).allSatisfy({ $0.count == $1.count }) else { throw bad("\(at).kap", "as many labels as scores needed") }
                 kap = KAPAccumulator(grid: grid, alphas: alphas, predictions: s, labels: l, pairs: pairs, keypoints: keypoints)
             }
-            return CategoryResult(category: name, pck: pck, kap: kap)
+            var visibility: VisibilityScore?
+            if let v = c["visibility"] as? [String: Any] {
+                let keys = ["true_positives", "false_positives", "false_negatives", "true_negatives"]
+                let n = keys.compactMap { (v[$0] as? NSNumber)?.intValue }
+                guard n.count == 4 else { throw bad("\(at).visibility", "needs \(keys.map { "\"\($0)\"" }.joined(separator: ", "))") }
+                visibility = VisibilityScore(truePositives: n[0], falsePositives: n[1], falseNegatives: n[2], trueNegatives: n[3])
+            }
+            var cycle: CycleConfidence?
+            if let y = c["cycle"] as? [String: Any] {
+                guard let alphas = (y["alphas"] as? [NSNumber])?.map({ Float($0.doubleValue) }), let scores = y["scores"] as? String,
+                      let labels = y["labels"] as? [String] else {
+                    throw bad("\(at).cycle", "needs \"alphas\", \"scores\" and \"labels\" (one per alpha)")
+                }
+                do {
+                    cycle = try CycleConfidence(alphas: alphas, scores: try floats(scores, at: "\(at).cycle.scores"),
+                                                labels: try labels.map { try bools($0, at: "\(at).cycle.labels") })
+                } catch let e as CorrespondenceError { throw bad("\(at).cycle", "\(e)") }
+            }
+            return CategoryResult(category: name, pck: pck, kap: kap, visibility: visibility, cycle: cycle)
         }
 
         private func floats(_ b64: String, at: String) throws -> [Float] {

@@ -58,6 +58,43 @@ import Testing
         #expect(plain.status != 0 && plain.stderr.contains("whole.json") && plain.stderr.contains("not a partial report"), "\(plain.stderr)")
     }
 
+    /// Issue #14: `--visibility` (precision/recall/F1 counts and the cycle-score KAP) and `--refine` survive sharding
+    /// exactly, and the Markdown tables say which refinement and that visibility was scored.
+    @Test func visibilityAndRefinementMergeExactly() throws {
+        try #require(FileManager.default.fileExists(atPath: synth.path), "the synthetic dataset is expected at \(synth.path)")
+        let dir = try tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let extra = ["--visibility", "--refine", "soft-argmax", "--window", "2"]
+        let whole = dir.appendingPathComponent("whole.json"), wholeMD = dir.appendingPathComponent("whole.md")
+        let r = try evaluate(whole, extra + ["--markdown", wholeMD.path])
+        try #require(r.status == 0, "\(r.stderr)")
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: whole)) as? [String: Any])
+        let runs = try #require(obj["runs"] as? [[String: Any]])
+        #expect(runs.allSatisfy { ($0["visibility"] as? [String: Any])?.count == 3 }, "every alpha scores visibility in 3 categories")
+        let n = 3
+        var parts: [URL] = []
+        for k in 0..<n {
+            let part = dir.appendingPathComponent("shard-\(k).json")
+            let rk = try evaluate(part, extra + ["--shard", "\(k)/\(n)"])
+            try #require(rk.status == 0, "shard \(k): \(rk.stderr)")
+            parts.append(part)
+        }
+        let merged = dir.appendingPathComponent("merged.json"), mergedMD = dir.appendingPathComponent("merged.md")
+        let m = try run("spherecorr-train", ["merge-reports"] + parts.map(\.path) + ["--report", merged.path, "--markdown", mergedMD.path])
+        try #require(m.status == 0, "\(m.stderr)")
+        let got = try canonical(merged), expected = try canonical(whole)
+        #expect(got == expected, "merged report differs:\n\(firstDifference(got, expected))")
+        let md = try String(contentsOf: mergedMD, encoding: .utf8), wholeText = try String(contentsOf: wholeMD, encoding: .utf8)
+        #expect(md == wholeText, "merged Markdown differs:\n\(firstDifference(md, wholeText))")
+        #expect(md.contains("PCK predictions: soft-argmax (window 2, temperature 0.02) refinement") && md.contains("## Not visible: F1")
+                && md.contains("## Cycle-score KAP@0.1"), "\(md)")
+        // Without either flag the tables say so.
+        let plain = dir.appendingPathComponent("plain.json"), plainMD = dir.appendingPathComponent("plain.md")
+        try #require(try evaluate(plain, ["--markdown", plainMD.path]).status == 0)
+        let p = try String(contentsOf: plainMD, encoding: .utf8)
+        #expect(p.contains("PCK predictions: patch centres (no refinement") && p.contains("Visibility: not scored") && !p.contains("Not visible: F1"), "\(p)")
+    }
+
     @Test func shardOutsideTheRangeIsRefused() throws {
         let dir = try tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -108,6 +108,25 @@ import TensorFiles
         c.put(key(9), .init(features: FloatStorage(count: 1000), width: 1, height: 1))
         #expect(c.get(key(9)) == nil)
     }
+
+    /// Issue #14: sphere vectors live beside the features, for one model version, within the byte bound.
+    @Test func sphereVectorsAreKeptPerModelVersion() {
+        let c = FeatureCache(capacityBytes: 3 * 400 + 2 * 12)
+        func key(_ i: Int) -> FeatureCache.Key { .init(sha256: "\(i)", resolution: 448, backbone: "b") }
+        for i in 0..<3 { c.put(key(i), .init(features: FloatStorage(count: 100), width: 1, height: 1)) }
+        let s = FloatStorage([1, 0, 0])
+        c.putSphere(key(0), version: "v1", s)
+        #expect(c.sphere(key(0), version: "v1") === s && c.sphere(key(0), version: "v2") == nil && c.sphere(key(1), version: "v1") == nil)
+        #expect(c.stats.bytes == 3 * 400 + 12 && c.stats.entries == 3)
+        c.putSphere(key(1), version: "v1", FloatStorage([0, 1, 0]))
+        c.putSphere(key(2), version: "v1", FloatStorage([0, 0, 1]))
+        // Over the bound: the least recently used other entry goes, never the one just given its sphere.
+        #expect(c.stats.bytes <= 3 * 400 + 2 * 12 && c.stats.entries == 2)
+        #expect(c.sphere(key(2), version: "v1") != nil && c.sphere(key(0), version: "v1") == nil)
+        // Not cached: nothing to attach to.
+        c.putSphere(key(7), version: "v1", s)
+        #expect(c.sphere(key(7), version: "v1") == nil)
+    }
 }
 
 @Suite struct JSONWriterTests {
