@@ -42,12 +42,7 @@ struct Evaluate: ParsableCommand {
     var plots: String?
     @Flag(help: "No progress bar.")
     var quiet = false
-    @Option(help: "Sub-patch refinement of the PCK predictions: none (the paper) or soft-argmax.")
-    var refine: RefinementMethod = .none
-    @Option(help: "soft-argmax: patches on each side of the argmax (default \(Refinement.defaultWindow); less than the patch grid's side).")
-    var window: Int?
-    @Option(help: "soft-argmax: softmax temperature, > 0 (default \(Refinement.defaultTemperature)).")
-    var temperature: Double?
+    @OptionGroup var refinementOptions: RefinementOptions
     @Flag(help: "Also report precision, recall and F1 of the forward–backward 'not visible' check against the target-invisible keypoints.")
     var visibility = false
     @OptionGroup var engine: EngineOptions
@@ -58,7 +53,6 @@ struct Evaluate: ParsableCommand {
         // refinement against it once the backbone is loaded.
         guard resolution > 0 else { throw ValidationError("--resolution must be positive; got \(resolution)") }
         _ = try alphas()
-        _ = try refinement()
         if let s = sample, s < 1 { throw ValidationError("--sample must be at least 1; got \(s)") }
     }
 
@@ -69,12 +63,6 @@ struct Evaluate: ParsableCommand {
             throw ValidationError("--alpha takes numbers in [0, 1], comma-separated; got '\(alpha)'")
         }
         return values
-    }
-
-    func refinement() throws -> Refinement {
-        do { return try Refinement.parse(method: refine, window: window, temperature: temperature) } catch {
-            throw ValidationError("--\(error)")
-        }
     }
 
     func run() throws {
@@ -97,7 +85,7 @@ struct Evaluate: ParsableCommand {
         o.plotsDirectory = plots
         o.progress = !quiet
         o.shard = shard
-        o.refine = try refinement()
+        o.refine = try refinementOptions.refinement()
         o.visibility = visibility
         let result: EvaluationResult
         do {

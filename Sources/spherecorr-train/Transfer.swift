@@ -37,14 +37,9 @@ struct Transfer: ParsableCommand {
     var out: String
     @Option(help: "Weight of the sphere similarity in [0, 1]. Default: 0.2 (the paper) with --bundle, 0 without.")
     var alpha: Double?
-    @Option(help: "Letterbox side, a multiple of 14 (the paper: 840).")
+    @Option(help: "Letterbox side, a multiple of the backbone's patch size: 14 for DINOv2 (the paper: 840), 8 or 16 for DINOv1.")
     var resolution: Int = 840
-    @Option(help: "Sub-patch refinement: none (the paper) or soft-argmax.")
-    var refine: RefinementMethod = .none
-    @Option(help: "soft-argmax: patches on each side of the argmax (default \(Refinement.defaultWindow); less than the patch grid's side).")
-    var window: Int?
-    @Option(help: "soft-argmax: softmax temperature, > 0 (default \(Refinement.defaultTemperature)).")
-    var temperature: Double?
+    @OptionGroup var refinementOptions: RefinementOptions
     @Option(help: "Source pixels: a point is visible when its cycle error is at most this. Default: 0.1 × the source's longer side.")
     var visibilityThreshold: Double?
     @Flag(help: "Match against the whole letterbox, padding included (the paper's evaluation), not only the image.")
@@ -59,19 +54,14 @@ struct Transfer: ParsableCommand {
 
     func validate() throws {
         _ = try backboneOptions.requiredPath()
-        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
+        // The grid depends on the backbone's patch size and stride: --resolution and the refinement window are
+        // checked against it once the backbone is loaded.
+        guard resolution > 0 else { throw ValidationError("--resolution must be positive; got \(resolution)") }
         if let a = alpha, !(0...1).contains(a) { throw ValidationError("--alpha must be in [0, 1]; got \(a)") }
         if (alpha ?? 0) > 0 && bundle == nil { throw ValidationError("--alpha \(alpha!) blends in the sphere similarity and needs --bundle") }
-        let side = resolution / PatchGrid.patchSize
-        do { try refinement().check(gridRows: side, gridColumns: side) } catch {
-            throw ValidationError("--\(error) (at --resolution \(resolution))")
-        }
         if let t = visibilityThreshold, !(t >= 0 && t.isFinite) { throw ValidationError("--visibility-threshold must be a number ≥ 0; got \(t)") }
     }
 
-    func refinement() throws -> Refinement {
-        do { return try Refinement.parse(method: refine, window: window, temperature: temperature) } catch { throw ValidationError("--\(error)") }
-    }
 
     func run() throws {
         engine.configure()
@@ -96,11 +86,11 @@ struct Transfer: ParsableCommand {
         guard let grid = PatchGrid(resolution: resolution, patch: model.config.patchSize, stride: model.config.patchStride) else {
             throw CommandFailure("--resolution \(resolution) is not a multiple of the patch size \(model.config.patchSize) of \(model.config.displayName)")
         }
-        do { try refinement().check(gridRows: grid.side, gridColumns: grid.side) } catch {
+        do { try refinementOptions.refinement().check(gridRows: grid.side, gridColumns: grid.side) } catch {
             throw CommandFailure("--\(error) (at --resolution \(resolution))")
         }
         let a = alpha ?? (b == nil ? 0 : 0.2)
-        let refinement = try refinement()
+        let refinement = try refinementOptions.refinement()
         let store = FeatureStore(backbone: model, backboneKey: BackboneIdentity.key(model, path: backbone), resolution: resolution,
                                  cacheDirectory: cache.map { URL(fileURLWithPath: $0) })
         var progress = Progress(total: targetFiles.count, enabled: !quiet, unit: "images", log: { logToStderr($0) })
