@@ -224,6 +224,18 @@ package enum Matching {
                 for (k, i) in rows.enumerated() {
                     let q = a.baseAddress! + i * sd
                     let out = c + k * n2
+                    if sd == 3 {
+                        // The sphere's own width unrolled: the same products and sums in the same order as below.
+                        let (q0, q1, q2) = (q[0], q[1], q[2])
+                        var t = b.baseAddress!
+                        for j in 0..<n2 {
+                            var dot: Float = 0
+                            dot += q0 * t[0]; dot += q1 * t[1]; dot += q2 * t[2]
+                            out[j] = wf * out[j] + ws * dot
+                            t += 3
+                        }
+                        continue
+                    }
                     for j in 0..<n2 {
                         let t = b.baseAddress! + j * sd
                         var dot: Float = 0
@@ -259,7 +271,11 @@ package enum Matching {
         source.withUnsafeBufferPointer { ap in
             b.values.withUnsafeBufferPointer { bp in
                 // The engine's linear path with B as the weights: c[M, N] = A[M, K] · B[N, K]ᵀ.
-                linearForward(c, ap.baseAddress! + offset, weight: bp.baseAddress!, bias: nil, rows: m, inFeatures: k, outFeatures: n)
+                // c[M, N] = A[M, K] · B[N, K]ᵀ, B as stored (sgemm packs it as it goes). The matmul primitive with
+                // B as unpacked weights reorders all of B on every call: 2-3× slower for a few query rows against a
+                // grid, the service's case (issue #14).
+                GEMM.sgemmParallel(m: m, n: n, k: k, a: ap.baseAddress! + offset, lda: k, b: bp.baseAddress!, ldb: k, bTransposed: true,
+                                   c: c, ldc: n)
             }
         }
     }

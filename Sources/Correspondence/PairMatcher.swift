@@ -41,7 +41,7 @@ package struct PointMatch: Sendable, Equatable {
 }
 
 /// One image's side of a pair: its candidate patches and their descriptors. A transfer builds the source's once
-/// for all its targets.
+/// for all its targets; the service keeps it in the feature cache, so a warm request normalises nothing.
 package struct MatchSide: Sendable {
     package let image: MatchImage
     package let rows: [Int]
@@ -51,6 +51,13 @@ package struct MatchSide: Sendable {
         self.image = image
         rows = restrict ? MatchSide.contentPatches(image) : Array(0..<image.tokens)
         descriptors = try MatchSide.descriptors(image, rows)
+    }
+
+    /// Bytes it holds besides the image's own arrays (its normalised descriptors and rows): what a cache keeping
+    /// it pays.
+    package var bytes: Int {
+        (descriptors.features.values.count + (descriptors.sphere?.values.count ?? 0)) * MemoryLayout<Float>.stride
+            + rows.count * MemoryLayout<Int>.stride
     }
 
     /// Descriptors of `rows` of one image (features and, when it has them, sphere vectors).

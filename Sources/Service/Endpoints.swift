@@ -191,10 +191,8 @@ struct Endpoints: Sendable {
             metrics.recordCache(pipeline.cache, hits: 2 - misses, misses: misses)
             let spheres: [FloatStorage]? = mp.alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
-            let result = try matching {
-                try PairMatcher(source: images[0].matchImage(sphere: spheres?[0]), target: images[1].matchImage(sphere: spheres?[1]),
-                                alpha: mp.alpha, restrict: mp.restrict)
-            }
+            let sides = try pipeline.matchSides(images, spheres: spheres, restrict: mp.restrict, snapshot: snap)
+            let result = PairMatcher(source: sides[0], target: sides[1], alpha: mp.alpha)
             if format == .npy {
                 let tensor = OutputTensor(name: "field", shape: [images[0].grid, images[0].grid, 3], values: try matching { try result.field() })
                 times.match = Measure.now() - t0
@@ -284,15 +282,11 @@ struct Endpoints: Sendable {
             metrics.recordCache(pipeline.cache, hits: images.count - embedded, misses: embedded)
             let spheres: [FloatStorage]? = mp.alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
-            let source = try matching { try MatchSide(images[0].matchImage(sphere: spheres?[0]), restrict: mp.restrict) }
-            var sides: [FeatureCache.Key: MatchSide] = [:]
+            let sides = try pipeline.matchSides(images, spheres: spheres, restrict: mp.restrict, snapshot: snap)
             var answers: [[String: Any]] = []
             for i in 1..<images.count {
-                let img = images[i]
-                let side = try sides[img.key] ?? matching { try MatchSide(img.matchImage(sphere: spheres?[i]), restrict: mp.restrict) }
-                sides[img.key] = side
-                let matches = try mp.points(points, PairMatcher(source: source, target: side, alpha: mp.alpha))
-                answers.append(["part": uploads[i].part, "target": describe(img), "matches": matches.map(\.record)])
+                let matches = try mp.points(points, PairMatcher(source: sides[0], target: sides[i], alpha: mp.alpha))
+                answers.append(["part": uploads[i].part, "target": describe(images[i]), "matches": matches.map(\.record)])
             }
             times.match = Measure.now() - t0
             metrics.recordStages(times, images: embedded)

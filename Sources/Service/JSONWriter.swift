@@ -16,6 +16,17 @@ package enum JSONWriter {
     }
 
     private static func write(_ value: Any, into out: inout [UInt8]) throws {
+        // The common types by identity first: each failed `as` below is a runtime cast, and a /v1/transfer answer
+        // holds thousands of values (issue #14). The same case of the switch is taken either way.
+        switch ObjectIdentifier(type(of: value)) {
+        case ObjectIdentifier(Double.self): return try writeNumber(value as! Double, into: &out)
+        case ObjectIdentifier(Int.self): out += Array(String(value as! Int).utf8); return
+        case ObjectIdentifier(String.self): return writeString(value as! String, into: &out)
+        case ObjectIdentifier(Bool.self): out += (value as! Bool) ? Array("true".utf8) : Array("false".utf8); return
+        case ObjectIdentifier([Any].self): return try writeArray(value as! [Any], into: &out, write)
+        case ObjectIdentifier([String: Any].self): return try writeObject(value as! [String: Any], into: &out)
+        default: break
+        }
         switch value {
         case let s as String: writeString(s, into: &out)
         case let b as Bool: out += b ? Array("true".utf8) : Array("false".utf8)
@@ -25,18 +36,21 @@ package enum JSONWriter {
         case let f as Float: try writeFloat(f, into: &out)
         case let a as [Float]: try writeArray(a, into: &out, writeFloat)  // unboxed: feature arrays are large
         case let a as [Any]: try writeArray(a, into: &out, write)
-        case let o as [String: Any]:
-            out.append(UInt8(ascii: "{"))
-            for (i, k) in o.keys.sorted().enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
-                writeString(k, into: &out)
-                out.append(UInt8(ascii: ":"))
-                try write(o[k]!, into: &out)
-            }
-            out.append(UInt8(ascii: "}"))
+        case let o as [String: Any]: try writeObject(o, into: &out)
         case is NSNull: out += Array("null".utf8)
         default: writeString(String(describing: value), into: &out)
         }
+    }
+
+    private static func writeObject(_ o: [String: Any], into out: inout [UInt8]) throws {
+        out.append(UInt8(ascii: "{"))
+        for (i, k) in o.keys.sorted().enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            writeString(k, into: &out)
+            out.append(UInt8(ascii: ":"))
+            try write(o[k]!, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     private static func writeArray<T>(_ a: [T], into out: inout [UInt8], _ element: (T, inout [UInt8]) throws -> Void) rethrows {
