@@ -191,7 +191,7 @@ struct Endpoints: Sendable {
             metrics.recordCache(pipeline.cache, hits: 2 - misses, misses: misses)
             let spheres: [FloatStorage]? = mp.alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
-            let sides = try pipeline.matchSides(images, spheres: spheres, restrict: mp.restrict, snapshot: snap)
+            let sides = try pipeline.cache.matchSides(images, spheres: spheres, restrict: mp.restrict, version: snap.version)
             let result = PairMatcher(source: sides[0], target: sides[1], alpha: mp.alpha)
             if format == .npy {
                 let tensor = OutputTensor(name: "field", shape: [images[0].grid, images[0].grid, 3], values: try matching { try result.field() })
@@ -282,7 +282,7 @@ struct Endpoints: Sendable {
             metrics.recordCache(pipeline.cache, hits: images.count - embedded, misses: embedded)
             let spheres: [FloatStorage]? = mp.alpha > 0 ? try pipeline.spheres(images, snapshot: snap, request: request, times: &times) : nil
             let t0 = Measure.now()
-            let sides = try pipeline.matchSides(images, spheres: spheres, restrict: mp.restrict, snapshot: snap)
+            let sides = try pipeline.cache.matchSides(images, spheres: spheres, restrict: mp.restrict, version: snap.version)
             var answers: [[String: Any]] = []
             for i in 1..<images.count {
                 let matches = try mp.points(points, PairMatcher(source: sides[0], target: sides[i], alpha: mp.alpha))

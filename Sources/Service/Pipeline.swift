@@ -381,24 +381,6 @@ package final class Pipeline: Sendable {
         return out.map { $0! }
     }
 
-    /// Each image's side of a match (candidate patches, normalised descriptors: METHOD §5) for `restrict`, with
-    /// the sphere vectors when given. Sides the feature cache holds are reused; the others are built once per
-    /// distinct image and kept beside its features (counted in the cache's bound), so a warm /v1/match or
-    /// /v1/transfer normalises no descriptor (issue #14). The name says what a side depends on: the candidate set
-    /// and whether, and from which model version, it has sphere vectors (new vectors drop it anyway).
-    package func matchSides(_ images: [EmbeddedImage], spheres: [FloatStorage]?, restrict: Bool,
-                            snapshot: ModelSnapshot) throws -> [MatchSide] {
-        let name = "match-side restrict=\(restrict) sphere=\(spheres == nil ? "none" : snapshot.version)"
-        var built: [FeatureCache.Key: MatchSide] = [:]
-        return try images.enumerated().map { i, img in
-            if let side = built[img.key] ?? cache.derived(img.key, name: name) as? MatchSide { built[img.key] = side; return side }
-            let side = try matching { try MatchSide(img.matchImage(sphere: spheres?[i]), restrict: restrict) }
-            cache.putDerived(img.key, name: name, .init(side, bytes: side.bytes))
-            built[img.key] = side
-            return side
-        }
-    }
-
     private func queued<T>(deadline: ContinuousClock.Instant, request: Request, _ work: () throws -> T) throws -> (Double, T) {
         do {
             let r = try queue.run(deadline: deadline, isCancelled: { !request.isClientConnected }, work)
@@ -439,4 +421,27 @@ private final class PreparedImages: @unchecked Sendable {
     func get(_ i: Int) -> Result<Value, any Error> { lock.lock(); defer { lock.unlock() }; return results[i]! }
     /// Bytes held by the drawing copies made so far.
     var heldBytes: Int { lock.lock(); defer { lock.unlock() }; return held }
+}
+
+extension FeatureCache {
+    /// Each image's side of a match (candidate patches, normalised descriptors: METHOD §5) for `restrict`, with
+    /// the sphere vectors of model `version` when given. Sides this cache holds are reused; the others are built
+    /// once per distinct image and kept beside its features (counted in the bound), so a warm /v1/match or
+    /// /v1/transfer normalises no descriptor (issue #14). The name says what a side depends on: the candidate set
+    /// and whether, and from which model version, it has sphere vectors (new vectors drop it anyway).
+    package func matchSides(_ images: [EmbeddedImage], spheres: [FloatStorage]?, restrict: Bool, version: String) throws -> [MatchSide] {
+        let name = FeatureCache.matchSideName(restrict: restrict, sphereVersion: spheres == nil ? nil : version)
+        var built: [Key: MatchSide] = [:]
+        return try images.enumerated().map { i, img in
+            if let side = built[img.key] ?? derived(img.key, name: name) as? MatchSide { built[img.key] = side; return side }
+            let side = try matching { try MatchSide(img.matchImage(sphere: spheres?[i]), restrict: restrict) }
+            putDerived(img.key, name: name, .init(side, bytes: side.bytes))
+            built[img.key] = side
+            return side
+        }
+    }
+
+    static func matchSideName(restrict: Bool, sphereVersion: String?) -> String {
+        "match-side restrict=\(restrict) sphere=\(sphereVersion ?? "none")"
+    }
 }

@@ -1,4 +1,6 @@
+import Correspondence
 import Features
+import Imaging
 import Foundation
 import Testing
 import Kernels
@@ -126,6 +128,76 @@ import TensorFiles
         // Not cached: nothing to attach to.
         c.putSphere(key(7), version: "v1", s)
         #expect(c.sphere(key(7), version: "v1") == nil)
+    }
+
+    /// Issue #14: values derived from an entry count in the bound, go with new sphere vectors, and are not kept
+    /// when the entry with them would not fit at all.
+    @Test func derivedValuesCountInTheBound() {
+        let c = FeatureCache(capacityBytes: 3 * 400 + 100)
+        func key(_ i: Int) -> FeatureCache.Key { .init(sha256: "\(i)", resolution: 448, backbone: "b") }
+        for i in 0..<3 { c.put(key(i), .init(features: FloatStorage(count: 100), width: 1, height: 1)) }
+        c.putDerived(key(0), name: "a", .init("zero", bytes: 60))
+        #expect(c.derived(key(0), name: "a") as? String == "zero" && c.derived(key(0), name: "b") == nil && c.derived(key(1), name: "a") == nil)
+        #expect(c.stats.bytes == 3 * 400 + 60 && c.stats.entries == 3)
+        // Over the bound: the least recently used other entry goes.
+        c.putDerived(key(2), name: "a", .init("two", bytes: 60))
+        #expect(c.stats.entries == 2 && c.get(key(1)) == nil && c.stats.bytes == 2 * 400 + 120)
+        // New sphere vectors drop what was derived (it may have used the old ones).
+        c.putSphere(key(0), version: "v2", FloatStorage([1, 0, 0]))
+        #expect(c.derived(key(0), name: "a") == nil && c.stats.bytes == 2 * 400 + 12 + 60)
+        // An entry that could never fit with it keeps its features and loses nothing else.
+        c.putDerived(key(2), name: "big", .init("big", bytes: 2000))
+        #expect(c.derived(key(2), name: "big") == nil && c.derived(key(2), name: "a") as? String == "two")
+        c.putDerived(key(9), name: "a", .init("nine", bytes: 4))
+        #expect(c.derived(key(9), name: "a") == nil)
+    }
+
+    /// Issue #14: a warm match takes each image's normalised descriptors from the cache: they equal what a fresh
+    /// `MatchSide` computes, per candidate set and sphere version, and the cache counts their bytes.
+    @Test func matchSidesAreCachedAndEqualFreshOnes() throws {
+        let g = 4, d = 8, r = 56
+        func image(_ i: Int, width: Int, height: Int) -> (EmbeddedImage, FloatStorage) {
+            var rng = SplitMix64(seed: UInt64(i))
+            let f = FloatStorage((0..<(g * g * d)).map { _ in Float.random(in: -1...1, using: &rng) })
+            let s = FloatStorage((0..<(g * g * 3)).map { _ in Float.random(in: -1...1, using: &rng) })
+            let key = FeatureCache.Key(sha256: "\(i)", resolution: r, backbone: "b")
+            return (EmbeddedImage(width: width, height: height, transform: KeypointTransform(imageWidth: width, imageHeight: height, resolution: r),
+                                  features: f, cached: true, key: key), s)
+        }
+        let (a, sa) = image(1, width: 100, height: 40), (b, sb) = image(2, width: 30, height: 60)
+        let c = FeatureCache(capacityBytes: 1 << 20)
+        for img in [a, b] { c.put(img.key, .init(features: img.features, width: img.width, height: img.height)) }
+        let before = c.stats.bytes
+        let images = [a, b, a]  // the same image twice in one request: one side
+        for restrict in [true, false] {
+            for spheres in [[sa, sb, sa], nil] as [[FloatStorage]?] {
+                let sides = try c.matchSides(images, spheres: spheres, restrict: restrict, version: "v1")
+                let again = try c.matchSides(images, spheres: spheres, restrict: restrict, version: "v1")
+                for (k, img) in images.enumerated() {
+                    let fresh = try MatchSide(MatchImage(width: img.width, height: img.height, transform: img.transform, features: img.features,
+                                                         sphere: spheres?[k]), restrict: restrict)
+                    for side in [sides[k], again[k]] {
+                        #expect(side.rows == fresh.rows)
+                        #expect(side.descriptors.features.values == fresh.descriptors.features.values)
+                        #expect(side.descriptors.sphere?.values == fresh.descriptors.sphere?.values)
+                    }
+                    let name = FeatureCache.matchSideName(restrict: restrict, sphereVersion: spheres == nil ? nil : "v1")
+                    #expect(c.derived(img.key, name: name) is MatchSide)
+                }
+                // Letterbox padding is no candidate when restricted.
+                #expect(restrict ? sides[0].rows.count < g * g : sides[0].rows.count == g * g)
+            }
+        }
+        // Four sides per image, each counted.
+        let sides = try [true, false].flatMap { rs in try [true, false].map { sp in
+            try c.matchSides([a, b], spheres: sp ? [sa, sb] : nil, restrict: rs, version: "v1")
+        } }
+        #expect(c.stats.bytes == before + sides.reduce(0) { $0 + $1[0].bytes + $1[1].bytes })
+        #expect(sides[0][0].bytes == (sides[0][0].rows.count * (d + 3)) * 4 + sides[0][0].rows.count * 8)
+        // Without a cache (capacity 0) sides are still built, and nothing is kept.
+        let none = FeatureCache(capacityBytes: 0)
+        let uncached = try none.matchSides(images, spheres: nil, restrict: true, version: "v1")
+        #expect(uncached[2].descriptors.features.values == uncached[0].descriptors.features.values && none.stats.bytes == 0)
     }
 }
 
