@@ -270,7 +270,6 @@ package enum Matching {
         let offset = contiguous ? rows[0] * k : 0
         source.withUnsafeBufferPointer { ap in
             b.values.withUnsafeBufferPointer { bp in
-                // The engine's linear path with B as the weights: c[M, N] = A[M, K] · B[N, K]ᵀ.
                 // c[M, N] = A[M, K] · B[N, K]ᵀ, B as stored (sgemm packs it as it goes). The matmul primitive with
                 // B as unpacked weights reorders all of B on every call: 2-3× slower for a few query rows against a
                 // grid, the service's case (issue #14).
