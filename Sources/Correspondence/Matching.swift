@@ -19,7 +19,14 @@ package struct NormalizedDescriptors: Sendable {
     package let rows: Int
     package let dimension: Int
     /// `[rows, dimension]`, row-major.
-    package let values: [Float]
+    let storage: FloatStorage
+    /// The rows as the right-hand side of a product `A · selfᵀ`: reordered into the GEMM's layout on first use and
+    /// kept, so that matching many queries against one image (a transfer, a warm cache) reorders it once.
+    let operand: MatmulWeights
+
+    package var values: [Float] { Array(UnsafeBufferPointer(start: storage.pointer, count: rows * dimension)) }
+    /// Bytes of the rows (the reordered copy, made when they are multiplied, as much again).
+    package var bytes: Int { rows * dimension * MemoryLayout<Float>.stride }
 
     /// torch's default eps for `CosineSimilarity`.
     package static let defaultEpsilon: Float = 1e-8
@@ -29,19 +36,19 @@ package struct NormalizedDescriptors: Sendable {
         guard values.count == rows * dimension else {
             throw .shape("\(values.count) descriptor values for \(rows) rows of dimension \(dimension)")
         }
-        var out = values
-        out.withUnsafeMutableBufferPointer { p in
-            for r in 0..<rows {
-                let row = p.baseAddress! + r * dimension
-                var s = 0.0
-                for i in 0..<dimension { s += Double(row[i]) * Double(row[i]) }
-                let norm = max(Float(s.squareRoot()), eps)
-                for i in 0..<dimension { row[i] /= norm }
-            }
+        let out = FloatStorage(count: max(values.count, 1), zeroed: false)  // never empty: the GEMM gets a valid pointer
+        values.withUnsafeBufferPointer { if let v = $0.baseAddress { out.pointer.initialize(from: v, count: values.count) } }
+        for r in 0..<rows {
+            let row = out.pointer + r * dimension
+            var s = 0.0
+            for i in 0..<dimension { s += Double(row[i]) * Double(row[i]) }
+            let norm = max(Float(s.squareRoot()), eps)
+            for i in 0..<dimension { row[i] /= norm }
         }
         self.rows = rows
         self.dimension = dimension
-        self.values = out
+        self.storage = out
+        operand = MatmulWeights(weight: out.pointer, inFeatures: dimension, outFeatures: max(rows, 1), owner: out)
     }
 }
 
@@ -219,30 +226,27 @@ package enum Matching {
         guard alpha != 0, let s1 = source.sphere, let s2 = target.sphere else { return }
         let (wf, ws) = blendWeights(alpha: alpha)
         let sd = s1.dimension
-        s1.values.withUnsafeBufferPointer { a in
-            s2.values.withUnsafeBufferPointer { b in
-                for (k, i) in rows.enumerated() {
-                    let q = a.baseAddress! + i * sd
-                    let out = c + k * n2
-                    if sd == 3 {
-                        // The sphere's own width unrolled: the same products and sums in the same order as below.
-                        let (q0, q1, q2) = (q[0], q[1], q[2])
-                        var t = b.baseAddress!
-                        for j in 0..<n2 {
-                            var dot: Float = 0
-                            dot += q0 * t[0]; dot += q1 * t[1]; dot += q2 * t[2]
-                            out[j] = wf * out[j] + ws * dot
-                            t += 3
-                        }
-                        continue
-                    }
-                    for j in 0..<n2 {
-                        let t = b.baseAddress! + j * sd
-                        var dot: Float = 0
-                        for e in 0..<sd { dot += q[e] * t[e] }
-                        out[j] = wf * out[j] + ws * dot
-                    }
+        let a = s1.storage.pointer, b = s2.storage.pointer
+        for (k, i) in rows.enumerated() {
+            let q = a + i * sd
+            let out = c + k * n2
+            if sd == 3 {
+                // The sphere's own width unrolled: the same products and sums in the same order as below.
+                let (q0, q1, q2) = (q[0], q[1], q[2])
+                var t = b
+                for j in 0..<n2 {
+                    var dot: Float = 0
+                    dot += q0 * t[0]; dot += q1 * t[1]; dot += q2 * t[2]
+                    out[j] = wf * out[j] + ws * dot
+                    t += 3
                 }
+                continue
+            }
+            for j in 0..<n2 {
+                let t = b + j * sd
+                var dot: Float = 0
+                for e in 0..<sd { dot += q[e] * t[e] }
+                out[j] = wf * out[j] + ws * dot
             }
         }
     }
@@ -252,30 +256,21 @@ package enum Matching {
                                           into c: UnsafeMutablePointer<Float>) {
         let m = rows.count, n = b.rows, k = a.dimension
         let contiguous = rows.enumerated().allSatisfy { $0.element == rows[0] + $0.offset }
-        let gathered: [Float]
-        if contiguous {
-            gathered = []
-        } else {
-            var g = [Float](repeating: 0, count: m * k)
-            a.values.withUnsafeBufferPointer { src in
-                g.withUnsafeMutableBufferPointer { dst in
-                    for (r, i) in rows.enumerated() {
-                        (dst.baseAddress! + r * k).update(from: src.baseAddress! + i * k, count: k)
-                    }
-                }
-            }
+        var gathered: FloatStorage? = nil
+        if !contiguous {
+            let g = FloatStorage(count: m * k, zeroed: false)
+            for (r, i) in rows.enumerated() { (g.pointer + r * k).update(from: a.storage.pointer + i * k, count: k) }
             gathered = g
         }
-        let source = contiguous ? a.values : gathered
-        let offset = contiguous ? rows[0] * k : 0
-        source.withUnsafeBufferPointer { ap in
-            b.values.withUnsafeBufferPointer { bp in
-                // c[M, N] = A[M, K] · B[N, K]ᵀ, B as stored (sgemm packs it as it goes). The matmul primitive with
-                // B as unpacked weights reorders all of B on every call: 2-3× slower for a few query rows against a
-                // grid, the service's case (issue #14).
-                GEMM.sgemmParallel(m: m, n: n, k: k, a: ap.baseAddress! + offset, lda: k, b: bp.baseAddress!, ldb: k, bTransposed: true,
-                                   c: c, ldc: n)
-            }
+        let x = gathered?.pointer ?? (a.storage.pointer + rows[0] * k)
+        // c[M, N] = A[M, K] · B[N, K]ᵀ: the engine's linear path with B as the weights. On the default kernels, B is
+        // reordered once per image and kept (`operand`): the matmul with B as given reorders all of it on every call,
+        // most of the time of a few query rows against a grid, the service's case (issue #14).
+        if KernelFamily.current == .auto {
+            Matmul.linear(UnsafeMutableRawPointer(c), UnsafeRawPointer(x), weights: b.operand, packed: true, bias: nil, rows: m)
+        } else {
+            linearForward(c, x, weight: b.storage.pointer, bias: nil, rows: m, inFeatures: k, outFeatures: n)
         }
+        withExtendedLifetime(gathered) {}
     }
 }

@@ -53,11 +53,10 @@ package struct MatchSide: Sendable {
         descriptors = try MatchSide.descriptors(image, rows)
     }
 
-    /// Bytes it holds besides the image's own arrays (its normalised descriptors and rows): what a cache keeping
-    /// it pays.
+    /// Bytes it holds besides the image's own arrays (its normalised descriptors with the GEMM's reordered copy of
+    /// the features, and its rows): what a cache keeping it pays.
     package var bytes: Int {
-        (descriptors.features.values.count + (descriptors.sphere?.values.count ?? 0)) * MemoryLayout<Float>.stride
-            + rows.count * MemoryLayout<Int>.stride
+        2 * descriptors.features.bytes + (descriptors.sphere?.bytes ?? 0) + rows.count * MemoryLayout<Int>.stride
     }
 
     /// Descriptors of `rows` of one image (features and, when it has them, sphere vectors).

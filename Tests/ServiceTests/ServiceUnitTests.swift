@@ -193,7 +193,7 @@ import TensorFiles
             try c.matchSides([a, b], spheres: sp ? [sa, sb] : nil, restrict: rs, version: "v1")
         } }
         #expect(c.stats.bytes == before + sides.reduce(0) { $0 + $1[0].bytes + $1[1].bytes })
-        #expect(sides[0][0].bytes == (sides[0][0].rows.count * (d + 3)) * 4 + sides[0][0].rows.count * 8)
+        #expect(sides[0][0].bytes == (sides[0][0].rows.count * (2 * d + 3)) * 4 + sides[0][0].rows.count * 8)
         // Without a cache (capacity 0) sides are still built, and nothing is kept.
         let none = FeatureCache(capacityBytes: 0)
         let uncached = try none.matchSides(images, spheres: nil, restrict: true, version: "v1")
