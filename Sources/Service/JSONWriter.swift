@@ -24,6 +24,8 @@ package enum JSONWriter {
         case ObjectIdentifier(String.self): return writeString(value as! String, into: &out)
         case ObjectIdentifier(Bool.self): out += (value as! Bool) ? Array("true".utf8) : Array("false".utf8); return
         case ObjectIdentifier([Any].self): return try writeArray(value as! [Any], into: &out, write)
+        case ObjectIdentifier([Double].self): return try writeArray(value as! [Double], into: &out, writeNumber)
+        case ObjectIdentifier([Int].self): return writeArray(value as! [Int], into: &out) { i, o in o += Array(String(i).utf8) }
         case ObjectIdentifier([String: Any].self): return try writeObject(value as! [String: Any], into: &out)
         default: break
         }

@@ -224,5 +224,17 @@ import TensorFiles
     @Test func nonFiniteNumbersAreRefused() {
         #expect(throws: JSONWriter.NonFinite.self) { try JSONWriter.encode(["x": Double.nan]) }
         #expect(throws: JSONWriter.NonFinite.self) { try JSONWriter.encode([Float.infinity]) }
+        #expect(throws: JSONWriter.NonFinite.self) { try JSONWriter.encode(["x": [1.0, -Double.infinity]]) }
+    }
+
+    /// Issue #14: the types taken by identity (a match record's) encode as their boxed `[Any]` forms did.
+    @Test func typedArraysEncodeAsBoxedOnes() throws {
+        let typed: [String: Any] = ["source": [12.5, 3.0], "grid": [32, 32], "score": 0.75, "visible": true, "n": 7, "s": "x",
+                                    "m": [["t": [1.0, 2.0]] as [String: Any]]]
+        let boxed: [String: Any] = ["source": [12.5, 3.0] as [Any], "grid": [32, 32] as [Any], "score": 0.75 as Any, "visible": true as Any,
+                                    "n": 7 as Any, "s": "x" as Any, "m": [["t": [1.0, 2.0] as [Any]] as [String: Any]] as [Any]]
+        let a = String(decoding: try JSONWriter.encode(typed), as: UTF8.self)
+        #expect(a == String(decoding: try JSONWriter.encode(boxed), as: UTF8.self))
+        #expect(a == #"{"grid":[32,32],"m":[{"t":[1,2]}],"n":7,"s":"x","score":0.75,"source":[12.5,3],"visible":true}"#)
     }
 }
