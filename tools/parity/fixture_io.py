@@ -1,6 +1,7 @@
-"""What the backbone fixture scripts (make_dinov2_fixtures.py, make_dino_v1_fixtures.py) share: one deterministic
-safetensors writer checked against the official reader, the parameter perturbation that moves a reference model
-away from its init, seeded inputs, the save/re-read check of a transformers directory, and the closing report."""
+"""What the fixture scripts share: one deterministic safetensors writer checked against the official reader
+(make_dinov2_fixtures.py, make_dino_v1_fixtures.py, make_train_fixtures.py) and, for the two backbone scripts, the
+parameter perturbation that moves a reference model away from its init, seeded inputs, the save/re-read check of a
+transformers directory, and the closing report."""
 from __future__ import annotations
 
 import json
@@ -13,9 +14,10 @@ import numpy as np
 import torch
 
 
-def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
+def write_safetensors(path: str, tensors: dict, metadata: dict[str, str] | None = None) -> None:
     """float32 tensors in sorted name order, metadata keys sorted, header padded to 8 bytes: the same bytes on every
-    run. Read back with the official implementation."""
+    run. Read back with the official implementation. torch tensors must be float32; numpy arrays are stored as
+    float32."""
     header: dict = {}
     if metadata:
         header["__metadata__"] = {k: str(metadata[k]) for k in sorted(metadata)}
@@ -24,8 +26,10 @@ def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dic
     arrays = {}
     for name in sorted(tensors):
         t = tensors[name]
-        assert t.dtype == torch.float32, (name, t.dtype)
-        a = np.ascontiguousarray(t.detach().cpu().numpy(), dtype="<f4")
+        if isinstance(t, torch.Tensor):
+            assert t.dtype == torch.float32, (name, t.dtype)
+            t = t.detach().cpu().numpy()
+        a = np.ascontiguousarray(t, dtype="<f4")
         arrays[name] = a
         b = a.tobytes(order="C")
         header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
