@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way: C shims → Runtime → Kernels/TensorFiles/Imaging → DINOv2 → executables.
+// Dependencies point one way: C shims → Runtime → Kernels/TensorFiles/Imaging → Transformer → DINOv2/SphereMap → executables.
 // HTTP1 knows nothing of the model.
 let swiftSettings: [SwiftSetting] = [
     .swiftLanguageMode(.v6),
@@ -47,10 +47,12 @@ let package = Package(
         .target(name: "CImageShims", dependencies: ["CJPEG", "CPNG"]),
         // Image decoding (Pillow-exact) and the resamplers of SPEC §2.
         .target(name: "Imaging", dependencies: ["CJPEG", "CPNG", "CImageShims"], swiftSettings: swiftSettings),
+        // The pre-norm transformer block (weights, forward) the backbones and the sphere mapper share, and its MLP half.
+        .target(name: "Transformer", dependencies: ["Kernels"], swiftSettings: swiftSettings),
         // The DINOv2 vision transformer: config, weights by checkpoint name, forward pass.
-        .target(name: "DINOv2", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        .target(name: "DINOv2", dependencies: ["Kernels", "Transformer", "TensorFiles"], swiftSettings: swiftSettings),
         // The spherical mapper f_S and prototypes S_Z (SPEC §3), sphere bundles.
-        .target(name: "SphereMap", dependencies: ["Kernels", "TensorFiles"], swiftSettings: swiftSettings),
+        .target(name: "SphereMap", dependencies: ["Kernels", "Transformer", "TensorFiles"], swiftSettings: swiftSettings),
         // RFC 8259 JSON, read strictly and within limits: the service's request parts and the SPair annotation files.
         .target(name: "JSON", swiftSettings: swiftSettings),
         // The one feature pipeline: image → letterbox → normalise → backbone features, keyed by content, backbone
@@ -62,7 +64,7 @@ let package = Package(
         // RandomResizedCrop, backbone features of augmented views and the view cache.
         .target(name: "TrainingData", dependencies: ["Features", "SPair", "Imaging", "Kernels", "TensorFiles", "DINOv2", "Hashing"], swiftSettings: swiftSettings),
         // Training of f_S and S_Z (SPEC §4): backward passes, the four losses, Adam, resumable trainer state.
-        .target(name: "Training", dependencies: ["Kernels", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
+        .target(name: "Training", dependencies: ["Kernels", "Transformer", "SphereMap", "TensorFiles"], swiftSettings: swiftSettings),
         // spherecorr-train fit: the epoch loop around the trainer, view cache, atomic bundles, resume, logs, plots.
         .target(name: "TrainingRun", dependencies: ["Features", "TrainingData", "Training", "Evaluation", "Visualization", "SPair", "DINOv2", "Runtime",
                                                     "SphereMap", "TensorFiles", "Kernels", "Imaging"], swiftSettings: swiftSettings),

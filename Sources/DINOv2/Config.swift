@@ -1,9 +1,10 @@
 import Foundation
+import Transformer
 
 /// Hyper-parameters of a DINO ViT: DINOv2 (METHOD §1.1; patch 14, LayerScale) or DINOv1 (METHOD §1.5; patch 8
 /// or 16, no LayerScale, the reference's key descriptors). Head dim 64 in every released variant.
 package struct DinoConfig: Sendable, Equatable, Codable {
-    package enum FFN: String, Sendable, Codable { case mlp, swiglu }
+    package typealias FFN = FeedForward
     package enum Family: String, Sendable, Codable { case dinov2, dinov1 }
 
     package var embedDim: Int

@@ -1,63 +1,43 @@
 import Foundation
 import Kernels
 import TensorFiles
+import Transformer
 
 // Letters: B = batch, T = 1 + R + N tokens ([CLS, registers, patches row-major]), N = Gh·Gw patches,
 // R = registers, D = embed dim, F = FFN hidden, P = 3·p·p pixels per patch (588 for DINOv2's p = 14).
 // Names follow the torch-hub checkpoint (facebookresearch/dinov2 vision_transformer.py; DINOv1's
 // facebookresearch/dino checkpoints use the same names without LayerScale, mask and register tokens).
 
-struct LayerNormWeights {
-    var weight: Parameter  // [D]
-    var bias: Parameter    // [D]
+// The block's weights and forward are the shared `Transformer.BlockWeights`; here they are read by checkpoint name.
+extension LayerNormWeights {
     init(_ r: WeightReader, _ prefix: String, dim: Int) throws {
-        weight = try r.take("\(prefix).weight", shape: [dim])
-        bias = try r.take("\(prefix).bias", shape: [dim])
+        self.init(weight: try r.take("\(prefix).weight", shape: [dim]), bias: try r.take("\(prefix).bias", shape: [dim]))
     }
 }
 
-struct LinearWeights {
-    var weight: Parameter  // [O, I]
-    var bias: Parameter    // [O]
-    /// The same weights for oneDNN's matmul, reordered once per precision (the `auto` kernels).
-    let matmul: MatmulWeights
-    init(weight: Parameter, bias: Parameter) {
-        self.weight = weight; self.bias = bias
-        let o = weight.shape[0], i = weight.count / o
-        matmul = MatmulWeights(weight: weight.pointer, inFeatures: i, outFeatures: o, owner: nil)  // `weight` keeps them alive
-    }
+extension LinearWeights {
+    /// Reordered for oneDNN's matmul at load (the `auto` kernels): the backbone runs each layer many times.
     init(_ r: WeightReader, _ prefix: String, in i: Int, out o: Int) throws {
-        self.init(weight: try r.take("\(prefix).weight", shape: [o, i]), bias: try r.take("\(prefix).bias", shape: [o]))
+        self.init(weight: try r.take("\(prefix).weight", shape: [o, i]), bias: try r.take("\(prefix).bias", shape: [o]), reordered: true)
     }
 }
 
-/// blocks.i: x ← x + ls1 ⊙ attn(norm1(x)); x ← x + ls2 ⊙ mlp(norm2(x)). DINOv1 has no LayerScale (ls1 = ls2 = 1).
-struct BlockWeights {
-    var norm1: LayerNormWeights
-    var qkv: LinearWeights       // [3D, D], rows q | k | v
-    var proj: LinearWeights      // [D, D]
-    var ls1: Parameter?             // [D], nil without LayerScale
-    var norm2: LayerNormWeights
-    var fc1: LinearWeights       // mlp: fc1 [F, D]; swiglu: w12 [2F, D]
-    var fc2: LinearWeights       // mlp: fc2 [D, F]; swiglu: w3 [D, F]
-    var ls2: Parameter?             // [D], nil without LayerScale
-
+extension BlockWeights {
+    /// blocks.i: norm1, attn.qkv, attn.proj, ls1.gamma, norm2, mlp.fc1/fc2 (swiglu: mlp.w12/w3), ls2.gamma. DINOv1 has
+    /// no LayerScale.
     init(_ r: WeightReader, index i: Int, config c: DinoConfig) throws {
         let p = "blocks.\(i)", d = c.embedDim, f = c.ffnHidden
-        norm1 = try LayerNormWeights(r, "\(p).norm1", dim: d)
-        qkv = try LinearWeights(r, "\(p).attn.qkv", in: d, out: 3 * d)
-        proj = try LinearWeights(r, "\(p).attn.proj", in: d, out: d)
-        ls1 = c.layerScale ? try r.take("\(p).ls1.gamma", shape: [d]) : nil
-        norm2 = try LayerNormWeights(r, "\(p).norm2", dim: d)
-        switch c.ffn {
-        case .mlp:
-            fc1 = try LinearWeights(r, "\(p).mlp.fc1", in: d, out: f)
-            fc2 = try LinearWeights(r, "\(p).mlp.fc2", in: f, out: d)
-        case .swiglu:
-            fc1 = try LinearWeights(r, "\(p).mlp.w12", in: d, out: 2 * f)
-            fc2 = try LinearWeights(r, "\(p).mlp.w3", in: f, out: d)
+        let norm1 = try LayerNormWeights(r, "\(p).norm1", dim: d)
+        let qkv = try LinearWeights(r, "\(p).attn.qkv", in: d, out: 3 * d)
+        let proj = try LinearWeights(r, "\(p).attn.proj", in: d, out: d)
+        let ls1 = c.layerScale ? try r.take("\(p).ls1.gamma", shape: [d]) : nil
+        let norm2 = try LayerNormWeights(r, "\(p).norm2", dim: d)
+        let ffn = switch c.ffn {
+        case .mlp: FeedForwardWeights(.mlp, fc1: try LinearWeights(r, "\(p).mlp.fc1", in: d, out: f), fc2: try LinearWeights(r, "\(p).mlp.fc2", in: f, out: d))
+        case .swiglu: FeedForwardWeights(.swiglu, fc1: try LinearWeights(r, "\(p).mlp.w12", in: d, out: 2 * f), fc2: try LinearWeights(r, "\(p).mlp.w3", in: f, out: d))
         }
-        ls2 = c.layerScale ? try r.take("\(p).ls2.gamma", shape: [d]) : nil
+        let ls2 = c.layerScale ? try r.take("\(p).ls2.gamma", shape: [d]) : nil
+        self.init(norm1: norm1, qkv: qkv, proj: proj, ls1: ls1, norm2: norm2, ffn: ffn, ls2: ls2)
     }
 }
 
@@ -108,7 +88,7 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         self.source = source
         let d = c.embedDim, ps = c.patchSize
         let convW = try r.take("patch_embed.proj.weight", shape: [d, 3, ps, ps])
-        patchEmbed = LinearWeights(weight: convW, bias: try r.take("patch_embed.proj.bias", shape: [d]))
+        patchEmbed = LinearWeights(weight: convW, bias: try r.take("patch_embed.proj.bias", shape: [d]), reordered: true)
         clsToken = try r.take("cls_token", shape: [1, 1, d])
         maskToken = c.family == .dinov2 ? try r.take("mask_token", shape: [1, d]) : nil  // in every DINOv2 checkpoint
         posEmbed = try r.take("pos_embed", shape: [1, 1 + c.posGrid * c.posGrid, d])
@@ -136,9 +116,9 @@ package final class DinoVisionTransformer: @unchecked Sendable {
 
     /// Reorders every linear layer's weights for oneDNN's matmul at `precision` now rather than on first use.
     package func prepare(_ precision: Precision) {
-        let layers = blocks.flatMap { [$0.qkv.matmul, $0.proj.matmul, $0.fc1.matmul, $0.fc2.matmul] }
+        let layers = blocks.flatMap(\.linears).compactMap(\.matmul)
         Parallel.forEach(layers.count) { layers[$0].prepare(precision) }
-        patchEmbed.matmul.prepare(.fp32)
+        patchEmbed.matmul?.prepare(.fp32)
     }
 
     /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint): the names the
@@ -156,28 +136,13 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         let c = config, d = c.embedDim, ps = c.patchSize, r = c.registers
         precondition(b > 0 && c.invalidSideReason(h) == nil && c.invalidSideReason(w) == nil, "input must tile the patch grid")
         let gh = c.gridSide(h), gw = c.gridSide(w), n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
-        let k = options.kernels ?? KernelFamily.current
-        let precision = options.precision ?? Precision.current
-        precondition(precision == .fp32 || k == .auto, "bf16 runs with the auto kernels (oneDNN matmul)")
-        // One linear layer by the family's kernel. Under bf16 the matmul rounds its fp32 input to bf16 and
-        // may write bf16 (`output`); the patch embedding, attention, LayerNorm and the residual stream stay fp32.
-        func linear(_ out: UnsafeMutableRawPointer, output: Matmul.Activation = .f32, _ x: UnsafeRawPointer, input: Matmul.Activation = .f32,
-                    _ l: LinearWeights, rows: Int, epilogue: LinearEpilogue = .bias, precision p: Precision = precision) {
-            if k == .auto {
-                Matmul.linear(out, output: p == .fp32 ? .f32 : output, x, input: p == .fp32 ? .f32 : input, weights: l.matmul,
-                              bias: l.bias.pointer, rows: rows, epilogue: epilogue, precision: p)
-            } else {
-                linearForward(out.assumingMemoryBound(to: Float.self), x.assumingMemoryBound(to: Float.self), weight: l.weight.pointer,
-                              bias: l.bias.pointer, rows: rows, inFeatures: l.matmul.inFeatures, outFeatures: l.matmul.outFeatures,
-                              epilogue: epilogue, family: k)
-            }
-        }
+        let k = LayerKernels(family: options.kernels ?? KernelFamily.current, precision: options.precision ?? Precision.current)
 
         // Patch embedding: im2col [B·N, P] (c, ky, kx order), then x·Wᵀ + b → [B·N, D].
         let cols = FloatStorage(count: b * n * p, zeroed: false)
         im2col(cols.pointer, images, batch: b, height: h, width: w, patch: ps, stride: c.patchStride)
         let patches = FloatStorage(count: b * n * d, zeroed: false)
-        linear(patches.pointer, cols.pointer, patchEmbed, rows: b * n, precision: .fp32)
+        patchEmbed.forward(patches.pointer, cols.pointer, rows: b * n, kernels: LayerKernels(family: k.family))
 
         // Tokens: [CLS + pos0, registers, patches + pos] (registers get no position; METHOD §1.2).
         let pos = interpolatedPositions(gridHeight: gh, gridWidth: gw)  // [1 + N, D]
@@ -192,35 +157,14 @@ package final class DinoVisionTransformer: @unchecked Sendable {
             }
         }
 
-        let xn = FloatStorage(count: b * t * d, zeroed: false)
-        let qkv = FloatStorage(count: b * t * 3 * d, zeroed: false)
-        let attn = FloatStorage(count: b * t * d, zeroed: false)
-        let hiddenWidth = c.ffn == .mlp ? c.ffnHidden : 2 * c.ffnHidden
-        let hidden = FloatStorage(count: b * t * hiddenWidth, zeroed: false)
-        let gate = c.ffn == .swiglu ? FloatStorage(count: b * t * c.ffnHidden, zeroed: false) : nil
         let rows = b * t
+        let scratch = BlockScratch(rows: rows, block: blocks[0])
         let features = FloatStorage(count: b * n * d, zeroed: false)
+        let blockConfig = BlockConfig(heads: c.heads, eps: c.layerNormEps)
         let lastBlock = c.keyBlock.map { options.normed || options.cls || onBlock != nil ? c.depth - 1 : $0 } ?? c.depth - 1
         for (i, blk) in blocks.enumerated() where i <= lastBlock {
-            layerNormForward(xn.pointer, x.pointer, weight: blk.norm1.weight.pointer, bias: blk.norm1.bias.pointer,
-                             rows: rows, cols: d, eps: c.layerNormEps)
-            linear(qkv.pointer, xn.pointer, blk.qkv, rows: rows)
-            attentionForward(attn.pointer, qkv: qkv.pointer, batch: b, tokens: t, heads: c.heads, headDim: c.headDim,
-                             scale: 1 / Float(c.headDim).squareRoot(), family: k)
-            if i == c.keyBlock { keyDescriptors(features.pointer, qkv: qkv.pointer, batch: b, tokens: t, patches: n) }
-            linear(x.pointer, attn.pointer, blk.proj, rows: rows, epilogue: residual(blk.ls1))
-            layerNormForward(xn.pointer, x.pointer, weight: blk.norm2.weight.pointer, bias: blk.norm2.bias.pointer,
-                             rows: rows, cols: d, eps: c.layerNormEps)
-            switch c.ffn {
-            case .mlp:
-                // Under bf16 the hidden activations are written and read as bf16 (half the memory traffic).
-                linear(hidden.pointer, output: .bf16, xn.pointer, blk.fc1, rows: rows, epilogue: .biasGELU)
-                linear(x.pointer, hidden.pointer, input: .bf16, blk.fc2, rows: rows, epilogue: residual(blk.ls2))
-            case .swiglu:
-                linear(hidden.pointer, xn.pointer, blk.fc1, rows: rows)
-                swigluForward(gate!.pointer, hidden.pointer, rows: rows, hidden: c.ffnHidden)
-                linear(x.pointer, gate!.pointer, blk.fc2, rows: rows, epilogue: residual(blk.ls2))
-            }
+            blk.forward(x.pointer, batch: b, tokens: t, config: blockConfig, kernels: k, scratch: scratch)
+            if i == c.keyBlock { keyDescriptors(features.pointer, qkv: scratch.qkv.pointer, batch: b, tokens: t, patches: n) }
             onBlock?(i, UnsafeBufferPointer(start: x.pointer, count: rows * d))
         }
 
@@ -232,8 +176,8 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         }
         var out = DinoOutput(batch: b, gridHeight: gh, gridWidth: gw, dim: d, features: features)
         if options.normed || options.cls {
-            layerNormForward(xn.pointer, x.pointer, weight: norm.weight.pointer, bias: norm.bias.pointer,
-                             rows: rows, cols: d, eps: c.layerNormEps)
+            let xn = scratch.xn
+            norm.forward(xn.pointer, x.pointer, rows: rows, eps: c.layerNormEps)
             if options.cls {
                 let cls = FloatStorage(count: b * d, zeroed: false)
                 for bi in 0..<b { (cls.pointer + bi * d).update(from: xn.pointer + bi * t * d, count: d) }
@@ -242,11 +186,6 @@ package final class DinoVisionTransformer: @unchecked Sendable {
             if options.normed { out.normed = xn }
         }
         return out
-    }
-
-    /// The residual add of a block: with its LayerScale gamma (DINOv2), or plain (DINOv1).
-    private func residual(_ gamma: Parameter?) -> LinearEpilogue {
-        gamma.map { .biasScaleAddInto(gamma: $0.pointer) } ?? .biasAddInto
     }
 
     /// The reference's DINOv1 descriptor (METHOD §1.5): facet 'key' of the patch tokens, [B, N, D] with channel

@@ -169,15 +169,29 @@ final class Connection {
         }
     }
 
-    /// One read from the connection: through TLS when the listener has it.
-    private func receive(into buffer: UnsafeMutableRawBufferPointer) throws(SocketError) -> IOOutcome {
-        if let tls { return try tls.read(into: buffer) }
-        return try socket.receive(into: buffer)
+    /// One read from the connection, through TLS when the listener has it; nil after a socket error, which has
+    /// reset the connection.
+    private func receive(into buffer: UnsafeMutableRawBufferPointer) -> IOOutcome? {
+        resettingOnError { () throws(SocketError) in
+            if let tls { return try tls.read(into: buffer) }
+            return try socket.receive(into: buffer)
+        }
     }
 
-    private func send(_ bytes: UnsafeRawBufferPointer) throws(SocketError) -> IOOutcome {
-        if let tls { return try tls.write(bytes) }
-        return try socket.send(bytes)
+    /// One write, as `receive` reads.
+    private func send(_ bytes: UnsafeRawBufferPointer) -> IOOutcome? {
+        resettingOnError { () throws(SocketError) in
+            if let tls { return try tls.write(bytes) }
+            return try socket.send(bytes)
+        }
+    }
+
+    private func resettingOnError(_ io: () throws(SocketError) -> IOOutcome) -> IOOutcome? {
+        do { return try io() } catch {
+            client.set(ClientLink.resetFlag)
+            close()
+            return nil
+        }
     }
 
     private func readable() {
@@ -191,14 +205,7 @@ final class Connection {
             if inputClosed { return }
             // While a request is in flight, buffer at most `maxPipelinedBytes` of what follows.
             if !isParsing, bufferedInput >= core.configuration.limits.maxPipelinedBytes { return }
-            let outcome: IOOutcome
-            do {
-                outcome = try receive(into: buffer)
-            } catch {
-                client.set(ClientLink.resetFlag)
-                close()
-                return
-            }
+            guard let outcome = receive(into: buffer) else { return }
             switch outcome {
             case .transferred(let n):
                 let received = UnsafeRawBufferPointer(rebasing: buffer[0..<n])
@@ -531,16 +538,7 @@ final class Connection {
     private func flush() {
         while outputPending && !closed {
             let start = outputStart
-            let outcome: IOOutcome
-            do {
-                outcome = try output.withUnsafeBytes { raw throws(SocketError) in
-                    try send(UnsafeRawBufferPointer(rebasing: raw[start...]))
-                }
-            } catch {
-                client.set(ClientLink.resetFlag)
-                close()
-                return
-            }
+            guard let outcome = output.withUnsafeBytes({ send(UnsafeRawBufferPointer(rebasing: $0[start...])) }) else { return }
             switch outcome {
             case .transferred(let n):
                 outputStart += n

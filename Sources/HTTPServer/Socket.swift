@@ -53,23 +53,25 @@ package enum SocketAddress: Hashable, Sendable, CustomStringConvertible {
         switch Int32(storage.pointee.ss_family) {
         case AF_INET:
             self = storage.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
-                var addr = sin.pointee.sin_addr
-                var text = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
-                inet_ntop(AF_INET, &addr, &text, socklen_t(text.count))
-                return .ipv4(host: String(decoding: text.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self),
-                             port: Int(UInt16(bigEndian: sin.pointee.sin_port)))
+                .ipv4(host: Self.text(AF_INET, sin.pointee.sin_addr, capacity: Int(INET_ADDRSTRLEN)),
+                      port: Int(UInt16(bigEndian: sin.pointee.sin_port)))
             }
         case AF_INET6:
             self = storage.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
-                var addr = sin6.pointee.sin6_addr
-                var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-                inet_ntop(AF_INET6, &addr, &text, socklen_t(text.count))
-                return .ipv6(host: String(decoding: text.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self),
-                             port: Int(UInt16(bigEndian: sin6.pointee.sin6_port)))
+                .ipv6(host: Self.text(AF_INET6, sin6.pointee.sin6_addr, capacity: Int(INET6_ADDRSTRLEN)),
+                      port: Int(UInt16(bigEndian: sin6.pointee.sin6_port)))
             }
         default:
             self = .unknown
         }
+    }
+
+    /// inet_ntop's text of an `in_addr` or `in6_addr` (`capacity`: INET_ADDRSTRLEN or INET6_ADDRSTRLEN).
+    private static func text<Address>(_ family: Int32, _ address: Address, capacity: Int) -> String {
+        var addr = address
+        var text = [CChar](repeating: 0, count: capacity)
+        inet_ntop(family, &addr, &text, socklen_t(text.count))
+        return String(decoding: text.prefix { $0 != 0 }.map(UInt8.init), as: UTF8.self)
     }
 }
 

@@ -82,12 +82,9 @@ paths:
             X-Request-Id: { $ref: '#/components/headers/X-Request-Id' }
             Server-Timing: { $ref: '#/components/headers/Server-Timing' }
           content:
-            application/x-npy:
-              schema: { type: string, contentMediaType: application/x-npy }
-            application/vnd.safetensors:
-              schema: { type: string, contentMediaType: application/vnd.safetensors }
-            application/octet-stream:
-              schema: { type: string, contentMediaType: application/octet-stream }
+            application/x-npy: { schema: { $ref: '#/components/schemas/NPY' } }
+            application/vnd.safetensors: { schema: { $ref: '#/components/schemas/SafeTensors' } }
+            application/octet-stream: { schema: { $ref: '#/components/schemas/RawFloat32' } }
             application/json:
               schema: { $ref: '#/components/schemas/TensorJSON' }
         '400': { $ref: '#/components/responses/Problem' }
@@ -129,14 +126,10 @@ paths:
           content:
             application/json:
               schema: { $ref: '#/components/schemas/TensorJSON' }
-            application/x-npy:
-              schema: { type: string, contentMediaType: application/x-npy }
-            application/vnd.safetensors:
-              schema: { type: string, contentMediaType: application/vnd.safetensors }
-            application/octet-stream:
-              schema: { type: string, contentMediaType: application/octet-stream }
-            image/png:
-              schema: { type: string, contentMediaType: image/png }
+            application/x-npy: { schema: { $ref: '#/components/schemas/NPY' } }
+            application/vnd.safetensors: { schema: { $ref: '#/components/schemas/SafeTensors' } }
+            application/octet-stream: { schema: { $ref: '#/components/schemas/RawFloat32' } }
+            image/png: { schema: { $ref: '#/components/schemas/PNG' } }
         '400': { $ref: '#/components/responses/Problem' }
         '406': { $ref: '#/components/responses/Problem' }
         '413': { $ref: '#/components/responses/Problem' }
@@ -171,13 +164,10 @@ paths:
               properties:
                 source: { type: string, contentMediaType: image/jpeg }
                 target: { type: string, contentMediaType: image/jpeg }
-                points:
-                  type: array
-                  description: '[[x, y], …] in source pixels.'
-                  maxItems: 10000
-                  items: { type: array, minItems: 2, maxItems: 2, items: { type: number } }
+                points: { $ref: '#/components/schemas/Points' }
                 params: { $ref: '#/components/schemas/MatchParams' }
-            encoding:
+            # The parts of /v1/match and /v1/transfer: images (JPEG or PNG) and JSON (the YAML anchor says it once).
+            encoding: &imageAndJSONParts
               source: { contentType: 'image/jpeg, image/png' }
               target: { contentType: 'image/jpeg, image/png' }
               points: { contentType: application/json }
@@ -192,8 +182,7 @@ paths:
           content:
             application/json:
               schema: { $ref: '#/components/schemas/MatchResult' }
-            image/png:
-              schema: { type: string, contentMediaType: image/png }
+            image/png: { schema: { $ref: '#/components/schemas/PNG' } }
             application/x-npy:
               schema:
                 type: string
@@ -237,17 +226,9 @@ paths:
                   maxItems: 16
                   description: The target images, one part each, all named `target`.
                   items: { type: string, contentMediaType: image/jpeg }
-                points:
-                  type: array
-                  description: '[[x, y], …] in source pixels.'
-                  maxItems: 10000
-                  items: { type: array, minItems: 2, maxItems: 2, items: { type: number } }
+                points: { $ref: '#/components/schemas/Points' }
                 params: { $ref: '#/components/schemas/MatchParams' }
-            encoding:
-              source: { contentType: 'image/jpeg, image/png' }
-              target: { contentType: 'image/jpeg, image/png' }
-              points: { contentType: application/json }
-              params: { contentType: application/json }
+            encoding: *imageAndJSONParts
       responses:
         '200':
           description: The matches of every target, in order.
@@ -488,6 +469,15 @@ components:
         application/problem+json:
           schema: { $ref: '#/components/schemas/Problem' }
   schemas:
+    Points:
+      type: array
+      description: '[[x, y], …] in source pixels.'
+      maxItems: 10000
+      items: { type: array, minItems: 2, maxItems: 2, items: { type: number } }
+    NPY: { type: string, contentMediaType: application/x-npy, description: A float32 tensor as NumPy .npy. }
+    SafeTensors: { type: string, contentMediaType: application/vnd.safetensors, description: A float32 tensor as safetensors. }
+    PNG: { type: string, contentMediaType: image/png, description: A drawn picture (sphere colours or matches). }
+    RawFloat32: { type: string, contentMediaType: application/octet-stream, description: Little-endian float32 values, C order (the shape in X-Tensor-Shape). }
     Problem:
       type: object
       required: [type, title, status, detail, code, request_id]

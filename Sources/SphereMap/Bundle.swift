@@ -1,6 +1,7 @@
 import Foundation
 import Kernels
 import TensorFiles
+import Transformer
 
 /// A sphere bundle: one safetensors file with the reference checkpoint's tensor names (METHOD §3.6) and
 /// `__metadata__` `format` = `spherecorr-bundle`, `version` = `1` (docs/CONTRACTS.md).
@@ -68,13 +69,13 @@ package struct SphereBundle: Sendable {
             used.insert(name)
             return Parameter(v, shape: shape)
         }
-        var bundle = SphereBundle.placeholder
-        for f in fields(backboneDim: d, categories: nc) {
-            bundle[keyPath: f.path] = try take(f.name, f.shape)
+        var bundle = try assembled(backboneDim: d, categories: nc) { f in
+            let p = try take(f.name, f.shape)
             // The reference saves the shared block twice (state_dict does not de-duplicate): both must be present and equal.
-            if let twin = f.twin, try take(twin, f.shape).values != bundle[keyPath: f.path].values {
+            if let twin = f.twin, try take(twin, f.shape).values != p.values {
                 throw fail("'\(f.name)' differs from its twin '\(twin)'; the reference shares one CABlock (METHOD §3.3)")
             }
+            return p
         }
         bundle.unusedSphere = file.tensors["sphere.weight"] != nil ? try take("sphere.weight", file.tensors["sphere.weight"]!.shape) : nil
         let unexpected = Set(file.names).subtracting(used)
@@ -109,9 +110,9 @@ package struct SphereBundle: Sendable {
 extension SphereBundle {
     /// One tensor of a bundle: its reference name (METHOD §3.6), its shape, where it lives, and for the shared
     /// prototype block the name of the copy the reference also saves.
-    struct Field {
-        let name: String
-        let shape: [Int]
+    package struct Field {
+        package let name: String
+        package let shape: [Int]
         let path: WritableKeyPath<SphereBundle, Parameter>
         var twin: String? = nil
     }
@@ -120,21 +121,21 @@ extension SphereBundle {
     /// trainer's parameter set all walk this list (`sphere.weight`, unused by the method, is handled beside it).
     static func fields(backboneDim d: Int, categories nc: Int) -> [Field] {
         let h = d / 2, sm = "sphere_mapper"
-        let b: WritableKeyPath<SphereBundle, MapperBlock> = \.mapper.block
+        let b: WritableKeyPath<SphereBundle, BlockWeights> = \.mapper.block
         var out: [Field] = [
             Field(name: "\(sm).0.weight", shape: [h, d], path: \.mapper.inWeight),
             Field(name: "\(sm).0.bias", shape: [h], path: \.mapper.inBias),
-            Field(name: "\(sm).2.norm1.weight", shape: [h], path: b.appending(path: \.norm1Weight)),
-            Field(name: "\(sm).2.norm1.bias", shape: [h], path: b.appending(path: \.norm1Bias)),
-            Field(name: "\(sm).2.attn.qkv.weight", shape: [3 * h, h], path: b.appending(path: \.qkvWeight)),
-            Field(name: "\(sm).2.attn.proj.weight", shape: [h, h], path: b.appending(path: \.projWeight)),
-            Field(name: "\(sm).2.attn.proj.bias", shape: [h], path: b.appending(path: \.projBias)),
-            Field(name: "\(sm).2.norm2.weight", shape: [h], path: b.appending(path: \.norm2Weight)),
-            Field(name: "\(sm).2.norm2.bias", shape: [h], path: b.appending(path: \.norm2Bias)),
-            Field(name: "\(sm).2.mlp.fc1.weight", shape: [4 * h, h], path: b.appending(path: \.fc1Weight)),
-            Field(name: "\(sm).2.mlp.fc1.bias", shape: [4 * h], path: b.appending(path: \.fc1Bias)),
-            Field(name: "\(sm).2.mlp.fc2.weight", shape: [h, 4 * h], path: b.appending(path: \.fc2Weight)),
-            Field(name: "\(sm).2.mlp.fc2.bias", shape: [h], path: b.appending(path: \.fc2Bias)),
+            Field(name: "\(sm).2.norm1.weight", shape: [h], path: b.appending(path: \.norm1.weight)),
+            Field(name: "\(sm).2.norm1.bias", shape: [h], path: b.appending(path: \.norm1.bias)),
+            Field(name: "\(sm).2.attn.qkv.weight", shape: [3 * h, h], path: b.appending(path: \.qkv.weight)),
+            Field(name: "\(sm).2.attn.proj.weight", shape: [h, h], path: b.appending(path: \.proj.weight)),
+            Field(name: "\(sm).2.attn.proj.bias", shape: [h], path: b.appending(path: \.proj.bias!)),
+            Field(name: "\(sm).2.norm2.weight", shape: [h], path: b.appending(path: \.norm2.weight)),
+            Field(name: "\(sm).2.norm2.bias", shape: [h], path: b.appending(path: \.norm2.bias)),
+            Field(name: "\(sm).2.mlp.fc1.weight", shape: [4 * h, h], path: b.appending(path: \.ffn.fc1.weight)),
+            Field(name: "\(sm).2.mlp.fc1.bias", shape: [4 * h], path: b.appending(path: \.ffn.fc1.bias!)),
+            Field(name: "\(sm).2.mlp.fc2.weight", shape: [h, 4 * h], path: b.appending(path: \.ffn.fc2.weight)),
+            Field(name: "\(sm).2.mlp.fc2.bias", shape: [h], path: b.appending(path: \.ffn.fc2.bias!)),
             Field(name: "\(sm).3.weight", shape: [3, h], path: \.mapper.outWeight),
             Field(name: "\(sm).3.bias", shape: [3], path: \.mapper.outBias),
             Field(name: "prototypes.proj.weight", shape: [d, 3], path: \.prototypes.projWeight),
@@ -142,12 +143,12 @@ extension SphereBundle {
         ]
         let ca: WritableKeyPath<SphereBundle, CABlock> = \.prototypes.block
         let block: [(String, [Int], WritableKeyPath<CABlock, Parameter>)] = [
-            ("norm1.weight", [d], \.norm1Weight), ("norm1.bias", [d], \.norm1Bias),
+            ("norm1.weight", [d], \.norm1.weight), ("norm1.bias", [d], \.norm1.bias),
             ("attn.q.weight", [d, d], \.qWeight), ("attn.k.weight", [d, nc], \.kWeight), ("attn.v.weight", [d, nc], \.vWeight),
-            ("attn.proj.weight", [d, d], \.projWeight), ("attn.proj.bias", [d], \.projBias),
-            ("norm2.weight", [d], \.norm2Weight), ("norm2.bias", [d], \.norm2Bias),
-            ("mlp.fc1.weight", [4 * d, d], \.fc1Weight), ("mlp.fc1.bias", [4 * d], \.fc1Bias),
-            ("mlp.fc2.weight", [d, 4 * d], \.fc2Weight), ("mlp.fc2.bias", [d], \.fc2Bias),
+            ("attn.proj.weight", [d, d], \.proj.weight), ("attn.proj.bias", [d], \.proj.bias!),
+            ("norm2.weight", [d], \.norm2.weight), ("norm2.bias", [d], \.norm2.bias),
+            ("mlp.fc1.weight", [4 * d, d], \.mlp.fc1.weight), ("mlp.fc1.bias", [4 * d], \.mlp.fc1.bias!),
+            ("mlp.fc2.weight", [d, 4 * d], \.mlp.fc2.weight), ("mlp.fc2.bias", [d], \.mlp.fc2.bias!),
         ]
         out += block.map { name, shape, path in
             Field(name: "prototypes.blocks.0.\(name)", shape: shape, path: ca.appending(path: path), twin: "prototypes.blocks.1.\(name)")
@@ -155,13 +156,21 @@ extension SphereBundle {
         return out
     }
 
+    /// A bundle whose every field is `tensor(field)`: loading, and the trainer's view of its parameter set.
+    package static func assembled(backboneDim d: Int, categories nc: Int, tensor: (Field) throws -> Parameter) rethrows -> SphereBundle {
+        var bundle = placeholder
+        for f in fields(backboneDim: d, categories: nc) { bundle[keyPath: f.path] = try tensor(f) }
+        return bundle
+    }
+
     /// A bundle with empty tensors, to be filled field by field.
     static var placeholder: SphereBundle {
         let e = Parameter([], shape: [0])
-        let mapperBlock = MapperBlock(norm1Weight: e, norm1Bias: e, qkvWeight: e, projWeight: e, projBias: e, norm2Weight: e, norm2Bias: e,
-                                      fc1Weight: e, fc1Bias: e, fc2Weight: e, fc2Bias: e)
-        let caBlock = CABlock(norm1Weight: e, norm1Bias: e, qWeight: e, kWeight: e, vWeight: e, projWeight: e, projBias: e,
-                              norm2Weight: e, norm2Bias: e, fc1Weight: e, fc1Bias: e, fc2Weight: e, fc2Bias: e)
+        let norm = LayerNormWeights(weight: e, bias: e), linear = LinearWeights(weight: e, bias: e)
+        let mapperBlock = BlockWeights(norm1: norm, qkv: LinearWeights(weight: e, bias: nil), proj: linear, norm2: norm,
+                                       ffn: FeedForwardWeights(.mlp, fc1: linear, fc2: linear))
+        let caBlock = CABlock(norm1: norm, qWeight: e, kWeight: e, vWeight: e, proj: linear, norm2: norm,
+                              mlp: FeedForwardWeights(.mlp, fc1: linear, fc2: linear))
         return SphereBundle(mapper: SphereMapper(inWeight: e, inBias: e, block: mapperBlock, outWeight: e, outBias: e),
                             prototypes: Prototypes(projWeight: e, projBias: e, block: caBlock), unusedSphere: nil, metadata: [:], path: nil)
     }

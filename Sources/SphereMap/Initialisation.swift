@@ -1,4 +1,5 @@
 import Kernels
+import Transformer
 
 /// PyTorch's default initialisation (METHOD §3.6): Linear W, b ~ U(−1/√fan_in, 1/√fan_in); LayerNorm γ = 1, β = 0.
 /// `sphere.weight` = normalize(randn(1024, 3)). Deterministic in `seed`; bit parity with torch's RNG is not possible.
@@ -18,16 +19,19 @@ extension SphereBundle {
         }
         func ones(_ n: Int) -> Parameter { Parameter([Float](repeating: 1, count: n), shape: [n]) }
         func zeros(_ n: Int) -> Parameter { Parameter([Float](repeating: 0, count: n), shape: [n]) }
+        func norm(_ n: Int) -> LayerNormWeights { LayerNormWeights(weight: ones(n), bias: zeros(n)) }
+        func mlp(_ w: Int) -> FeedForwardWeights {
+            let fc1 = LinearWeights(weight: linear(4 * w, w), bias: bias(4 * w, fanIn: w))
+            return FeedForwardWeights(.mlp, fc1: fc1, fc2: LinearWeights(weight: linear(w, 4 * w), bias: bias(w, fanIn: 4 * w)))
+        }
         let mapper = SphereMapper(
             inWeight: linear(h, d), inBias: bias(h, fanIn: d),
-            block: MapperBlock(norm1Weight: ones(h), norm1Bias: zeros(h), qkvWeight: linear(3 * h, h),
-                               projWeight: linear(h, h), projBias: bias(h, fanIn: h), norm2Weight: ones(h), norm2Bias: zeros(h),
-                               fc1Weight: linear(4 * h, h), fc1Bias: bias(4 * h, fanIn: h),
-                               fc2Weight: linear(h, 4 * h), fc2Bias: bias(h, fanIn: 4 * h)),
+            block: BlockWeights(norm1: norm(h), qkv: LinearWeights(weight: linear(3 * h, h), bias: nil),
+                                proj: LinearWeights(weight: linear(h, h), bias: bias(h, fanIn: h)), norm2: norm(h),
+                                ffn: mlp(h)),
             outWeight: linear(3, h), outBias: bias(3, fanIn: h))
-        let block = CABlock(norm1Weight: ones(d), norm1Bias: zeros(d), qWeight: linear(d, d), kWeight: linear(d, nc), vWeight: linear(d, nc),
-                            projWeight: linear(d, d), projBias: bias(d, fanIn: d), norm2Weight: ones(d), norm2Bias: zeros(d),
-                            fc1Weight: linear(4 * d, d), fc1Bias: bias(4 * d, fanIn: d), fc2Weight: linear(d, 4 * d), fc2Bias: bias(d, fanIn: 4 * d))
+        let block = CABlock(norm1: norm(d), qWeight: linear(d, d), kWeight: linear(d, nc), vWeight: linear(d, nc),
+                            proj: LinearWeights(weight: linear(d, d), bias: bias(d, fanIn: d)), norm2: norm(d), mlp: mlp(d))
         let protos = Prototypes(projWeight: linear(d, 3), projBias: bias(d, fanIn: 3), block: block)
         var sphere = (0..<(1024 * 3)).map { _ in rng.normal() }
         sphere.withUnsafeMutableBufferPointer { normalizeRows($0.baseAddress!, rows: 1024, cols: 3, eps: 1e-12) }

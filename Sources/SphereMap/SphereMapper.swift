@@ -1,29 +1,25 @@
 import Kernels
 import TensorFiles
+import Transformer
 
 // Letters: B = batch, N = patch tokens, D = backbone width, H = D/2 mapper width, C = categories.
 // Names follow the reference checkpoint (VICO-UoE/SphericalMaps dino_mapper.py; METHOD §3).
 
-/// timm-style Block used by f_S (METHOD §3.1): no LayerScale, LayerNorm eps 1e-5, qkv without bias.
-package struct MapperBlock: Sendable {
-    package var norm1Weight, norm1Bias: Parameter  // [H]
-    package var qkvWeight: Parameter                // [3H, H], no bias (H17)
-    package var projWeight, projBias: Parameter     // [H, H], [H]
-    package var norm2Weight, norm2Bias: Parameter   // [H]
-    package var fc1Weight, fc1Bias: Parameter       // [4H, H], [4H]
-    package var fc2Weight, fc2Bias: Parameter       // [H, 4H], [H]
-    package var width: Int { norm1Weight.shape[0] }
-    package var heads: Int { max(1, width / 64) }
-}
+/// LayerNorm eps of the mapper's block and the prototypes: nn.LayerNorm's default 1e-5, not DINOv2's 1e-6 (H11).
+package let headLayerNormEps: Float = 1e-5
 
 /// f_S = sphere_mapper: Linear(D → H) → GELU → Block(H, H/64 heads) → Linear(H → 3) (METHOD §3.2).
 package struct SphereMapper: Sendable {
     package var inWeight, inBias: Parameter     // sphere_mapper.0: [H, D], [H]
-    package var block: MapperBlock          // sphere_mapper.2
+    /// sphere_mapper.2, the timm Block of METHOD §3.1: no LayerScale, LayerNorm eps 1e-5, qkv without bias (H17).
+    package var block: BlockWeights             // norm1 [H], attn.qkv [3H, H], attn.proj [H, H], norm2 [H], mlp.fc1 [4H, H], mlp.fc2 [H, 4H]
     package var outWeight, outBias: Parameter   // sphere_mapper.3: [3, H], [3]
 
     package var inputDim: Int { inWeight.shape[1] }
     package var width: Int { inWeight.shape[0] }
+    package var heads: Int { Self.heads(width: width) }
+    /// H/64 heads, at least one (METHOD §3.1).
+    package static func heads(width h: Int) -> Int { max(1, h / 64) }
 
     /// Unit sphere vectors [B, N, 3] = normalize(f_S(features)) for features [B, N, D]. Attention in the block is
     /// global over each image's N tokens (3600 at 840², H31). No mask at inference (H18).
@@ -39,32 +35,11 @@ package struct SphereMapper: Sendable {
         let x = FloatStorage(count: rows * h, zeroed: false)
         linearForward(x.pointer, features, weight: inWeight.pointer, bias: inBias.pointer, rows: rows, inFeatures: d, outFeatures: h,
                       epilogue: .biasGELU)
-        block.forward(x.pointer, batch: b, tokens: n)
+        block.forward(x.pointer, batch: b, tokens: n, config: BlockConfig(heads: heads, eps: headLayerNormEps), kernels: LayerKernels(),
+                      scratch: BlockScratch(rows: rows, block: block))
         let out = FloatStorage(count: rows * 3, zeroed: false)
         linearForward(out.pointer, x.pointer, weight: outWeight.pointer, bias: outBias.pointer, rows: rows, inFeatures: h, outFeatures: 3)
         return out
-    }
-}
-
-extension MapperBlock {
-    /// x ← x + attn(norm1(x)); x ← x + mlp(norm2(x)), in place.   x: [B, N, H]
-    func forward(_ x: UnsafeMutablePointer<Float>, batch b: Int, tokens n: Int) {
-        let h = width, rows = b * n
-        let xn = FloatStorage(count: rows * h, zeroed: false)
-        let qkv = FloatStorage(count: rows * 3 * h, zeroed: false)
-        let attn = FloatStorage(count: rows * h, zeroed: false)
-        let hidden = FloatStorage(count: rows * 4 * h, zeroed: false)
-        layerNormForward(xn.pointer, x, weight: norm1Weight.pointer, bias: norm1Bias.pointer, rows: rows, cols: h, eps: 1e-5)
-        linearForward(qkv.pointer, xn.pointer, weight: qkvWeight.pointer, bias: nil, rows: rows, inFeatures: h, outFeatures: 3 * h)
-        attentionForward(attn.pointer, qkv: qkv.pointer, batch: b, tokens: n, heads: heads, headDim: h / heads,
-                         scale: 1 / Float(h / heads).squareRoot())
-        linearForward(x, attn.pointer, weight: projWeight.pointer, bias: projBias.pointer, rows: rows, inFeatures: h, outFeatures: h,
-                      epilogue: .biasAddInto)
-        layerNormForward(xn.pointer, x, weight: norm2Weight.pointer, bias: norm2Bias.pointer, rows: rows, cols: h, eps: 1e-5)
-        linearForward(hidden.pointer, xn.pointer, weight: fc1Weight.pointer, bias: fc1Bias.pointer, rows: rows, inFeatures: h,
-                      outFeatures: 4 * h, epilogue: .biasGELU)
-        linearForward(x, hidden.pointer, weight: fc2Weight.pointer, bias: fc2Bias.pointer, rows: rows, inFeatures: 4 * h, outFeatures: h,
-                      epilogue: .biasAddInto)
     }
 }
 

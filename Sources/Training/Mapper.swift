@@ -1,9 +1,11 @@
 import Kernels
 import SphereMap
+import Transformer
 
 // f_S = sphere_mapper (METHOD §3.2) for training: the forward keeps what its backward needs, the backward runs the
-// layers in reverse. Forward kernels are the inference ones (Kernels: linearForward, geluInPlace, layerNormForward,
-// attentionForward); each backward is the Kernels function beside its forward.
+// layers in reverse. The block's attention half is the inference block's (`BlockWeights.addAttention`); its MLP half
+// keeps fc1's output before GELU for GELU's backward, where inference fuses the GELU into fc1. Each backward is the
+// Kernels function beside its forward.
 //
 // Letters: R = B·N rows (tokens of the batch), D = backbone width, H = D/2 mapper width, 3 = sphere.
 
@@ -26,7 +28,8 @@ struct NormParams {
     }
 }
 
-/// sphere_mapper.{0, 2, 3}, named as the checkpoint.
+/// sphere_mapper.{0, 2, 3}, named as the checkpoint: values and gradients for the backward, and the block's values as
+/// the shared `BlockWeights` for its forward.
 struct MapperParams {
     let input: LinearParams        // sphere_mapper.0: [H, D], [H]
     let norm1: NormParams          // sphere_mapper.2.norm1: [H]
@@ -36,8 +39,10 @@ struct MapperParams {
     let fc1: LinearParams          // sphere_mapper.2.mlp.fc1: [4H, H], [4H]
     let fc2: LinearParams          // sphere_mapper.2.mlp.fc2: [H, 4H], [H]
     let output: LinearParams       // sphere_mapper.3: [3, H], [3]
+    let block: BlockWeights        // sphere_mapper.2, viewing the same values
     init(_ p: ParameterSet) {
         let s = "sphere_mapper"
+        block = p.bundleView().mapper.block
         input = LinearParams(p, "\(s).0"); norm1 = NormParams(p, "\(s).2.norm1")
         qkv = LinearParams(p, "\(s).2.attn.qkv", bias: false); proj = LinearParams(p, "\(s).2.attn.proj")
         norm2 = NormParams(p, "\(s).2.norm2"); fc1 = LinearParams(p, "\(s).2.mlp.fc1"); fc2 = LinearParams(p, "\(s).2.mlp.fc2")
@@ -68,9 +73,6 @@ final class MapperActivations {
     }
 }
 
-/// LayerNorm eps of the mapper and prototypes: nn.LayerNorm's default 1e-5, not DINOv2's 1e-6 (H11).
-let headNormEps: Float = 1e-5
-
 /// s_raw = f_S(features), keeping the activations.   features: [B, N, D]
 func mapperForward(_ p: MapperParams, features: UnsafePointer<Float>, batch b: Int, tokens n: Int, d: Int, heads: Int) -> MapperActivations {
     let h = d / 2, rows = b * n
@@ -78,16 +80,13 @@ func mapperForward(_ p: MapperParams, features: UnsafePointer<Float>, batch b: I
     // sphere_mapper.0 + .1 (exact GELU, H13); the pre-activation is kept for GELU's backward.
     linearForward(a.u0.pointer, features, weight: p.input.w, bias: p.input.b, rows: rows, inFeatures: d, outFeatures: h)
     geluForward(a.x0.pointer, a.u0.pointer, count: rows * h)
-    // sphere_mapper.2: x ← x + attn(norm1(x))
-    layerNormForward(a.xn1.pointer, a.x0.pointer, weight: p.norm1.w, bias: p.norm1.b, rows: rows, cols: h, eps: headNormEps)
-    linearForward(a.qkv.pointer, a.xn1.pointer, weight: p.qkv.w, bias: nil, rows: rows, inFeatures: h, outFeatures: 3 * h)
-    attentionForward(a.attn.pointer, qkv: a.qkv.pointer, batch: b, tokens: n, heads: heads, headDim: h / heads,
-                     scale: 1 / Float(h / heads).squareRoot())
+    // sphere_mapper.2: x ← x + attn(norm1(x)), x1 starting as a copy of x0 (kept for norm1's backward).
     a.x1.pointer.update(from: a.x0.pointer, count: rows * h)
-    linearForward(a.x1.pointer, a.attn.pointer, weight: p.proj.w, bias: p.proj.b, rows: rows, inFeatures: h, outFeatures: h, epilogue: .biasAddInto)
+    p.block.addAttention(a.x1.pointer, batch: b, tokens: n, config: BlockConfig(heads: heads, eps: headLayerNormEps), kernels: LayerKernels(),
+                         xn: a.xn1.pointer, qkv: a.qkv.pointer, attn: a.attn.pointer)
     // x ← x + mlp(norm2(x)); GELU(hidden) is recomputed by the backward rather than kept ([R, 4H]).
-    layerNormForward(a.xn2.pointer, a.x1.pointer, weight: p.norm2.w, bias: p.norm2.b, rows: rows, cols: h, eps: headNormEps)
-    linearForward(a.hidden.pointer, a.xn2.pointer, weight: p.fc1.w, bias: p.fc1.b, rows: rows, inFeatures: h, outFeatures: 4 * h)
+    p.block.norm2.forward(a.xn2.pointer, a.x1.pointer, rows: rows, eps: headLayerNormEps)
+    p.block.ffn.fc1.forward(a.hidden.pointer, a.xn2.pointer, rows: rows, kernels: LayerKernels())
     a.x2.pointer.update(from: a.x1.pointer, count: rows * h)
     mlpSecondHalf(a.x2.pointer, hidden: a.hidden.pointer, fc2: p.fc2, rows: rows, width: h)
     // sphere_mapper.3
@@ -139,7 +138,7 @@ func mapperBackward(_ p: MapperParams, _ a: MapperActivations, dsRaw: UnsafePoin
     // x2 = x1 + mlp(norm2(x1))
     mlpBackward(dxn: dxn.pointer, dOut: dx.pointer, xn: a.xn2.pointer, hidden: a.hidden.pointer, fc1: p.fc1, fc2: p.fc2, rows: rows, width: h)
     layerNormBackward(dx: dx.pointer, dWeight: p.norm2.dw, dBias: p.norm2.db, dy: dxn.pointer, x: a.x1.pointer, weight: p.norm2.w,
-                      rows: rows, cols: h, eps: headNormEps)
+                      rows: rows, cols: h, eps: headLayerNormEps)
     // x1 = x0 + proj(attention(qkv(norm1(x0))))
     let dattn = FloatStorage(count: rows * h, zeroed: false)
     linearBackward(dx: dattn.pointer, dWeight: p.proj.dw, dBias: p.proj.db, dy: dx.pointer, x: a.attn.pointer, weight: p.proj.w,
@@ -150,7 +149,7 @@ func mapperBackward(_ p: MapperParams, _ a: MapperActivations, dsRaw: UnsafePoin
     linearBackward(dx: dxn.pointer, dWeight: p.qkv.dw, dBias: nil, dy: dqkv.pointer, x: a.xn1.pointer, weight: p.qkv.w,
                    rows: rows, inFeatures: h, outFeatures: 3 * h)
     layerNormBackward(dx: dx.pointer, dWeight: p.norm1.dw, dBias: p.norm1.db, dy: dxn.pointer, x: a.x0.pointer, weight: p.norm1.w,
-                      rows: rows, cols: h, eps: headNormEps)
+                      rows: rows, cols: h, eps: headLayerNormEps)
     // x0 = GELU(u0), u0 = sphere_mapper.0(features); the features are frozen (no gradient).
     geluBackwardInPlace(dx.pointer, preActivation: a.u0.pointer, count: rows * h)
     linearBackward(dx: nil, dWeight: p.input.dw, dBias: p.input.db, dy: dx.pointer, x: features, weight: p.input.w,

@@ -53,6 +53,14 @@ package final class ParameterSet: @unchecked Sendable {
     package func buffer(_ name: String) -> UnsafeBufferPointer<Float> {
         let s = slot(name); return UnsafeBufferPointer(start: values.pointer + s.offset, count: s.count)
     }
+    /// The parameters as a sphere bundle viewing this buffer (no copy): the forward passes training shares with
+    /// inference read their weights from it.
+    func bundleView() -> SphereBundle {
+        let d = slot("sphere_mapper.0.weight").shape[1], nc = slot(Self.sharedBlockPrefix + "attn.k.weight").shape[1]
+        return SphereBundle.assembled(backboneDim: d, categories: nc) { f in
+            Parameter(pointer: UnsafePointer(pointer(f.name)), shape: f.shape, owner: self)
+        }
+    }
     package func gradientBuffer(_ name: String) -> UnsafeBufferPointer<Float> {
         let s = slot(name); return UnsafeBufferPointer(start: grads.pointer + s.offset, count: s.count)
     }

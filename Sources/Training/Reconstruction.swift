@@ -1,4 +1,5 @@
 import Kernels
+import SphereMap
 
 // S_Z = prototypes (METHOD §3.3) and the reconstruction loss (METHOD §4.2), forward and backward together, in chunks of
 // foreground tokens. Two exact shortcuts (proven equal to the plain formula in TrainingTests/ShortcutTests):
@@ -71,7 +72,7 @@ func reconstructionLoss(_ p: PrototypeParams, sphere: UnsafePointer<Float>, feat
                 let dst = y[app].pointer + j * d, src = z.pointer + j * d, a = consts.pointer + cats[j] * d
                 for i in 0..<d { dst[i] = src[i] + a[i] }
             }
-            layerNormForward(yn[app].pointer, y[app].pointer, weight: p.norm2.w, bias: p.norm2.b, rows: k, cols: d, eps: headNormEps)
+            layerNormForward(yn[app].pointer, y[app].pointer, weight: p.norm2.w, bias: p.norm2.b, rows: k, cols: d, eps: headLayerNormEps)
             linearForward(hid[app].pointer, yn[app].pointer, weight: p.fc1.w, bias: p.fc1.b, rows: k, inFeatures: d, outFeatures: 4 * d)
             z.pointer.update(from: y[app].pointer, count: k * d)
             mlpSecondHalf(z.pointer, hidden: hid[app].pointer, fc2: p.fc2, rows: k, width: d)
@@ -94,7 +95,7 @@ func reconstructionLoss(_ p: PrototypeParams, sphere: UnsafePointer<Float>, feat
             mlpBackward(dxn: dyn.pointer, dOut: dz.pointer, xn: yn[app].pointer, hidden: hid[app].pointer,
                         fc1: p.fc1, fc2: p.fc2, rows: k, width: d)
             layerNormBackward(dx: dz.pointer, dWeight: p.norm2.dw, dBias: p.norm2.db, dy: dyn.pointer, x: y[app].pointer,
-                              weight: p.norm2.w, rows: k, cols: d, eps: headNormEps)
+                              weight: p.norm2.w, rows: k, cols: d, eps: headLayerNormEps)
             // y = z + a_c: ∂L/∂z = ∂L/∂y, and ∂L/∂a_c collects the rows of category c.
             for j in 0..<k {
                 let g = dz.pointer + j * d, acc = dConsts.pointer + cats[j] * d

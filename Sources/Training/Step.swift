@@ -6,7 +6,7 @@ import SphereMap
 // with respect to sph into one buffer, so f_S's backward runs once.
 
 extension SphereTrainer {
-    var mapperHeadCount: Int { config.mapperHeads ?? max(1, config.width / 2 / 64) }
+    var mapperHeadCount: Int { config.mapperHeads ?? SphereMapper.heads(width: config.width / 2) }
 
     /// Zeroes the gradients, runs forward, the four losses and backward, and leaves ∂L/∂θ in `parameters.grads`.
     func computeGradients(_ batch: TrainingBatch) -> StepLosses {

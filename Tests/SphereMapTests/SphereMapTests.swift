@@ -18,7 +18,7 @@ let sphereFixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         let b = try bundle()
         #expect(b.backboneDim == 128)
         #expect(b.categories == ["car", "chair", "dog"])
-        #expect(b.mapper.block.heads == 1)
+        #expect(b.mapper.heads == 1)
         #expect(b.prototypes.categories == 3)
     }
 

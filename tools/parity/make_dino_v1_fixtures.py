@@ -31,21 +31,20 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import shutil
 import sys
 import tempfile
 import types
 import warnings
 from functools import partial
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_dinov2_fixtures import read_safetensors, write_safetensors  # noqa: E402  (one deterministic writer)
+from fixture_io import (  # noqa: E402
+    hub_state_dict, make_input, max_abs, perturb_parameters, read_safetensors, report, save_hf_directory, write_prefixed_copy,
+    write_safetensors)
 
 IMG_SIZE = 224  # the released models: pos_embed holds (224/p)^2 + 1 tokens
 EMBED_DIM = 128
@@ -115,35 +114,6 @@ def build_reference(vits, name: str):
     return model
 
 
-def perturb_parameters(model: torch.nn.Module, seed: int) -> None:
-    """Move every parameter away from its init, with O(1)-preserving scales."""
-    g = torch.Generator().manual_seed(seed)
-
-    def randn(shape):
-        return torch.randn(shape, generator=g, dtype=torch.float32)
-
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            leaf = name.rsplit(".", 1)[-1]
-            owner = name.rsplit(".", 2)[-2] if "." in name else ""
-            if name in ("pos_embed", "cls_token"):
-                v = 0.5 * randn(p.shape)
-            elif owner.startswith("norm"):  # norm1 / norm2 / final norm
-                v = (1.0 + 0.1 * randn(p.shape)) if leaf == "weight" else 0.1 * randn(p.shape)
-            elif leaf == "weight":  # Linear / Conv2d
-                v = randn(p.shape) / math.sqrt(int(np.prod(p.shape[1:])))
-            elif leaf == "bias":
-                v = 0.1 * randn(p.shape)
-            else:
-                raise AssertionError(f"unhandled parameter {name}")
-            v = torch.where(v == 0.0, torch.full_like(v, 1e-3), v)
-            v = torch.where(v == 1.0, torch.full_like(v, 1.0 + 1e-3), v)
-            p.copy_(v)
-        for name, t in model.state_dict().items():
-            assert t.dtype == torch.float32, name
-            assert not torch.any(t == 0.0) and not torch.any(t == 1.0), f"{name} has an element at 0 or 1"
-
-
 def model_metadata(name: str) -> dict[str, str]:
     return {
         "family": "dinov1",
@@ -155,11 +125,6 @@ def model_metadata(name: str) -> dict[str, str]:
         "layer_norm_eps": "1e-06",
         "layerscale": "false",
     }
-
-
-def make_input(seed: int, b: int, h: int, w: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn((b, 3, h, w), generator=g, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -271,11 +236,6 @@ def hf_load(path: str, pooler: bool):
     return model
 
 
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a.double() - b.double()).abs().max())
-
-
 @torch.no_grad()
 def check_hf(model, ref_model, ViTExtractor, x, label: str, notes: list[str]) -> None:
     ref = run_reference(ref_model, ViTExtractor, x, ref_model.patch_embed.patch_size)
@@ -304,15 +264,7 @@ def write_hf(name: str, sd, ref_model, ViTExtractor, out_dir: str, seed: int, no
     check_hf(model, ref_model, ViTExtractor, x, name, notes)
 
     dest = os.path.join(out_dir, HF_DIRS[name])
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    model.save_pretrained(dest, safe_serialization=True)
-    assert sorted(os.listdir(dest)) == ["config.json", "model.safetensors"], os.listdir(dest)
-    saved, _ = read_safetensors(os.path.join(dest, "model.safetensors"))
-    assert sorted(saved) == sorted(legacy), sorted(set(saved) ^ set(legacy))
-    for k in legacy:
-        assert saved[k].dtype == torch.float32 and torch.equal(saved[k], legacy[k]), k
-    cfg = json.load(open(os.path.join(dest, "config.json")))
+    cfg = save_hf_directory(model, dest, legacy)
     assert cfg.get("model_type") == "vit" and cfg.get("patch_size") == CONFIGS[name]["patch_size"], cfg
     check_hf(hf_load(dest, pooler), ref_model, ViTExtractor, x, name + " (reloaded)", notes)
     return dest
@@ -321,17 +273,10 @@ def write_hf(name: str, sd, ref_model, ViTExtractor, out_dir: str, seed: int, no
 def write_hf_prefixed(out_dir: str, ref_model, ViTExtractor, seed: int, notes: list[str]) -> str:
     import transformers
 
-    src = os.path.join(out_dir, HF_DIRS["p8"])
-    dest = os.path.join(out_dir, HF_PREFIXED_DIR)
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    os.makedirs(dest)
-    shutil.copyfile(os.path.join(src, "config.json"), os.path.join(dest, "config.json"))
-    sd, meta = read_safetensors(os.path.join(src, "model.safetensors"))
     prefix = transformers.ViTPreTrainedModel.base_model_prefix + "."
     assert prefix == "vit.", prefix
-    write_safetensors(os.path.join(dest, "model.safetensors"), {prefix + k: v for k, v in sd.items()},
-                      meta or {"format": "pt"})
+    dest = os.path.join(out_dir, HF_PREFIXED_DIR)
+    write_prefixed_copy(os.path.join(out_dir, HF_DIRS["p8"]), dest, prefix)
     head = transformers.ViTForImageClassification(hf_config("p8"))
     assert all(k.startswith(prefix) for k in head.state_dict() if not k.startswith("classifier.")), \
         "ViTForImageClassification backbone keys are not 'vit.'-prefixed"
@@ -361,7 +306,7 @@ def main() -> None:
         torch.manual_seed(BASE_SEED + ci)
         model = build_reference(vits, name)
         perturb_parameters(model, BASE_SEED + 100 + ci)
-        sd = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+        sd = hub_state_dict(model)
         path = os.path.join(args.out, f"{name}.safetensors")
         write_safetensors(path, sd, model_metadata(name))
         written.append(path)
@@ -385,17 +330,7 @@ def main() -> None:
                 dest = write_hf_prefixed(args.out, model, ViTExtractor, BASE_SEED + 3000, notes)
                 written += [os.path.join(dest, f) for f in sorted(os.listdir(dest))]
 
-    import safetensors
-    import transformers
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"safetensors {safetensors.__version__}, numpy {np.__version__}")
-    for n in notes:
-        print("note:", n)
-    total = 0
-    for p in written:
-        total += os.path.getsize(p)
-        print(f"{os.path.relpath(p, args.out):40s} {os.path.getsize(p):>10}")
-    print(f"{'total':40s} {total:>10}  ({total / 2**20:.2f} MiB)")
+    report(written, args.out, notes)
 
 
 if __name__ == "__main__":

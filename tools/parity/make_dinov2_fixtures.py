@@ -30,17 +30,11 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import os
-import shutil
-import struct
 import sys
 import tempfile
 import warnings
 from functools import partial
-
-import numpy as np
 
 # The reference layers import xformers optionally. Force the pure-PyTorch fallback
 # (SDPA attention, plain SwiGLUFFN) even if xformers happens to be installed, so the
@@ -48,6 +42,11 @@ import numpy as np
 os.environ["XFORMERS_DISABLED"] = "1"
 
 import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fixture_io import (  # noqa: E402
+    hub_state_dict, make_input, max_abs, perturb_parameters, read_safetensors, report, save_hf_directory, write_prefixed_copy,
+    write_safetensors)
 
 PATCH = 14
 IMG_SIZE = 518  # -> 37x37 grid, pos_embed has 1 + 1369 = 1370 tokens
@@ -76,57 +75,6 @@ HF_PREFIXED_DIR = "hf-prefixed"
 HF_PREFIX = "dinov2."
 
 BASE_SEED = 20240601
-
-
-# --------------------------------------------------------------------------------------
-# deterministic safetensors writer (+ read-back check with the official reader)
-# --------------------------------------------------------------------------------------
-
-def write_safetensors(path: str, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> None:
-    header: dict = {}
-    if metadata:
-        header["__metadata__"] = {k: str(metadata[k]) for k in sorted(metadata)}
-    blobs = []
-    offset = 0
-    arrays = {}
-    for name in sorted(tensors):
-        t = tensors[name]
-        assert t.dtype == torch.float32, (name, t.dtype)
-        a = np.ascontiguousarray(t.detach().cpu().numpy(), dtype="<f4")
-        arrays[name] = a
-        b = a.tobytes(order="C")
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
-        offset += len(b)
-        blobs.append(b)
-    h = json.dumps(header, separators=(",", ":"), ensure_ascii=True).encode("utf-8")
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
-
-    # read back with the official implementation
-    from safetensors import safe_open
-
-    with safe_open(path, framework="np") as f:
-        assert sorted(f.keys()) == sorted(arrays), path
-        if metadata:
-            assert f.metadata() == {k: str(v) for k, v in metadata.items()}, path
-        for name, a in arrays.items():
-            r = f.get_tensor(name)
-            assert r.dtype == np.float32 and r.shape == a.shape and np.array_equal(r, a), (path, name)
-
-
-def read_safetensors(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    from safetensors import safe_open
-
-    out = {}
-    with safe_open(path, framework="pt") as f:
-        meta = f.metadata() or {}
-        for k in f.keys():
-            out[k] = f.get_tensor(k)
-    return out, meta
 
 
 # --------------------------------------------------------------------------------------
@@ -172,44 +120,6 @@ def build_reference(vits, MemEffAttention, Block, name: str):
     return model
 
 
-def perturb_parameters(model: torch.nn.Module, seed: int) -> None:
-    """Move every parameter away from its init, with O(1)-preserving scales."""
-    g = torch.Generator().manual_seed(seed)
-
-    def randn(shape):
-        return torch.randn(shape, generator=g, dtype=torch.float32)
-
-    with torch.no_grad():
-        for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
-            leaf = name.rsplit(".", 1)[-1]
-            owner = name.rsplit(".", 2)[-2] if "." in name else ""
-            if name in ("pos_embed", "cls_token", "register_tokens", "mask_token"):
-                v = 0.5 * randn(p.shape)
-            elif leaf == "gamma":  # LayerScale
-                v = 0.5 + 0.2 * randn(p.shape)
-            elif owner.startswith("norm"):  # norm1 / norm2 / final norm (LayerNorm)
-                v = (1.0 + 0.1 * randn(p.shape)) if leaf == "weight" else 0.1 * randn(p.shape)
-            elif leaf == "weight":  # Linear / Conv2d
-                fan_in = int(np.prod(p.shape[1:]))
-                v = randn(p.shape) / math.sqrt(fan_in)
-            elif leaf == "bias":
-                v = 0.1 * randn(p.shape)
-            else:
-                raise AssertionError(f"unhandled parameter {name}")
-            # randn can return exactly 0.0 (probability ~2^-24 per element); nudge such
-            # elements (and any exact 1.0) so that no parameter sits at an init value.
-            v = torch.where(v == 0.0, torch.full_like(v, 1e-3), v)
-            v = torch.where(v == 1.0, torch.full_like(v, 1.0 + 1e-3), v)
-            p.copy_(v)
-        for name, t in model.state_dict().items():
-            assert t.dtype == torch.float32, name
-            assert not torch.any(t == 0.0) and not torch.any(t == 1.0), f"{name} has an element at 0 or 1"
-
-
-def hub_state_dict(model) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-
-
 def model_metadata(model, name: str) -> dict[str, str]:
     cfg = CONFIGS[name]
     mlp = model.blocks[0].mlp
@@ -230,11 +140,6 @@ def model_metadata(model, name: str) -> dict[str, str]:
         "layer_norm_eps": "1e-06",
         "layerscale": "true",
     }
-
-
-def make_input(seed: int, b: int, h: int, w: int) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn((b, 3, h, w), generator=g, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -393,11 +298,6 @@ def hf_forward(model, x: torch.Tensor):
     return out.hidden_states[-1], out.last_hidden_state, out.hidden_states
 
 
-def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return float((a.double() - b.double()).abs().max())
-
-
 def write_hf(name: str, sd: dict[str, torch.Tensor], ref_model, out_dir: str, seed: int, notes: list[str]) -> str:
     _, model_cls = hf_classes(name)
     legacy = hub_to_hf(sd, DEPTH, swiglu=(name == "swiglu"), registers=(name == "registers"))
@@ -422,19 +322,10 @@ def write_hf(name: str, sd: dict[str, torch.Tensor], ref_model, out_dir: str, se
                  f"last_hidden_state~x_norm {d_norm:.2e}")
 
     dest = os.path.join(out_dir, HF_DIRS[name])
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    model.save_pretrained(dest, safe_serialization=True)
-    assert sorted(os.listdir(dest)) == ["config.json", "model.safetensors"], os.listdir(dest)
-
-    # What transformers wrote must be the hub-style HF layout, bit for bit.
-    saved, meta = read_safetensors(os.path.join(dest, "model.safetensors"))
-    assert sorted(saved) == sorted(legacy), (sorted(set(saved) ^ set(legacy)))
-    for k in legacy:
-        assert saved[k].dtype == torch.float32 and torch.equal(saved[k], legacy[k]), k
+    cfg_json = save_hf_directory(model, dest, legacy)
     if name == "registers":
+        saved, _ = read_safetensors(os.path.join(dest, "model.safetensors"))
         assert "embeddings.register_tokens" in saved
-    cfg_json = json.load(open(os.path.join(dest, "config.json")))
     assert cfg_json.get("model_type") == ("dinov2_with_registers" if name == "registers" else "dinov2"), cfg_json
 
     # Reload the written directory and re-check.
@@ -447,15 +338,8 @@ def write_hf(name: str, sd: dict[str, torch.Tensor], ref_model, out_dir: str, se
 def write_hf_prefixed(out_dir: str, ref_model, seed: int, notes: list[str]) -> str:
     import transformers
 
-    src = os.path.join(out_dir, HF_DIRS["plain"])
     dest = os.path.join(out_dir, HF_PREFIXED_DIR)
-    if os.path.isdir(dest):
-        shutil.rmtree(dest)
-    os.makedirs(dest)
-    shutil.copyfile(os.path.join(src, "config.json"), os.path.join(dest, "config.json"))
-    sd, meta = read_safetensors(os.path.join(src, "model.safetensors"))
-    write_safetensors(os.path.join(dest, "model.safetensors"), {HF_PREFIX + k: v for k, v in sd.items()},
-                      meta or {"format": "pt"})
+    write_prefixed_copy(os.path.join(out_dir, HF_DIRS["plain"]), dest, HF_PREFIX)
 
     # The prefix is what transformers' task-head models use for the backbone.
     prefix = transformers.Dinov2PreTrainedModel.base_model_prefix
@@ -505,9 +389,6 @@ def main() -> None:
     vits, MemEffAttention, Block = import_reference(args.dinov2_src)
     os.makedirs(args.out, exist_ok=True)
 
-    import transformers
-    import safetensors
-
     written: list[str] = []
     notes: list[str] = []
     for ci, name in enumerate(CONFIGS):
@@ -539,18 +420,7 @@ def main() -> None:
                 dest = write_hf_prefixed(args.out, model, BASE_SEED + 3000, notes)
                 written += [os.path.join(dest, f) for f in sorted(os.listdir(dest))]
 
-    print(f"torch {torch.__version__}, transformers {transformers.__version__}, "
-          f"safetensors {safetensors.__version__}, numpy {np.__version__}")
-    for n in notes:
-        print("note:", n)
-    width = max(len(os.path.relpath(p, args.out)) for p in written)
-    total = 0
-    print(f"{'file'.ljust(width)}  {'bytes':>10}")
-    for p in written:
-        size = os.path.getsize(p)
-        total += size
-        print(f"{os.path.relpath(p, args.out).ljust(width)}  {size:>10}")
-    print(f"{'total'.ljust(width)}  {total:>10}  ({total / 2**20:.2f} MiB)")
+    report(written, args.out, notes)
 
 
 if __name__ == "__main__":

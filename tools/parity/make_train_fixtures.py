@@ -32,10 +32,8 @@ Run:
 """
 import argparse
 import copy
-import json
 import os
 import random
-import struct
 import sys
 
 import numpy as np
@@ -46,25 +44,10 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 D, N_CATS, B, GH, GW, TRIPLETS, MAPPER_HEADS = 128, 3, 3, 8, 8, 32, 2
+sys.path.insert(0, HERE)
+from fixture_io import write_safetensors  # noqa: E402  (the one deterministic writer)
+
 CFG = dict(rd_strength=0.3, o_strength=0.3, vp_strength=0.1, rd_margin=0.5, o_thresh=1, vp_bins=8, lr=1e-3)
-
-
-def write_safetensors(path, tensors):
-    """Deterministic writer: sorted keys, float32, no metadata (the official writer orders nothing we rely on)."""
-    header, blobs, off = {}, [], 0
-    for k in sorted(tensors):
-        a = np.ascontiguousarray(tensors[k], dtype=np.float32)
-        b = a.tobytes()
-        header[k] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 class Model(nn.Module):
