@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TensorFiles
+import TestSupport
 @testable import DINOv2
 
 /// A checkpoint that does not fit the model is refused with the key and both shapes named.
@@ -63,5 +64,56 @@ import TensorFiles
         }
         #expect(DinoConfig.variant(.giant, registers: false).ffnHidden == 4096)  // SwiGLU rounding (METHOD §1.1)
         #expect(DinoConfig.variant(.base, registers: true).interpolateAntialias)
+    }
+}
+
+/// Official torch.save checkpoints (tools/parity/make_pth_fixtures.py): the same parity models as the safetensors
+/// fixtures, written by torch.save from the official model classes.
+@Suite struct TorchCheckpointLoadingTests {
+    static let pthDir = fixtureDir.deletingLastPathComponent().appendingPathComponent("pth")
+
+    /// The .pth and the hub safetensors give the same config, bit-identical weights under the same names, and
+    /// bit-identical features on the parity inputs (close to the reference's, as the safetensors route is).
+    @Test(arguments: [("dinov2-plain.pth", "dinov2/plain"), ("dino_v1-p8-teacher.pth", "dino_v1/p8")])
+    func torchCheckpointGivesTheSafetensorsModel(file: String, model name: String) throws {
+        let fixtures = fixtureDir.deletingLastPathComponent()
+        let pth = try DinoVisionTransformer.load(path: Self.pthDir.appendingPathComponent(file).path)
+        let hub = try DinoVisionTransformer.load(path: fixtures.appendingPathComponent("\(name).safetensors").path)
+        #expect(pth.config == hub.config)
+        let hubWeights = Dictionary(uniqueKeysWithValues: hub.namedWeights().map { ($0.0, $0.1.values.map(\.bitPattern)) })
+        #expect(pth.namedWeights().count == hubWeights.count)
+        for (n, w) in pth.namedWeights() { #expect(w.values.map(\.bitPattern) == hubWeights[n], "\(file): \(n)") }
+        let fx = try SafeTensorsFile(contentsOf: fixtures.appendingPathComponent("\(name).case0.safetensors"))
+        let shape = try fx.info("input").shape
+        let input = try fx.floats("input")
+        func features(_ m: DinoVisionTransformer) -> [Float] {
+            let out = input.withUnsafeBufferPointer { m.forward(images: $0.baseAddress!, batch: shape[0], height: shape[2], width: shape[3]) }
+            return withExtendedLifetime(out) { Array(out.features.buffer) }
+        }
+        let got = features(pth)
+        #expect(got.map(\.bitPattern) == features(hub).map(\.bitPattern), "\(file): features differ from the safetensors route")
+        expectClose(UnsafeBufferPointer(start: got, count: got.count), try fx.floats(pth.config.family == .dinov2 ? "features" : "keys.1"),
+                    atol: atol, rtol: rtol, "\(file) features")
+        #expect(try DinoVisionTransformer.peekConfig(path: Self.pthDir.appendingPathComponent(file).path) == hub.config)
+    }
+
+    /// The wrapper is taken, the student and the projection head left, as dino's load_pretrained_weights does.
+    @Test func teacherWrapperSourcesSkipStudentAndHead() throws {
+        let ckpt = try TorchCheckpoint(contentsOf: Self.pthDir.appendingPathComponent("dino_v1-p8-teacher.pth"))
+        #expect(ckpt.names.contains("student.module.backbone.cls_token") && ckpt.names.contains("teacher.module.head.last_layer.weight_g"))
+        let sources = try CheckpointLayout.torchSources(ckpt)
+        #expect(sources["cls_token"] == ["teacher.module.backbone.cls_token"])
+        #expect(!sources.keys.contains { $0.hasPrefix("head.") || $0.contains("student") })
+    }
+
+    @Test func badCheckpointsAreRefusedNamingTheFile() {
+        func error(_ name: String) -> String {
+            do { _ = try DinoVisionTransformer.load(path: Self.pthDir.appendingPathComponent(name).path); return "loaded" } catch { return "\(error)" }
+        }
+        #expect(error("forbidden-global.pth").contains("forbidden-global.pth: data.pkl: refusing global 'os.system'"))
+        #expect(error("truncated.pth").contains("truncated.pth"))
+        #expect(error("legacy.pth").contains("legacy.pth") && error("legacy.pth").contains("legacy (pre-1.6)"))
+        let notModel = error("tensors.pth")
+        #expect(notModel.contains("tensors.pth") && notModel.contains("no 'cls_token' tensor"), "\(notModel)")
     }
 }
