@@ -91,6 +91,9 @@ package struct EngineOptions: ParsableArguments {
     @discardableResult
     package func configure(logPrefix: String? = nil) -> [String] {
         let lines = Threading.configure(workers: threads, backend: gemm, kernels: kernels, precision: precision)
+        // One kernel family for the whole process: with `auto` the fp32 linear weights are never read after oneDNN's
+        // reorders, so backbones loaded from here on release them (about the weights' size less resident memory).
+        DinoVisionTransformer.keepsReferenceWeightsByDefault = KernelFamily.current != .auto
         if let logPrefix { lines.forEach { logToStderr("\(logPrefix): \($0)") } }
         return lines
     }

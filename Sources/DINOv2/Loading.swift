@@ -7,15 +7,18 @@ extension DinoVisionTransformer {
     /// or inferred from shapes). The family
     /// (DINOv2 or DINOv1) comes from the files: `model_type`, or LayerScale/mask-token tensors (METHOD §1.5).
     /// `stride`: a DINOv1 patch-embedding stride below the patch size (the reference's ViTExtractor option).
-    package static func load(path: String, variant: DinoConfig.Variant? = nil, stride: Int? = nil) throws -> DinoVisionTransformer {
+    /// `keepsReferenceWeights` false: the fp32 linear weights are dropped after oneDNN's reorders (auto kernels only).
+    package static func load(path: String, variant: DinoConfig.Variant? = nil, stride: Int? = nil,
+                             keepsReferenceWeights: Bool = keepsReferenceWeightsByDefault) throws -> DinoVisionTransformer {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw WeightError.config(file: path, detail: "no such file or directory")
         }
-        if isDir.boolValue { return try loadHuggingFace(directory: path, variant: variant, stride: stride) }
+        if isDir.boolValue { return try loadHuggingFace(directory: path, variant: variant, stride: stride, keepsReferenceWeights: keepsReferenceWeights) }
         let (file, sources) = try openHubFile(path)
         let config = try withStride(try inferHubConfig(file, sources, variant: variant), stride, file: path)
-        return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: sources), source: path)
+        return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: sources), source: path,
+                                         keepsReferenceWeights: keepsReferenceWeights)
     }
 
     /// The backbone's configuration without reading its weights (the HF config.json, or a hub file's header): lets
@@ -55,7 +58,7 @@ extension DinoVisionTransformer {
         return out
     }
 
-    static func loadHuggingFace(directory: String, variant: DinoConfig.Variant?, stride: Int?) throws -> DinoVisionTransformer {
+    static func loadHuggingFace(directory: String, variant: DinoConfig.Variant?, stride: Int?, keepsReferenceWeights: Bool) throws -> DinoVisionTransformer {
         let config = try huggingFaceConfig(directory: directory, variant: variant, stride: stride)
         let weightsPath = directory + "/model.safetensors"
         guard FileManager.default.fileExists(atPath: weightsPath) else {
@@ -63,7 +66,7 @@ extension DinoVisionTransformer {
         }
         let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weightsPath))
         return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: try CheckpointLayout.hfSources(file)),
-                                         source: directory)
+                                         source: directory, keepsReferenceWeights: keepsReferenceWeights)
     }
 
     static func huggingFaceConfig(directory: String, variant: DinoConfig.Variant?, stride: Int?) throws -> DinoConfig {

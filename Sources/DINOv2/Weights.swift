@@ -1,6 +1,9 @@
 import Foundation
 import Kernels
 import TensorFiles
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package enum WeightError: Error, CustomStringConvertible {
     case missing(file: String, key: String, expectedShape: [Int])
@@ -32,6 +35,8 @@ package final class WeightReader {
     /// Every tensor handed out, under its torch-hub name and checkpoint shape, in the order asked for: the model's
     /// names for writing are the ones it loaded with, not a second list.
     private(set) var handedOut: [(String, Parameter)] = []
+    /// Names handed out as views of the mapped file (not owned memory).
+    private var mapped: Set<String> = []
 
     /// `sources` maps internal names to file keys; keys of the file not reachable from it are "unexpected".
     init(file: any TensorArchive, sources: [String: [String]]) {
@@ -63,9 +68,10 @@ package final class WeightReader {
                 throw WeightError.shape(file: file.path, key: keys[0], expected: shape, found: found)
             }
             if let view = try file.float32View(keys[0]) {
+                mapped.insert(name)
                 return Parameter(pointer: view.baseAddress!, shape: shape, owner: file)
             }
-            return Parameter(try file.floats(keys[0]), shape: shape)
+            return ownedParameter(try file.floats(keys[0]), shape: shape)
         }
         // Concatenation along axis 0 (HF query | key | value → hub qkv).
         var values: [Float] = []
@@ -78,7 +84,20 @@ package final class WeightReader {
             }
             values += try file.floats(k)
         }
-        return Parameter(values, shape: shape)
+        return ownedParameter(values, shape: shape)
+    }
+
+    /// Forgets the tensors `names` (the model released them): owned memory is freed when the last reference goes, and
+    /// the whole pages of mapped ones are dropped from this process (MADV_DONTNEED on a private read-only mapping:
+    /// a later read would fault them in from the file again, so nothing can go stale).
+    func release(_ names: Set<String>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for (name, p) in handedOut where names.contains(name) && mapped.contains(name) {
+            let start = (Int(bitPattern: p.pointer) + page - 1) / page * page
+            let end = (Int(bitPattern: p.pointer) + 4 * p.count) / page * page
+            if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+        }
+        handedOut.removeAll { names.contains($0.0) }
     }
 
     private func shapeOf(_ key: String, in file: any TensorArchive) throws -> [Int] {
@@ -98,6 +117,26 @@ package final class WeightReader {
     private func squeezeEqual(_ a: [Int], _ b: [Int]) -> Bool {
         Array(a.drop(while: { $0 == 1 })) == Array(b.drop(while: { $0 == 1 })) && a.reduce(1, *) == b.reduce(1, *)
     }
+}
+
+/// Weights the reader builds (converted, concatenated, random) live outside BufferPool, whose blocks outlive their
+/// storage: a model that releases its fp32 matrices gives their memory back to the system (whole pages, mmap).
+final class WeightMemory {
+    let pointer: UnsafeMutablePointer<Float>
+    private let bytes: Int
+    init(count: Int) {
+        bytes = (max(count, 1) * 4 + 4095) / 4096 * 4096
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        precondition(p != MAP_FAILED, "mmap of \(bytes) bytes for weights failed: \(String(cString: strerror(errno)))")
+        pointer = p!.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+    deinit { munmap(pointer, bytes) }
+}
+
+func ownedParameter(_ values: [Float], shape: [Int]) -> Parameter {
+    let m = WeightMemory(count: values.count)
+    values.withUnsafeBufferPointer { m.pointer.update(from: $0.baseAddress!, count: values.count) }
+    return Parameter(pointer: m.pointer, shape: shape, owner: m)
 }
 
 // MARK: - Layouts

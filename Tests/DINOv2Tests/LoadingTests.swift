@@ -117,3 +117,37 @@ import TestSupport
         #expect(notModel.contains("tensors.pth") && notModel.contains("no 'cls_token' tensor"), "\(notModel)")
     }
 }
+
+/// A process whose kernels are `auto` throughout drops the fp32 linear weights once oneDNN has reordered them
+/// (issue #12 memory): the features do not change, mapped, converted and concatenated weights alike.
+@Suite struct ReleasedReferenceWeightsTests {
+    @Test(arguments: ["dinov2/plain.safetensors", "dinov2/hf-registers", "pth/dino_v1-p8-teacher.pth", "dino_v1/hf-p16"])
+    func autoFeaturesAreUnchangedWithoutTheReferenceWeights(_ file: String) throws {
+        let path = fixtureDir.deletingLastPathComponent().appendingPathComponent(file).path
+        let kept = try DinoVisionTransformer.load(path: path, keepsReferenceWeights: true)
+        let lean = try DinoVisionTransformer.load(path: path, keepsReferenceWeights: false)
+        #expect(kept.keepsReferenceWeights && !lean.keepsReferenceWeights)
+        #expect(lean.blocks.allSatisfy { $0.qkv.weight == nil && $0.proj.weight == nil && $0.fc1.weight == nil && $0.fc2.weight == nil })
+        #expect(lean.patchEmbed.weight == nil && kept.blocks[0].qkv.weight != nil)
+        let side = kept.config.patchSize * 3
+        let input = (0..<(3 * side * side)).map { Float(sin(Double($0) * 0.37)) }
+        func features(_ m: DinoVisionTransformer) -> [UInt32] {
+            let out = input.withUnsafeBufferPointer {
+                m.forward(images: $0.baseAddress!, batch: 1, height: side, width: side, options: ForwardOptions(cls: true, kernels: .auto, precision: .fp32))
+            }
+            return withExtendedLifetime(out) { Array(out.features.buffer).map(\.bitPattern) + Array(out.cls!.buffer).map(\.bitPattern) }
+        }
+        #expect(features(lean) == features(kept), "\(file)")
+    }
+
+    @Test func randomModelsReleaseToo() {
+        let c = DinoConfig(embedDim: 64, depth: 2, heads: 1, ffn: .mlp, registers: 0)
+        let kept = DinoVisionTransformer.random(config: c, seed: 3, keepsReferenceWeights: true)
+        let lean = DinoVisionTransformer.random(config: c, seed: 3, keepsReferenceWeights: false)
+        #expect(lean.blocks[1].fc2.weight == nil)
+        let input = [Float](repeating: 0.25, count: 3 * 28 * 28)
+        let a = input.withUnsafeBufferPointer { kept.forward(images: $0.baseAddress!, batch: 1, height: 28, width: 28, options: ForwardOptions(kernels: .auto)) }
+        let b = input.withUnsafeBufferPointer { lean.forward(images: $0.baseAddress!, batch: 1, height: 28, width: 28, options: ForwardOptions(kernels: .auto)) }
+        #expect(withExtendedLifetime((a, b)) { Array(a.features.buffer) == Array(b.features.buffer) })
+    }
+}
