@@ -25,22 +25,12 @@ package final class ZipArchive: @unchecked Sendable {
 
     package init(contentsOf url: URL) throws {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw TensorFileError.io(file: path, detail: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw TensorFileError.io(file: path, detail: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorFileError.io(file: path, detail: "not a regular file") }
-        let size = Int(st.st_size)
-        guard size >= 22 else { throw TensorFileError.invalid(file: path, detail: "file is \(size) bytes, too short for a ZIP archive") }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw TensorFileError.io(file: path, detail: "mmap failed: \(String(cString: strerror(errno)))")
-        }
+        let (p, size) = try mapReadOnly(path, minimumBytes: 22, what: "a ZIP archive")
         self.path = path
-        self.base = UnsafeRawPointer(p)
+        self.base = p
         self.length = size
         do { self.entries = try Self.readDirectory(base: base, length: size, path: path) } catch {
-            munmap(p, size); throw error
+            munmap(UnsafeMutableRawPointer(mutating: p), size); throw error
         }
     }
 
