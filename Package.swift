@@ -39,8 +39,8 @@ let package = Package(
         .target(name: "Runtime", dependencies: ["COpenBLAS"], swiftSettings: swiftSettings),
         // Numerics: plain functions over buffers; no model knowledge.
         .target(name: "Kernels", dependencies: ["COpenBLAS", "CDNNL", "CKernels", "Runtime"], swiftSettings: swiftSettings),
-        // safetensors and .npy files, read and written.
-        .target(name: "TensorFiles", swiftSettings: swiftSettings),
+        // safetensors and .npy files, read and written; torch.save checkpoints (ZIP + restricted pickle), read.
+        .target(name: "TensorFiles", dependencies: ["Gzip"], swiftSettings: swiftSettings),
         // SHA-256 from OpenSSL's libcrypto: content keys of the feature and view caches, bundle digests.
         .target(name: "Hashing", dependencies: ["CCrypto"], swiftSettings: swiftSettings),
         // setjmp/longjmp guards so libjpeg/libpng errors return instead of exiting (Swift cannot setjmp).

@@ -11,3 +11,8 @@ static inline int spc_deflate_init_gzip(z_streamp stream, int level) {
 static inline int spc_inflate_init_gzip(z_streamp stream) {
     return inflateInit2(stream, 15 + 16);
 }
+
+/// An inflate stream reading raw deflate data (no wrapper): ZIP entries compressed with method 8.
+static inline int spc_inflate_init_raw(z_streamp stream) {
+    return inflateInit2(stream, -15);
+}

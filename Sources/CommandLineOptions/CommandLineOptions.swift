@@ -14,7 +14,8 @@ extension Precision: ExpressibleByArgument {}
 /// `--backbone`, `--variant` and `--patch-stride`: which backbone runs (DINOv2 or DINOv1, inferred from the files).
 package struct BackboneOptions: ParsableArguments {
     @Option(help: """
-        Backbone: a Hugging Face directory (config.json + model.safetensors) or a torch-hub-named .safetensors file. \
+        Backbone: a Hugging Face directory (config.json + model.safetensors), or a torch-hub-named .safetensors file or \
+        official .pth checkpoint (DINOv2 or DINOv1 hub files, DINOv1 'teacher' checkpoints). \
         Required by spherecorr-train; spherecorr-server without it runs a built-in demo model (random weights).
         """)
     package var backbone: String?
@@ -32,8 +33,21 @@ package struct BackboneOptions: ParsableArguments {
 
     /// The backbone path of the commands that cannot run without one.
     package func requiredPath() throws -> String {
-        guard let backbone else { throw ValidationError("--backbone is required: a Hugging Face directory or a torch-hub .safetensors file") }
+        guard let backbone else { throw ValidationError("--backbone is required: a Hugging Face directory or a torch-hub .safetensors or .pth file") }
         return backbone
+    }
+
+    /// The backbone's configuration, read without its weights; a bad file is a failure naming it.
+    package func peekConfig() throws -> DinoConfig {
+        let path = try requiredPath()
+        do { return try DinoVisionTransformer.peekConfig(path: path, variant: variant, stride: patchStride) } catch { throw CommandFailure("\(error)") }
+    }
+
+    /// Refuses an input side (`flag`'s value) that does not tile the backbone's own patch grid: 14 for DINOv2, the
+    /// DINOv1 patch size and stride (METHOD §1.5). Checked before the weights are loaded.
+    package func checkSide(_ side: Int, flag: String) throws {
+        let config = try peekConfig()
+        if let why = config.invalidSideReason(side) { throw CommandFailure("\(flag) \(why) (the patch grid of \(config.displayName))") }
     }
 
     /// Loads the backbone; a bad file is a failure naming it.
@@ -77,6 +91,9 @@ package struct EngineOptions: ParsableArguments {
     @discardableResult
     package func configure(logPrefix: String? = nil) -> [String] {
         let lines = Threading.configure(workers: threads, backend: gemm, kernels: kernels, precision: precision)
+        // One kernel family for the whole process: with `auto` the fp32 linear weights are never read after oneDNN's
+        // reorders, so backbones loaded from here on release them (about the weights' size less resident memory).
+        DinoVisionTransformer.keepsReferenceWeightsByDefault = KernelFamily.current != .auto
         if let logPrefix { lines.forEach { logToStderr("\(logPrefix): \($0)") } }
         return lines
     }

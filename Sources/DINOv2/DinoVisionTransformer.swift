@@ -82,22 +82,57 @@ package final class DinoVisionTransformer: @unchecked Sendable {
     let norm: LayerNormWeights
     let maskToken: Parameter?          // [1, D], DINOv2's training-only token; kept so a checkpoint round-trips
     private let named: [(String, Parameter)]
+    /// false: the fp32 [O, I] copies of the linear layers were released after oneDNN's reorders for `precisions`
+    /// (about the weights' size less resident memory); forwards then run the `auto` kernels at those precisions only.
+    package let keepsReferenceWeights: Bool
+    /// The precisions whose reorders exist when the reference weights are released.
+    let precisions: Set<Precision>
 
-    init(config c: DinoConfig, reader r: WeightReader, source: String) throws {
+    /// Whether models keep their fp32 linear weights when the caller does not say: true (tests pin kernel families per
+    /// forward); an executable whose kernels are `auto` for its whole life sets false before loading.
+    nonisolated(unsafe) package static var keepsReferenceWeightsByDefault = true
+
+    init(config c: DinoConfig, reader r: WeightReader, source: String, keepsReferenceWeights keep: Bool = keepsReferenceWeightsByDefault) throws {
         config = c
         self.source = source
         let d = c.embedDim, ps = c.patchSize
         let convW = try r.take("patch_embed.proj.weight", shape: [d, 3, ps, ps])
-        patchEmbed = LinearWeights(weight: convW, bias: try r.take("patch_embed.proj.bias", shape: [d]), reordered: true)
+        var patchEmbed = LinearWeights(weight: convW, bias: try r.take("patch_embed.proj.bias", shape: [d]), reordered: true)
         clsToken = try r.take("cls_token", shape: [1, 1, d])
         maskToken = c.family == .dinov2 ? try r.take("mask_token", shape: [1, d]) : nil  // in every DINOv2 checkpoint
         posEmbed = try r.take("pos_embed", shape: [1, 1 + c.posGrid * c.posGrid, d])
         registerTokens = c.registers > 0 ? try r.take("register_tokens", shape: [1, c.registers, d]) : nil
-        blocks = try (0..<c.depth).map { try BlockWeights(r, index: $0, config: c) }
+        let keeps = keep || KernelFamily.current != .auto
+        keepsReferenceWeights = keeps
+        // A bf16 process also runs fp32 forwards (the /v1/info agreement probe): both reorders are kept.
+        let precisions: Set<Precision> = Precision.current == .bf16 ? [.bf16, .fp32] : [.fp32]
+        self.precisions = precisions
+        // Without the reference weights, each block's fp32 matrices go as soon as they are reordered, so that the
+        // peak holds the reorders and one block's matrices, not both copies of every layer.
+        var blocks: [BlockWeights] = []
+        for i in 0..<c.depth {
+            var b = try BlockWeights(r, index: i, config: c)
+            if !keeps {
+                for p in precisions { Self.prepare([b], nil, p) }
+                b.releaseReferenceWeights()
+                r.release(Set(["attn.qkv", "attn.proj", c.ffn == .mlp ? "mlp.fc1" : "mlp.w12", c.ffn == .mlp ? "mlp.fc2" : "mlp.w3"]
+                    .map { "blocks.\(i).\($0).weight" }))
+            }
+            blocks.append(b)
+        }
         norm = try LayerNormWeights(r, "norm", dim: d)
         try r.finish()
+        if keeps {
+            if KernelFamily.current == .auto { Self.prepare(blocks, patchEmbed, Precision.current) }
+        } else {
+            Self.prepare([], patchEmbed, .fp32)
+            patchEmbed.releaseReference()
+            r.release(["patch_embed.proj.weight"])
+        }
+        // What the reader still holds is what the model kept (released names were dropped from its list).
         named = r.handedOut
-        if KernelFamily.current == .auto { prepare(Precision.current) }
+        self.blocks = blocks
+        self.patchEmbed = patchEmbed
     }
 
     /// The same weights under another choice of patch stride or key block (the shapes must agree).
@@ -112,18 +147,27 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         patchEmbed = other.patchEmbed; clsToken = other.clsToken; posEmbed = other.posEmbed
         registerTokens = other.registerTokens; blocks = other.blocks; norm = other.norm; maskToken = other.maskToken
         named = other.named
+        keepsReferenceWeights = other.keepsReferenceWeights; precisions = other.precisions
     }
 
     /// Reorders every linear layer's weights for oneDNN's matmul at `precision` now rather than on first use.
     package func prepare(_ precision: Precision) {
+        precondition(keepsReferenceWeights || precisions.contains(precision), "the fp32 weights were released: no new reorders")
+        Self.prepare(blocks, patchEmbed, precision)
+    }
+
+    private static func prepare(_ blocks: [BlockWeights], _ patchEmbed: LinearWeights?, _ precision: Precision) {
         let layers = blocks.flatMap(\.linears).compactMap(\.matmul)
         Parallel.forEach(layers.count) { layers[$0].prepare(precision) }
-        patchEmbed.matmul?.prepare(.fp32)
+        patchEmbed?.matmul?.prepare(.fp32)  // the patch embedding always runs fp32
     }
 
     /// Every tensor under its torch-hub name, with its checkpoint shape (for writing a checkpoint): the names the
-    /// model was loaded with (`WeightReader` records them).
-    package func namedWeights() -> [(String, Parameter)] { named }
+    /// model was loaded with (`WeightReader` records them). Needs the reference weights.
+    package func namedWeights() -> [(String, Parameter)] {
+        precondition(keepsReferenceWeights, "\(source): loaded without its fp32 linear weights (keepsReferenceWeights false)")
+        return named
+    }
 
     /// Forward pass over normalised images. images: [B, 3, H, W], each side p + stride·k (a multiple of 14 for DINOv2).
     /// `onBlock(i, x)` sees each block's output [B, T, D] (for parity tests). DINOv1 stops after `keyBlock` unless the
@@ -137,6 +181,8 @@ package final class DinoVisionTransformer: @unchecked Sendable {
         precondition(b > 0 && c.invalidSideReason(h) == nil && c.invalidSideReason(w) == nil, "input must tile the patch grid")
         let gh = c.gridSide(h), gw = c.gridSide(w), n = gh * gw, t = 1 + r + n, p = 3 * ps * ps
         let k = LayerKernels(family: options.kernels ?? KernelFamily.current, precision: options.precision ?? Precision.current)
+        precondition(keepsReferenceWeights || (k.family == .auto && precisions.contains(k.precision)),
+                     "\(source): loaded without its fp32 linear weights; only the auto kernels at \(precisions.map(\.rawValue).sorted()) run")
 
         // Patch embedding: im2col [B·N, P] (c, ky, kx order), then x·Wᵀ + b → [B·N, D].
         let cols = FloatStorage(count: b * n * p, zeroed: false)

@@ -3,20 +3,22 @@ import TensorFiles
 
 extension DinoVisionTransformer {
     /// Loads a backbone from a Hugging Face directory (`config.json` + `model.safetensors`) or a single
-    /// safetensors file with torch-hub names (variant from `variant`, or inferred from shapes). The family
+    /// file with torch-hub names, safetensors or an official torch.save `.pth` checkpoint (variant from `variant`,
+    /// or inferred from shapes). The family
     /// (DINOv2 or DINOv1) comes from the files: `model_type`, or LayerScale/mask-token tensors (METHOD §1.5).
     /// `stride`: a DINOv1 patch-embedding stride below the patch size (the reference's ViTExtractor option).
-    package static func load(path: String, variant: DinoConfig.Variant? = nil, stride: Int? = nil) throws -> DinoVisionTransformer {
+    /// `keepsReferenceWeights` false: the fp32 linear weights are dropped after oneDNN's reorders (auto kernels only).
+    package static func load(path: String, variant: DinoConfig.Variant? = nil, stride: Int? = nil,
+                             keepsReferenceWeights: Bool = keepsReferenceWeightsByDefault) throws -> DinoVisionTransformer {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw WeightError.config(file: path, detail: "no such file or directory")
         }
-        if isDir.boolValue { return try loadHuggingFace(directory: path, variant: variant, stride: stride) }
-        let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path))
-        let config = try withStride(try inferHubConfig(file, variant: variant), stride, file: path)
-        return try DinoVisionTransformer(config: config,
-                                         reader: WeightReader(file: file, sources: CheckpointLayout.hubSources(file)),
-                                         source: path)
+        if isDir.boolValue { return try loadHuggingFace(directory: path, variant: variant, stride: stride, keepsReferenceWeights: keepsReferenceWeights) }
+        let (file, sources) = try openHubFile(path)
+        let config = try withStride(try inferHubConfig(file, sources, variant: variant), stride, file: path)
+        return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: sources), source: path,
+                                         keepsReferenceWeights: keepsReferenceWeights)
     }
 
     /// The backbone's configuration without reading its weights (the HF config.json, or a hub file's header): lets
@@ -27,8 +29,25 @@ extension DinoVisionTransformer {
             throw WeightError.config(file: path, detail: "no such file or directory")
         }
         if isDir.boolValue { return try huggingFaceConfig(directory: path, variant: variant, stride: stride) }
+        let (file, sources) = try openHubFile(path)
+        return try withStride(try inferHubConfig(file, sources, variant: variant), stride, file: path)
+    }
+
+    /// A single weights file by its content: a ZIP archive is a torch.save checkpoint (so is a legacy pickle, which
+    /// TorchCheckpoint refuses with a clear message), anything else safetensors. Returns hub name → file key.
+    static func openHubFile(_ path: String) throws -> (any TensorArchive, [String: [String]]) {
+        var magic = [UInt8](repeating: 0, count: 4)
+        if let h = FileHandle(forReadingAtPath: path) {
+            let d = h.readData(ofLength: 4)
+            try? h.close()
+            magic = Array(d) + [UInt8](repeating: 0, count: 4 - d.count)
+        }
+        if magic == [0x50, 0x4B, 0x03, 0x04] || magic[0] == 0x80 {
+            let file = try TorchCheckpoint(contentsOf: URL(fileURLWithPath: path))
+            return (file, try CheckpointLayout.torchSources(file))
+        }
         let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: path))
-        return try withStride(try inferHubConfig(file, variant: variant), stride, file: path)
+        return (file, CheckpointLayout.hubSources(file))
     }
 
     static func withStride(_ c: DinoConfig, _ stride: Int?, file: String) throws -> DinoConfig {
@@ -39,7 +58,7 @@ extension DinoVisionTransformer {
         return out
     }
 
-    static func loadHuggingFace(directory: String, variant: DinoConfig.Variant?, stride: Int?) throws -> DinoVisionTransformer {
+    static func loadHuggingFace(directory: String, variant: DinoConfig.Variant?, stride: Int?, keepsReferenceWeights: Bool) throws -> DinoVisionTransformer {
         let config = try huggingFaceConfig(directory: directory, variant: variant, stride: stride)
         let weightsPath = directory + "/model.safetensors"
         guard FileManager.default.fileExists(atPath: weightsPath) else {
@@ -47,7 +66,7 @@ extension DinoVisionTransformer {
         }
         let file = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: weightsPath))
         return try DinoVisionTransformer(config: config, reader: WeightReader(file: file, sources: try CheckpointLayout.hfSources(file)),
-                                         source: directory)
+                                         source: directory, keepsReferenceWeights: keepsReferenceWeights)
     }
 
     static func huggingFaceConfig(directory: String, variant: DinoConfig.Variant?, stride: Int?) throws -> DinoConfig {
@@ -95,26 +114,29 @@ extension DinoVisionTransformer {
 
     /// Variant of a torch-hub-named file from its shapes (D from cls_token, depth from block indices); DINOv1
     /// (facebookresearch/dino) when it has neither LayerScale gammas nor a mask token, p from the patch conv.
-    static func inferHubConfig(_ file: SafeTensorsFile, variant: DinoConfig.Variant?) throws -> DinoConfig {
-        guard let cls = file.tensors["cls_token"] else {
-            let hint = file.names.contains(where: { $0.contains("embeddings.") }) ? " (this looks like Hugging Face names: pass the directory with config.json)" : ""
+    static func inferHubConfig(_ file: any TensorArchive, _ sources: [String: [String]], variant: DinoConfig.Variant?) throws -> DinoConfig {
+        // Shapes by hub name (the file's keys may carry a wrapper and prefixes).
+        let shapes = sources.compactMapValues { keys in keys.count == 1 ? file.shape(of: keys[0]) : nil }
+        let names = shapes.keys
+        guard let cls = shapes["cls_token"] else {
+            let hint = names.contains(where: { $0.contains("embeddings.") }) ? " (this looks like Hugging Face names: pass the directory with config.json)" : ""
             throw WeightError.config(file: file.path, detail: "no 'cls_token' tensor: not a torch-hub DINOv2 or DINOv1 checkpoint\(hint)")
         }
-        let d = cls.shape.last ?? 0
-        let depth = file.names.compactMap { n -> Int? in
+        let d = cls.last ?? 0
+        let depth = names.compactMap { n -> Int? in
             let p = n.split(separator: ".")
             return p.count > 2 && p[0] == "blocks" ? Int(p[1]) : nil
         }.max().map { $0 + 1 } ?? 0
-        let swiglu = file.tensors["blocks.0.mlp.w12.weight"] != nil
-        let registers = file.tensors["register_tokens"]?.shape.dropLast().last ?? 0
+        let swiglu = shapes["blocks.0.mlp.w12.weight"] != nil
+        let registers = shapes["register_tokens"]?.dropLast().last ?? 0
         guard d > 0, d % 64 == 0, depth > 0 else {
             throw WeightError.config(file: file.path, detail: "cannot infer the variant: embed dim \(d), depth \(depth)")
         }
-        let v1 = file.tensors["blocks.0.ls1.gamma"] == nil && file.tensors["mask_token"] == nil
+        let v1 = shapes["blocks.0.ls1.gamma"] == nil && shapes["mask_token"] == nil
         var config: DinoConfig
         if v1 {
-            let p = file.tensors["patch_embed.proj.weight"]?.shape.last ?? 0
-            let positions = (file.tensors["pos_embed"]?.shape.dropLast().last ?? 1) - 1
+            let p = shapes["patch_embed.proj.weight"]?.last ?? 0
+            let positions = (shapes["pos_embed"]?.dropLast().last ?? 1) - 1
             let m = Int(Double(positions).squareRoot().rounded())
             guard [8, 16].contains(p), m > 0, m * m == positions else {
                 throw WeightError.config(file: file.path, detail: "DINOv1 checkpoint (no LayerScale, no mask_token) with patch size \(p) and \(positions) position embeddings: expected patch 8 or 16 and a square grid")

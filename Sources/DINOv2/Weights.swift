@@ -1,6 +1,9 @@
 import Foundation
 import Kernels
 import TensorFiles
+#if canImport(Glibc)
+import Glibc
+#endif
 
 package enum WeightError: Error, CustomStringConvertible {
     case missing(file: String, key: String, expectedShape: [Int])
@@ -23,7 +26,7 @@ package enum WeightError: Error, CustomStringConvertible {
 /// shapes, and remembers what was taken so that unused tensors are reported (silently unused weights are
 /// how wrong mappings ship).
 package final class WeightReader {
-    let file: SafeTensorsFile?
+    let file: (any TensorArchive)?
     /// hub name → file keys to concatenate along the first axis (one key except HF's q/k/v).
     private var sources: [String: [String]]
     private var taken: Set<String> = []
@@ -32,9 +35,11 @@ package final class WeightReader {
     /// Every tensor handed out, under its torch-hub name and checkpoint shape, in the order asked for: the model's
     /// names for writing are the ones it loaded with, not a second list.
     private(set) var handedOut: [(String, Parameter)] = []
+    /// Names handed out as views of the mapped file (not owned memory).
+    private var mapped: Set<String> = []
 
     /// `sources` maps internal names to file keys; keys of the file not reachable from it are "unexpected".
-    init(file: SafeTensorsFile, sources: [String: [String]]) {
+    init(file: any TensorArchive, sources: [String: [String]]) {
         self.file = file; self.sources = sources; self.generator = nil
     }
 
@@ -58,28 +63,46 @@ package final class WeightReader {
         guard let file, let keys = sources[name] else { throw WeightError.missing(file: file?.path ?? "", key: name, expectedShape: shape) }
         taken.insert(name)
         if keys.count == 1 {
-            let info = try file.info(keys[0])
-            let found = info.shape == shape ? shape : info.shape
+            let found = try shapeOf(keys[0], in: file)
             guard found.reduce(1, *) == shape.reduce(1, *), squeezeEqual(found, shape) else {
-                throw WeightError.shape(file: file.path, key: keys[0], expected: shape, found: info.shape)
+                throw WeightError.shape(file: file.path, key: keys[0], expected: shape, found: found)
             }
             if let view = try file.float32View(keys[0]) {
+                mapped.insert(name)
                 return Parameter(pointer: view.baseAddress!, shape: shape, owner: file)
             }
-            return Parameter(try file.floats(keys[0]), shape: shape)
+            return ownedParameter(try file.floats(keys[0]), shape: shape)
         }
         // Concatenation along axis 0 (HF query | key | value → hub qkv).
         var values: [Float] = []
         let part = shape[0] / keys.count
         for k in keys {
-            let info = try file.info(k)
+            let found = try shapeOf(k, in: file)
             let expected = [part] + shape.dropFirst()
-            guard squeezeEqual(info.shape, expected) else {
-                throw WeightError.shape(file: file.path, key: k, expected: expected, found: info.shape)
+            guard squeezeEqual(found, expected) else {
+                throw WeightError.shape(file: file.path, key: k, expected: expected, found: found)
             }
             values += try file.floats(k)
         }
-        return Parameter(values, shape: shape)
+        return ownedParameter(values, shape: shape)
+    }
+
+    /// Forgets the tensors `names` (the model released them): owned memory is freed when the last reference goes, and
+    /// the whole pages of mapped ones are dropped from this process (MADV_DONTNEED on a private read-only mapping:
+    /// a later read would fault them in from the file again, so nothing can go stale).
+    func release(_ names: Set<String>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        for (name, p) in handedOut where names.contains(name) && mapped.contains(name) {
+            let start = (Int(bitPattern: p.pointer) + page - 1) / page * page
+            let end = (Int(bitPattern: p.pointer) + 4 * p.count) / page * page
+            if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+        }
+        handedOut.removeAll { names.contains($0.0) }
+    }
+
+    private func shapeOf(_ key: String, in file: any TensorArchive) throws -> [Int] {
+        guard let s = file.shape(of: key) else { throw TensorFileError.missingTensor(file: file.path, name: key) }
+        return s
     }
 
     /// Fails when the file holds tensors the model never asked for.
@@ -96,12 +119,56 @@ package final class WeightReader {
     }
 }
 
+/// Weights the reader builds (converted, concatenated, random) live outside BufferPool, whose blocks outlive their
+/// storage: a model that releases its fp32 matrices gives their memory back to the system (whole pages, mmap).
+final class WeightMemory {
+    let pointer: UnsafeMutablePointer<Float>
+    private let bytes: Int
+    init(count: Int) {
+        bytes = (max(count, 1) * 4 + 4095) / 4096 * 4096
+        let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        precondition(p != MAP_FAILED, "mmap of \(bytes) bytes for weights failed: \(String(cString: strerror(errno)))")
+        pointer = p!.bindMemory(to: Float.self, capacity: max(count, 1))
+    }
+    deinit { munmap(pointer, bytes) }
+}
+
+func ownedParameter(_ values: [Float], shape: [Int]) -> Parameter {
+    let m = WeightMemory(count: values.count)
+    values.withUnsafeBufferPointer { m.pointer.update(from: $0.baseAddress!, count: values.count) }
+    return Parameter(pointer: m.pointer, shape: shape, owner: m)
+}
+
 // MARK: - Layouts
 
 enum CheckpointLayout {
     /// torch-hub names are the internal names.
     static func hubSources(_ file: SafeTensorsFile) -> [String: [String]] {
         Dictionary(uniqueKeysWithValues: file.names.map { ($0, [$0]) })
+    }
+
+    /// A torch.save checkpoint: the official hub files are a flat state_dict with hub names; training checkpoints
+    /// nest it under 'teacher' (DINOv1's full checkpoints; also 'model', 'state_dict') with `module.` (DDP) and
+    /// `backbone.` (multi-crop wrapper) prefixes. As facebookresearch/dino's `load_pretrained_weights`: take the
+    /// wrapper, strip the prefixes, and ignore the projection head it leaves to `strict=False` (`head.*`).
+    static func torchSources(_ file: TorchCheckpoint) throws -> [String: [String]] {
+        let names = file.names
+        let wrapper = ["teacher", "model", "state_dict"].first { w in names.contains { $0.hasPrefix(w + ".") } }
+        var out: [String: [String]] = [:]
+        for key in names {
+            var k = key
+            if let w = wrapper {
+                guard k.hasPrefix(w + ".") else { continue }  // the student, optimizer state, …: not the weights
+                k.removeFirst(w.count + 1)
+            }
+            while let p = ["module.", "backbone."].first(where: { k.hasPrefix($0) }) { k.removeFirst(p.count) }
+            if wrapper != nil, k.hasPrefix("head.") { continue }
+            if let other = out[k] {
+                throw WeightError.config(file: file.path, detail: "'\(other[0])' and '\(key)' both name '\(k)'")
+            }
+            out[k] = [key]
+        }
+        return out
     }
 
     /// Hugging Face Dinov2Model / Dinov2WithRegistersModel / ViTModel (DINOv1) names → hub names (METHOD §1.4, §1.5),

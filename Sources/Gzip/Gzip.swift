@@ -78,6 +78,44 @@ package enum Gzip {
         return output
     }
 
+    /// Raw deflate data (RFC 1951, no wrapper) that must inflate to exactly `expectedBytes`: a ZIP entry of
+    /// method 8 (TensorFiles' torch checkpoints). Memory is the output only.
+    package static func inflateRaw(_ input: UnsafeRawBufferPointer, expectedBytes: Int) throws(GzipError) -> [UInt8] {
+        var stream = z_stream()
+        let initResult = spc_inflate_init_raw(&stream)
+        guard initResult == Z_OK else { throw error("inflateInit2", initResult, &stream) }
+        defer { inflateEnd(&stream) }
+        var output = [UInt8](repeating: 0, count: expectedBytes + 1)  // one spare byte detects longer streams
+        var consumed = 0, produced = 0
+        var result: Int32 = Z_OK
+        // avail_in/avail_out are 32-bit: feed and drain in chunks below 1 GiB.
+        let chunk = 1 << 30
+        while result != Z_STREAM_END {
+            let inCount = min(chunk, input.count - consumed), outCount = min(chunk, output.count - produced)
+            let (r, usedIn, usedOut): (Int32, Int, Int) = output.withUnsafeMutableBufferPointer { destination in
+                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) + consumed }
+                                                      ?? UnsafePointer(destination.baseAddress!))
+                stream.avail_in = uInt(inCount)
+                stream.next_out = destination.baseAddress! + produced
+                stream.avail_out = uInt(outCount)
+                let r = inflate(&stream, Z_NO_FLUSH)
+                return (r, inCount - Int(stream.avail_in), outCount - Int(stream.avail_out))
+            }
+            result = r; consumed += usedIn; produced += usedOut
+            if result == Z_BUF_ERROR || (result == Z_OK && usedIn == 0 && usedOut == 0) {
+                throw GzipError(operation: "inflate", code: Z_DATA_ERROR,
+                                message: produced > expectedBytes ? "more than \(expectedBytes) bytes" : "truncated deflate stream")
+            }
+            guard result == Z_OK || result == Z_STREAM_END else { throw error("inflate", result, &stream) }
+            if produced > expectedBytes { throw GzipError(operation: "inflate", code: Z_DATA_ERROR, message: "more than \(expectedBytes) bytes") }
+        }
+        guard produced == expectedBytes else {
+            throw GzipError(operation: "inflate", code: Z_DATA_ERROR, message: "\(produced) bytes, expected \(expectedBytes)")
+        }
+        output.removeLast()
+        return output
+    }
+
     private static func error(_ operation: String, _ code: Int32, _ stream: inout z_stream, fallback: String? = nil) -> GzipError {
         let message = stream.msg.map { String(cString: $0) } ?? fallback ?? String(cString: zError(code))
         return GzipError(operation: operation, code: code, message: message)

@@ -46,18 +46,8 @@ package final class SafeTensorsFile: @unchecked Sendable {
     /// Maps `url` read-only.
     package convenience init(contentsOf url: URL) throws {
         let path = url.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw TensorFileError.io(file: path, detail: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { throw TensorFileError.io(file: path, detail: String(cString: strerror(errno))) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorFileError.io(file: path, detail: "not a regular file") }
-        let size = Int(st.st_size)
-        guard size >= 8 else { throw TensorFileError.invalid(file: path, detail: "file is \(size) bytes, too short for a safetensors header") }
-        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
-            throw TensorFileError.io(file: path, detail: "mmap failed: \(String(cString: strerror(errno)))")
-        }
-        try self.init(path: path, base: UnsafeRawPointer(p), length: size, mapped: true, owned: nil)
+        let (p, size) = try mapReadOnly(path, minimumBytes: 8, what: "a safetensors header")
+        try self.init(path: path, base: p, length: size, mapped: true, owned: nil)
     }
 
     /// Parses an in-memory buffer (copied).
@@ -176,6 +166,23 @@ package final class SafeTensorsFile: @unchecked Sendable {
         case .u8, .bool: return (0..<n).map { Float(p.load(fromByteOffset: $0, as: UInt8.self)) }
         }
     }
+}
+
+/// Maps the regular file `path` read-only (MAP_PRIVATE): its bytes and length; the caller munmaps. Shorter than
+/// `minimumBytes` is an error saying it is too short for `what`.
+func mapReadOnly(_ path: String, minimumBytes: Int, what: String) throws -> (UnsafeRawPointer, Int) {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw TensorFileError.io(file: path, detail: String(cString: strerror(errno))) }
+    defer { close(fd) }
+    var st = stat()
+    guard fstat(fd, &st) == 0 else { throw TensorFileError.io(file: path, detail: String(cString: strerror(errno))) }
+    guard (st.st_mode & S_IFMT) == S_IFREG else { throw TensorFileError.io(file: path, detail: "not a regular file") }
+    let size = Int(st.st_size)
+    guard size >= minimumBytes else { throw TensorFileError.invalid(file: path, detail: "file is \(size) bytes, too short for \(what)") }
+    guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+        throw TensorFileError.io(file: path, detail: "mmap failed: \(String(cString: strerror(errno)))")
+    }
+    return (UnsafeRawPointer(p), size)
 }
 
 /// Builds safetensors bytes. Tensors are stored F32 in insertion order, 8-byte aligned header.

@@ -31,17 +31,36 @@ package struct LayerNormWeights: Sendable {
 
 /// nn.Linear's parameters: weight [O, I] (or any shape whose first axis is O, e.g. a conv's [O, 3, p, p]), bias [O].
 package struct LinearWeights: Sendable {
-    package var weight: Parameter { didSet { if matmul != nil { matmul = Self.reordered(weight) } } }
+    /// [O, I] as in the checkpoint: the hand-written and portable kernels' operand, and the source of the matmul
+    /// reorders. A backbone whose process runs only the `auto` kernels releases it once reordered
+    /// (`releaseReference`); reading it after that is a programming error.
+    package var weight: Parameter {
+        get {
+            guard let reference else { preconditionFailure("the fp32 weights of this layer were released after oneDNN's reorders") }
+            return reference
+        }
+        set { reference = newValue; if matmul != nil { matmul = Self.reordered(newValue) } }
+    }
+    private var reference: Parameter?
     package var bias: Parameter?
     /// The same weights for oneDNN's matmul, reordered once per precision: for layers a model runs many times (the
     /// backbone). nil: the `auto` kernels use the weights in place (`linearForward`).
     package private(set) var matmul: MatmulWeights?
-    package var outFeatures: Int { weight.shape[0] }
-    package var inFeatures: Int { weight.count / weight.shape[0] }
+    package let outFeatures: Int
+    package let inFeatures: Int
+    /// false once `releaseReference` dropped the fp32 [O, I] copy.
+    package var hasReference: Bool { reference != nil }
 
     package init(weight: Parameter, bias: Parameter?, reordered: Bool = false) {
-        self.weight = weight; self.bias = bias
+        reference = weight; self.bias = bias
+        outFeatures = weight.shape[0]; inFeatures = weight.count / weight.shape[0]
         matmul = reordered ? Self.reordered(weight) : nil
+    }
+
+    /// Drops the fp32 copy; only the matmul reorders already made remain (they own their memory).
+    package mutating func releaseReference() {
+        precondition(matmul != nil, "only a reordered layer can release its reference weights")
+        reference = nil
     }
 
     private static func reordered(_ w: Parameter) -> MatmulWeights {
@@ -120,6 +139,11 @@ package struct BlockWeights: Sendable {
     package var width: Int { norm1.weight.count }
     /// The linear layers, for reordering them all at load.
     package var linears: [LinearWeights] { [qkv, proj, ffn.fc1, ffn.fc2] }
+
+    /// Releases every linear layer's fp32 copy once reordered (`LinearWeights.releaseReference`).
+    package mutating func releaseReferenceWeights() {
+        qkv.releaseReference(); proj.releaseReference(); ffn.fc1.releaseReference(); ffn.fc2.releaseReference()
+    }
 
     /// x ← x + ls1 ⊙ proj(attention(qkv(norm1(x)))), in place. Attention is global over each image's T tokens.
     ///   x, xn, attn: [B, T, D]; qkv: [B, T, 3D]

@@ -154,6 +154,7 @@ struct SpherecorrServer: ParsableCommand {
         var logger = Logger(label: "spherecorr-server")
         logger.logLevel = .info
         var lines = Threading.configure(workers: o.threads, backend: o.gemm, kernels: o.kernels, precision: o.precision)
+        DinoVisionTransformer.keepsReferenceWeightsByDefault = KernelFamily.current != .auto  // as EngineOptions.configure
         lines += configureServerMalloc()
         let service = SphereCorrService(options: o, logger: logger, engineLines: lines)
         do { try service.start() } catch {

@@ -48,7 +48,9 @@ struct Bench: ParsableCommand {
     func run() throws {
         engine.configure(logPrefix: json ? nil : "spherecorr-train")
         let config = DinoConfig.variant(variant, registers: registers)
-        let model = DinoVisionTransformer.random(config: config, seed: 0)
+        // Writing the weights needs the fp32 matrices; otherwise they go once reordered, as in every run.
+        let model = DinoVisionTransformer.random(config: config, seed: 0,
+                                                 keepsReferenceWeights: writeWeights != nil || DinoVisionTransformer.keepsReferenceWeightsByDefault)
         let bundle = SphereBundle.initialised(backboneDim: config.embedDim, categories: SPairCategories.all, seed: 0,
                                               metadata: ["backbone_variant": "random " + config.displayName])
         if let path = writeWeights {

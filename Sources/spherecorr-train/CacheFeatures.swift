@@ -15,7 +15,7 @@ struct CacheFeatures: ParsableCommand {
 
     @OptionGroup var pairs: PairsOptions
     @OptionGroup var backboneOptions: BackboneOptions
-    @Option(help: "Letterbox side, a multiple of 14 (evaluate's --resolution).")
+    @Option(help: "Letterbox side, a multiple of the backbone's patch size (evaluate's --resolution).")
     var resolution: Int = 840
     @Option(help: "The feature cache directory (evaluate's --cache).")
     var cache: String
@@ -28,11 +28,12 @@ struct CacheFeatures: ParsableCommand {
 
     func validate() throws {
         _ = try backboneOptions.requiredPath()
-        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
+        guard resolution > 0 else { throw ValidationError("--resolution must be positive; got \(resolution)") }
     }
 
     func run() throws {
         engine.configure()
+        try backboneOptions.checkSide(resolution, flag: "--resolution")  // the backbone's own grid (METHOD §1.5)
         let paths = try imagePaths()
         let backbone = try backboneOptions.requiredPath()
         let model = try backboneOptions.load()

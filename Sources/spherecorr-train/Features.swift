@@ -27,10 +27,10 @@ struct OneImageOptions: ParsableArguments {
     @Option(help: "Image (JPEG or PNG): letterboxed to --resolution and normalised as the paper's evaluation does.")
     var image: String?
 
-    @Option(help: "Letterbox side for --image, a multiple of 14.")
+    @Option(help: "Letterbox side for --image, a multiple of the backbone's patch size (14 for DINOv2, 8 or 16 for DINOv1).")
     var resolution: Int = 840
 
-    @Option(help: "float32 .npy [3, H, W], already normalised, H and W multiples of 14.")
+    @Option(help: "float32 .npy [3, H, W], already normalised, H and W multiples of the backbone's patch size.")
     var tensor: String?
 
     @Option(help: "Output .npy path.")
@@ -41,21 +41,22 @@ struct OneImageOptions: ParsableArguments {
     func validate() throws {
         _ = try backbone.requiredPath()
         if (image == nil) == (tensor == nil) { throw ValidationError("give exactly one of --image or --tensor") }
-        if let why = PatchGrid.invalidReason(resolution: resolution) { throw ValidationError("--resolution \(why)") }
+        guard resolution > 0 else { throw ValidationError("--resolution must be positive; got \(resolution)") }
     }
 
     /// Configures the engine, loads the backbone and the input.
     func prepare() throws -> (DinoVisionTransformer, ImageTensor) {
         engine.configure()
+        // The grid is the backbone's own (a DINOv1 patch size and stride, METHOD §1.5): checked before any weights load.
+        if self.image != nil { try backbone.checkSide(resolution, flag: "--resolution") }
         let image = try ImageInput.load(image: image, tensor: tensor, resolution: resolution)
-        let model = try backbone.load()
-        // A DINOv1 backbone has its own patch size and stride (METHOD §1.5).
+        let config = try backbone.peekConfig()
         for (side, name) in [(image.height, "height"), (image.width, "width")] {
-            if let why = model.config.invalidSideReason(side) {
-                throw CommandFailure("\(tensor ?? "--resolution"): the input \(name) \(why) for \(model.config.displayName)")
+            if let why = config.invalidSideReason(side) {
+                throw CommandFailure("\(tensor ?? "--resolution"): the input \(name) \(why) for \(config.displayName)")
             }
         }
-        return (model, image)
+        return (try backbone.load(), image)
     }
 
     func write(_ array: NPYArray) throws {
@@ -82,9 +83,6 @@ enum ImageInput {
             do { a = try NPY.read(contentsOf: URL(fileURLWithPath: tensor)) } catch { throw CommandFailure("\(error)") }
             guard a.dtype == .float32 else { throw CommandFailure("\(tensor): dtype \(a.dtype.rawValue), expected float32 (<f4)") }
             guard a.shape.count == 3, a.shape[0] == 3 else { throw CommandFailure("\(tensor): shape \(a.shape), expected [3, H, W]") }
-            guard PatchGrid(resolution: a.shape[1]) != nil, PatchGrid(resolution: a.shape[2]) != nil else {
-                throw CommandFailure("\(tensor): H and W must be positive multiples of 14; shape is \(a.shape)")
-            }
             let v = try a.floats()
             if let bad = v.firstIndex(where: { !$0.isFinite }) { throw CommandFailure("\(tensor): non-finite value at flat index \(bad)") }
             return ImageTensor(pixels: v, height: a.shape[1], width: a.shape[2])

@@ -63,3 +63,17 @@ def test_a_resolution_off_the_patch_grid_is_named(v1_server):
     r = post_multipart(v1_server, "/v1/features?resolution=60", [image_part("image", png(32, 32))])
     assert_problem(r, 422)
     assert "multiple of 8" in r.json()["detail"], r.json()
+
+
+def test_official_pth_checkpoint_serves_the_same_features(v1_server, make_server):
+    """--backbone takes a torch.save checkpoint directly (a DINOv1 'teacher' training checkpoint with module./backbone.
+    prefixes, tools/parity/make_pth_fixtures.py): the same weights as hf-p8, so the same bytes out."""
+    pth = REPO / "Tests/Fixtures/pth/dino_v1-p8-teacher.pth"
+    s = make_server("--backbone", str(pth), "--patch-stride", "4", "--max-resolution", "128", resolution=64, name="dinov1-pth")
+    b = s.request("GET", "/v1/info").json()["backbone"]
+    assert b["family"] == "dinov1" and b["name"] == "dino-custom(D=128,L=2,p=8)-stride4", b
+    img = png(80, 60, seed=5)
+    got = post_multipart(s, "/v1/features", [image_part("image", img)], {"Accept": "application/octet-stream"})
+    want = post_multipart(v1_server, "/v1/features", [image_part("image", img)], {"Accept": "application/octet-stream"})
+    assert got.status == 200 and want.status == 200, (got, want)
+    assert got.header("X-Patch-Grid") == "15,15" and got.body == want.body
