@@ -2,27 +2,61 @@ import CKernels
 
 // Letters: B = batch, T = tokens, C = channels = H·Dh, H = heads, Dh = head dim.
 
+/// The attention kernels, widest first. The fused ones need Dh % 16 == 0 (every DINOv2/DINOv1 variant: 64).
+package enum AttentionKernel: String, Sendable, CaseIterable {
+    /// Fused online softmax, hand-written AVX-512 (CKernels/attention_avx512.c): 1.2× the AVX2 one at T = 3601.
+    case avx512
+    /// Fused online softmax, hand-written AVX2+FMA (CKernels/attention.c).
+    case avx2
+    /// Two library GEMMs per query block (portable).
+    case blocked
+
+    /// Why this CPU cannot run the kernel; nil when it can.
+    package var unavailableReason: String? {
+        switch self {
+        case .avx512: CPUTier.avx512.present ? nil : "this CPU has no AVX-512 F/DQ/BW/VL (or the OS does not save the ZMM state)"
+        case .avx2: KernelFamily.avx2Supported ? nil : "this CPU has no AVX2+FMA"
+        case .blocked: nil
+        }
+    }
+
+    /// What a family runs for head dim `dh` on this CPU: auto takes the widest fused kernel the CPU has, avx2 the
+    /// AVX2 one even on an AVX-512 CPU, portable the blocked one. SPHERECORR_ATTENTION_KERNEL (Tuning) narrows auto
+    /// for experiments.
+    package static func chosen(family: KernelFamily = .current, headDim dh: Int = 64) -> AttentionKernel {
+        guard dh % 16 == 0, family.runsAVX2 else { return .blocked }
+        guard family == .auto else { return .avx2 }
+        switch Tuning.attentionKernel {
+        case .blocked: return .blocked
+        case .avx2: return .avx2
+        case .avx512, nil: return AttentionKernel.avx512.unavailableReason == nil ? .avx512 : .avx2
+        }
+    }
+}
+
 /// Multi-head self-attention core: out[b, t, h·Dh + d] = Σ_s softmax_s(q·kᵀ·scale)[t, s] · v[s, d].
 /// qkv: [B, T, 3C] with q | k | v blocks of C channels, head h at channels [h·Dh, (h+1)·Dh) of each block.
-/// out: [B, T, C]. The fused AVX2 kernel (online softmax, CKernels/attention.c) when the CPU has it and
-/// Dh is a multiple of 16 (every DINOv2 variant: 64); the blocked two-GEMM kernel otherwise.
+/// out: [B, T, C]. `kernel` (tests and benchmarks) overrides the family's choice; it must be available here.
 package func attentionForward(
     _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
     batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float,
-    family: KernelFamily = KernelFamily.current
+    family: KernelFamily = KernelFamily.current, kernel: AttentionKernel? = nil
 ) {
-    if family.runsAVX2 && dh % 16 == 0 {
-        fusedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
-    } else {
+    let kernel = kernel ?? AttentionKernel.chosen(family: family, headDim: dh)
+    precondition(kernel.unavailableReason == nil && (kernel == .blocked || dh % 16 == 0), "attention kernel \(kernel) cannot run here")
+    switch kernel {
+    case .avx512, .avx2:
+        fusedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale, wide: kernel == .avx512)
+    case .blocked:
         blockedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
     }
 }
 
 /// Packs K and V once per call (head-major, Kᵀ in 16-key panels), then runs (batch, head, query block)
-/// tasks over the workers. Requires AVX2+FMA and Dh % 16 == 0.
+/// tasks over the workers. Requires AVX2+FMA (AVX-512 when `wide`) and Dh % 16 == 0.
 package func fusedAttentionForward(
     _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
-    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float
+    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float, wide: Bool = false
 ) {
     precondition(batch > 0 && t > 0 && heads > 0 && dh > 0 && dh % 16 == 0)
     let packed = ck_attention_packed_count(batch, t, heads, dh)
@@ -32,8 +66,9 @@ package func fusedAttentionForward(
         ck_attention_pack(ks.base, vs.base, qs.base, batch, t, heads, dh, r.lowerBound, r.upperBound)
     }
     let qBlocks = (t + ck_attention_query_block() - 1) / ck_attention_query_block()
+    let tasks = wide ? ck_attention_tasks_avx512 : ck_attention_tasks
     Parallel.forRanges(batch * heads * qBlocks) { r in
-        ck_attention_tasks(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
+        tasks(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
     }
     withExtendedLifetime((kp, vp)) {}
 }

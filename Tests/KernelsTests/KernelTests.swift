@@ -18,6 +18,8 @@ private let attentionShapes = [(1, 8), (63, 8), (65, 8), (130, 8), (1, 16), (5, 
 /// The hand-written AVX2 cases skip, saying why, where the CPU cannot run them (they would silently fall back to the
 /// portable path and re-test it).
 private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Supported, "this CPU has no AVX2+FMA: the hand-written kernels are not run")
+private let avx512Only = Testing.ConditionTrait.enabled(if: AttentionKernel.avx512.unavailableReason == nil,
+                                                        "\(AttentionKernel.avx512.unavailableReason ?? ""): the AVX-512 kernels are not run")
 
 @Suite struct KernelTests {
     init() { Threading.configure(workers: 2) }
@@ -142,13 +144,29 @@ private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Suppo
     @Test(avx2Only, arguments: attentionShapes)
     func avx2AttentionMatchesNaive(tokens t: Int, headDim dh: Int) { attentionCase(tokens: t, headDim: dh, family: .avx2) }
 
-    private func attentionCase(tokens t: Int, headDim dh: Int, family: KernelFamily) {
+    /// The AVX-512 kernel, forced: also Dh = 16 and 48 (a lone 16-column panel) and T around the 32-key pairs.
+    @Test(avx512Only, arguments: attentionShapes.filter { $0.1 % 16 == 0 } + [(33, 48), (47, 16)])
+    func avx512AttentionMatchesNaive(tokens t: Int, headDim dh: Int) { attentionCase(tokens: t, headDim: dh, family: .auto, kernel: .avx512) }
+
+    /// What each family runs: avx2 keeps the AVX2 kernel on an AVX-512 CPU; auto takes the widest; portable the blocked one.
+    @Test func attentionDispatch() {
+        #expect(AttentionKernel.chosen(family: .portable) == .blocked)
+        #expect(AttentionKernel.chosen(family: .auto, headDim: 8) == .blocked)
+        if KernelFamily.avx2Supported {
+            #expect(AttentionKernel.chosen(family: .avx2) == .avx2)
+            if Tuning.attentionKernel == nil {
+                #expect(AttentionKernel.chosen(family: .auto) == (CPUTier.avx512.present ? .avx512 : .avx2))
+            }
+        }
+    }
+
+    private func attentionCase(tokens t: Int, headDim dh: Int, family: KernelFamily, kernel: AttentionKernel? = nil) {
         let (b, h) = (2, 3)
         let c = h * dh
         // Scaled so that softmax rows are peaked (the running max changes between key blocks).
         let qkv = randomArray(b * t * 3 * c, seed: UInt64(t * 100 + dh), scale: 2)
         var out = [Float](repeating: 0, count: b * t * c)
-        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3, family: family)
+        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3, family: family, kernel: kernel)
         for bi in 0..<b { for hi in 0..<h { for q in 0..<t {
             let qv = { (d: Int) in Double(qkv[(bi * t + q) * 3 * c + hi * dh + d]) }
             var scores = (0..<t).map { s in (0..<dh).reduce(0.0) { $0 + qv($1) * Double(qkv[(bi * t + s) * 3 * c + c + hi * dh + $1]) } * 0.3 }
@@ -157,7 +175,7 @@ private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Suppo
             let z = scores.reduce(0, +)
             for d in 0..<dh {
                 let ref = (0..<t).reduce(0.0) { $0 + scores[$1] / z * Double(qkv[(bi * t + $1) * 3 * c + 2 * c + hi * dh + d]) }
-                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5 + 1e-5 * abs(ref), "\(family) t=\(t) dh=\(dh)")
+                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5 + 1e-5 * abs(ref), "\(kernel ?? AttentionKernel.chosen(family: family, headDim: dh)) t=\(t) dh=\(dh)")
             }
         } } }
     }
