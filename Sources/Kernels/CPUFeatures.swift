@@ -35,7 +35,7 @@ package enum KernelFamily: String, Sendable, CaseIterable {
     /// What the engine runs, for logs and benchmarks.
     package static var summary: String {
         switch current {
-        case .auto: "auto (linear, GELU: oneDNN matmul on \(OneDNN.effectiveISA); attention: \(AttentionKernel.chosen(family: .auto).rawValue))"
+        case .auto: "auto (linear, GELU: oneDNN matmul on \(OneDNN.effectiveISA); attention: \(AttentionKernel.chosen(family: .auto, precision: Precision.current).rawValue))"
         case .avx2: "avx2"
         case .portable: "portable (\(GEMM.backend.rawValue))"
         }
@@ -100,7 +100,8 @@ package enum EngineReport {
         switch family {
         case .auto:
             let impl = Matmul.implementation(inFeatures: width, outFeatures: 4 * width, precision: precision)
-            let attention = switch AttentionKernel.chosen(family: .auto) {
+            let attention = switch AttentionKernel.chosen(family: .auto, precision: precision) {
+            case .avx512_bf16: "hand-written avx512_bf16 fused online-softmax (bf16 products, fp32 softmax and sums)"
             case .avx512: "hand-written avx512 fused online-softmax (fp32)"
             case .avx2: "hand-written avx2+fma fused online-softmax (fp32)"
             case .blocked: "two library GEMMs per query block (fp32)"

@@ -54,6 +54,17 @@ void ck_attention_tasks(float *out, const float *qkv, const float *kp, const flo
 void ck_attention_tasks_avx512(float *out, const float *qkv, const float *kp, const float *vp,
                                long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
 
+/// Packs K and V of (b, h) pairs [begin, end) as ck_attention_pack, in bf16 pairs along the reduced dimension
+/// (B·H·Tpad·Dh elements each, from ck_attention_packed_count):
+///   kp[bh][p][d2][j][e] = bf16(K[b, 16p + j, h, 2·d2 + e]),   vp[bh][q][s2][j][e] = bf16(V[b, 2·s2 + e, h, 16q + j]).
+void ck_attention_pack_bf16(unsigned short *kp, unsigned short *vp, const float *qkv,
+                            long batch, long tokens, long heads, long head_dim, long begin, long end);
+
+/// ck_attention_tasks with both products in bf16 (vdpbf16ps, fp32 sums; softmax and output fp32) on kp, vp from
+/// ck_attention_pack_bf16; call it only when ck_cpu_has_avx512_bf16() is true.
+void ck_attention_tasks_avx512_bf16(float *out, const float *qkv, const unsigned short *kp, const unsigned short *vp,
+                                    long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
+
 /// Epilogues of ck_linear, applied to each output tile in registers.
 enum {
     CK_LINEAR_BIAS = 0,            ///< out = x·Wᵀ + b
