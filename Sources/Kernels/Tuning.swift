@@ -4,7 +4,7 @@ import Glibc
 
 /// Block sizes of the blocked kernels, chosen by `spherecorr-train bench` on the development machine.
 /// SPHERECORR_LINEAR_TILE and SPHERECORR_ATTENTION_QUERY_BLOCK override them for experiments, and
-/// SPHERECORR_ATTENTION_KERNEL=avx2|blocked narrows `--kernels auto`'s attention (A/B runs of `make bench`).
+/// SPHERECORR_ATTENTION_KERNEL=avx512|avx2|blocked caps `--kernels auto`'s attention (A/B runs of `make bench`).
 package enum Tuning {
     /// Rows per GEMM call in `linearForward`: large enough that packing the weight matrix is amortised.
     package static let linearTile = envInt("SPHERECORR_LINEAR_TILE") ?? 512
