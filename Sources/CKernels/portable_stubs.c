@@ -14,6 +14,17 @@ void ck_attention_tasks(float *o, const float *qkv, const float *kp, const float
                         float sc, long s, long e) {
     (void)o; (void)qkv; (void)kp; (void)vp; (void)b; (void)t; (void)h; (void)d; (void)sc; (void)s; (void)e; abort();
 }
+void ck_attention_tasks_avx512(float *o, const float *qkv, const float *kp, const float *vp, long b, long t, long h, long d,
+                               float sc, long s, long e) {
+    (void)o; (void)qkv; (void)kp; (void)vp; (void)b; (void)t; (void)h; (void)d; (void)sc; (void)s; (void)e; abort();
+}
+void ck_attention_pack_bf16(unsigned short *kp, unsigned short *vp, const float *qkv, long b, long t, long h, long d, long s, long e) {
+    (void)kp; (void)vp; (void)qkv; (void)b; (void)t; (void)h; (void)d; (void)s; (void)e; abort();
+}
+void ck_attention_tasks_avx512_bf16(float *o, const float *qkv, const unsigned short *kp, const unsigned short *vp, long b, long t,
+                                    long h, long d, float sc, long s, long e) {
+    (void)o; (void)qkv; (void)kp; (void)vp; (void)b; (void)t; (void)h; (void)d; (void)sc; (void)s; (void)e; abort();
+}
 size_t ck_linear_packed_count(long k, long c) { (void)k; (void)c; return 0; }
 void ck_linear_pack_weight(float *wp, const float *w, long k, long c0, long c) { (void)wp; (void)w; (void)k; (void)c0; (void)c; abort(); }
 void ck_linear(float *out, long ldo, const float *x, const float *wp, const float *b, const float *g, long r, long k, long c, int e) {

@@ -63,8 +63,8 @@ package struct EngineOptions: ParsableArguments {
     package var threads: Int?
 
     @Option(help: """
-        Kernels: auto (linear layers through oneDNN's matmul at the CPU's best ISA, hand-written AVX2 attention), avx2 \
-        (all hand-written AVX2/FMA) or portable (library GEMM). Default: auto.
+        Kernels: auto (linear layers through oneDNN's matmul at the CPU's best ISA, hand-written AVX-512 attention \
+        where the CPU has it, else AVX2), avx2 (all hand-written AVX2/FMA) or portable (library GEMM). Default: auto.
         """)
     package var kernels: KernelFamily?
 

@@ -2,27 +2,67 @@ import CKernels
 
 // Letters: B = batch, T = tokens, C = channels = H·Dh, H = heads, Dh = head dim.
 
+/// The attention kernels, widest first. The fused ones need Dh % 16 == 0 (every DINOv2/DINOv1 variant: 64).
+package enum AttentionKernel: String, Sendable, CaseIterable {
+    /// `--precision bf16`: the AVX-512 kernel with both products on AVX512_BF16 dot products (Q, K, P, V in bf16,
+    /// fp32 sums, softmax fp32; CKernels/attention_avx512bf16.c): 0.65× the fp32 AVX-512 time at T = 3601.
+    case avx512_bf16
+    /// Fused online softmax, hand-written AVX-512 (CKernels/attention_avx512.c): 0.8–0.9× the AVX2 time at T = 3601.
+    case avx512
+    /// Fused online softmax, hand-written AVX2+FMA (CKernels/attention.c).
+    case avx2
+    /// Two library GEMMs per query block (portable).
+    case blocked
+
+    /// Why this CPU cannot run the kernel; nil when it can.
+    package var unavailableReason: String? {
+        switch self {
+        case .avx512_bf16: CPUTier.avx512_bf16.present ? nil : "this CPU has no AVX512_BF16"
+        case .avx512: CPUTier.avx512.present ? nil : "this CPU has no AVX-512 F/DQ/BW/VL (or the OS does not save the ZMM state)"
+        case .avx2: KernelFamily.avx2Supported ? nil : "this CPU has no AVX2+FMA"
+        case .blocked: nil
+        }
+    }
+
+    /// What a family runs for head dim `dh` on this CPU: auto takes the widest fused kernel the CPU has (at bf16 the
+    /// AVX512_BF16 one where the CPU has it), avx2 the AVX2 one even on an AVX-512 CPU, portable the blocked one.
+    /// SPHERECORR_ATTENTION_KERNEL (Tuning) narrows auto for experiments.
+    package static func chosen(family: KernelFamily = .current, headDim dh: Int = 64, precision: Precision = .fp32) -> AttentionKernel {
+        guard dh % 16 == 0, family.runsAVX2 else { return .blocked }
+        guard family == .auto else { return .avx2 }
+        if Tuning.attentionKernel == .blocked { return .blocked }
+        var order: [AttentionKernel] = precision == .bf16 ? [.avx512_bf16, .avx512, .avx2] : [.avx512, .avx2]
+        if let cap = Tuning.attentionKernel, let i = order.firstIndex(of: cap) { order = Array(order[i...]) }
+        return order.first { $0.unavailableReason == nil } ?? .avx2
+    }
+}
+
 /// Multi-head self-attention core: out[b, t, h·Dh + d] = Σ_s softmax_s(q·kᵀ·scale)[t, s] · v[s, d].
 /// qkv: [B, T, 3C] with q | k | v blocks of C channels, head h at channels [h·Dh, (h+1)·Dh) of each block.
-/// out: [B, T, C]. The fused AVX2 kernel (online softmax, CKernels/attention.c) when the CPU has it and
-/// Dh is a multiple of 16 (every DINOv2 variant: 64); the blocked two-GEMM kernel otherwise.
+/// out: [B, T, C]. `precision` bf16 lets auto round the products' operands to bf16 (`AttentionKernel.avx512_bf16`);
+/// `kernel` (tests and benchmarks) overrides the choice and must be available here.
 package func attentionForward(
     _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
     batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float,
-    family: KernelFamily = KernelFamily.current
+    family: KernelFamily = KernelFamily.current, precision: Precision = .fp32, kernel: AttentionKernel? = nil
 ) {
-    if family.runsAVX2 && dh % 16 == 0 {
-        fusedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
-    } else {
+    let kernel = kernel ?? AttentionKernel.chosen(family: family, headDim: dh, precision: precision)
+    precondition(kernel.unavailableReason == nil && (kernel == .blocked || dh % 16 == 0), "attention kernel \(kernel) cannot run here")
+    switch kernel {
+    case .avx512_bf16:
+        bf16AttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
+    case .avx512, .avx2:
+        fusedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale, wide: kernel == .avx512)
+    case .blocked:
         blockedAttentionForward(out, qkv: qkv, batch: batch, tokens: t, heads: heads, headDim: dh, scale: scale)
     }
 }
 
 /// Packs K and V once per call (head-major, Kᵀ in 16-key panels), then runs (batch, head, query block)
-/// tasks over the workers. Requires AVX2+FMA and Dh % 16 == 0.
+/// tasks over the workers. Requires AVX2+FMA (AVX-512 when `wide`) and Dh % 16 == 0.
 package func fusedAttentionForward(
     _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
-    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float
+    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float, wide: Bool = false
 ) {
     precondition(batch > 0 && t > 0 && heads > 0 && dh > 0 && dh % 16 == 0)
     let packed = ck_attention_packed_count(batch, t, heads, dh)
@@ -32,10 +72,31 @@ package func fusedAttentionForward(
         ck_attention_pack(ks.base, vs.base, qs.base, batch, t, heads, dh, r.lowerBound, r.upperBound)
     }
     let qBlocks = (t + ck_attention_query_block() - 1) / ck_attention_query_block()
+    let tasks = wide ? ck_attention_tasks_avx512 : ck_attention_tasks
     Parallel.forRanges(batch * heads * qBlocks) { r in
-        ck_attention_tasks(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
+        tasks(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
     }
     withExtendedLifetime((kp, vp)) {}
+}
+
+/// fusedAttentionForward with K and V packed in bf16 pairs and both products on AVX512_BF16 dot products.
+/// Requires AVX512_BF16 and Dh % 16 == 0.
+package func bf16AttentionForward(
+    _ out: UnsafeMutablePointer<Float>, qkv: UnsafePointer<Float>,
+    batch: Int, tokens t: Int, heads: Int, headDim dh: Int, scale: Float
+) {
+    precondition(batch > 0 && t > 0 && heads > 0 && dh > 0 && dh % 16 == 0)
+    let packed = ck_attention_packed_count(batch, t, heads, dh)
+    let kp = UnsafeMutablePointer<UInt16>.allocate(capacity: packed), vp = UnsafeMutablePointer<UInt16>.allocate(capacity: packed)
+    defer { kp.deallocate(); vp.deallocate() }
+    let ks = Shared(kp), vs = Shared(vp), qs = Shared(qkv), os = Shared(out)
+    Parallel.forRanges(batch * heads) { r in
+        ck_attention_pack_bf16(ks.base, vs.base, qs.base, batch, t, heads, dh, r.lowerBound, r.upperBound)
+    }
+    let qBlocks = (t + ck_attention_query_block() - 1) / ck_attention_query_block()
+    Parallel.forRanges(batch * heads * qBlocks) { r in
+        ck_attention_tasks_avx512_bf16(os.base, qs.base, ks.base, vs.base, batch, t, heads, dh, scale, r.lowerBound, r.upperBound)
+    }
 }
 
 /// The portable kernel, same contract. Queries are processed in blocks so the score matrix is never

@@ -7,9 +7,10 @@ import Glibc
 /// Which kernels run (`--kernels`, `SPHERECORR_KERNELS` for the server).
 /// - auto: the fastest measured on this machine. Linear layers (backbone, sphere mapper, matching similarities)
 ///   through oneDNN's matmul primitive, which picks its own ISA kernel at run time (AVX2, AVX-512, AVX512_BF16,
-///   AMX; ONEDNN_MAX_CPU_ISA caps it); attention and GELU through the hand-written AVX2/FMA kernels when the CPU
-///   has them.
-/// - avx2: every kernel hand-written for AVX2/FMA (CKernels), linear layers included (weights packed per call).
+///   AMX; ONEDNN_MAX_CPU_ISA caps it), GELU and the other epilogues as its post-ops; attention through the
+///   hand-written fused kernel, AVX-512 when the CPU has it, else AVX2/FMA, else the portable one.
+/// - avx2: every kernel hand-written for AVX2/FMA (CKernels), linear layers included (weights packed per call), and
+///   attention on the AVX2 kernel even on an AVX-512 CPU (the lower tier, forced).
 /// - portable: Swift SIMD kernels and the library sgemm (`--gemm`) with the epilogues applied per tile.
 package enum KernelFamily: String, Sendable, CaseIterable {
     case auto
@@ -27,13 +28,14 @@ package enum KernelFamily: String, Sendable, CaseIterable {
         set { lock.sync { _current = newValue == .avx2 && !avx2Supported ? .portable : newValue } }
     }
 
-    /// Whether attention and GELU take the hand-written AVX2 path (auto and avx2 on a CPU with AVX2+FMA).
+    /// Whether attention and GELU take a hand-written path (auto and avx2 on a CPU with AVX2+FMA; auto's attention
+    /// goes wider where it can, `AttentionKernel.chosen`).
     package var runsAVX2: Bool { self != .portable && Self.avx2Supported }
 
     /// What the engine runs, for logs and benchmarks.
     package static var summary: String {
         switch current {
-        case .auto: "auto (linear: oneDNN matmul on \(OneDNN.effectiveISA); attention, GELU: \(avx2Supported ? "avx2" : "portable"))"
+        case .auto: "auto (linear, GELU: oneDNN matmul on \(OneDNN.effectiveISA); attention: \(AttentionKernel.chosen(family: .auto, precision: Precision.current).rawValue))"
         case .avx2: "avx2"
         case .portable: "portable (\(GEMM.backend.rawValue))"
         }
@@ -98,8 +100,14 @@ package enum EngineReport {
         switch family {
         case .auto:
             let impl = Matmul.implementation(inFeatures: width, outFeatures: 4 * width, precision: precision)
+            let attention = switch AttentionKernel.chosen(family: .auto, precision: precision) {
+            case .avx512_bf16: "hand-written avx512_bf16 fused online-softmax (bf16 products, fp32 softmax and sums)"
+            case .avx512: "hand-written avx512 fused online-softmax (fp32)"
+            case .avx2: "hand-written avx2+fma fused online-softmax (fp32)"
+            case .blocked: "two library GEMMs per query block (fp32)"
+            }
             return ["linear": "oneDNN matmul \(impl) on \(OneDNN.effectiveISA) (\(precision.rawValue), bias/GELU/LayerScale/residual as post-ops)",
-                    "attention": "\(hand) fused online-softmax (fp32)", "layer_norm": "portable Swift SIMD",
+                    "attention": attention, "layer_norm": "portable Swift SIMD",
                     "gelu": "oneDNN eltwise gelu_erf post-op in the matmul", "similarity": "oneDNN matmul \(Matmul.implementation(inFeatures: width, outFeatures: 4 * width, packed: false)) (fp32)"]
         case .avx2, .portable:
             let gemm = family == .avx2 ? "hand-written avx2+fma packed GEMM with fused epilogue" : "library sgemm (\(GEMM.backend.rawValue)) + Swift epilogue"

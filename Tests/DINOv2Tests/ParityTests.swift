@@ -34,9 +34,16 @@ let atol = 2e-5, rtol = 2e-4
     func avx2EveryIntermediateMatchesTheReference(_ c: Case) throws { try check(c, kernels: .avx2) }
 
     /// The default: oneDNN's matmul on reordered weights, at whatever ISA it picks (ONEDNN_MAX_CPU_ISA=AVX2 in
-    /// scripts/test's second run forces the AVX2 kernels on an AVX-512 machine).
+    /// scripts/test's second run forces the AVX2 kernels on an AVX-512 machine), and the widest attention kernel
+    /// (AVX-512 where the CPU has it; the avx2 test above forces the AVX2 one).
     @Test(arguments: cases)
     func autoEveryIntermediateMatchesTheReference(_ c: Case) throws { try check(c, kernels: .auto) }
+
+    /// Says which tier the auto parity runs (here and in DinoV1ParityTests) covered: skipped, with the reason, where
+    /// the CPU has no AVX-512 (or SPHERECORR_ATTENTION_KERNEL narrows auto).
+    @Test(.enabled(if: AttentionKernel.avx512.unavailableReason == nil && Tuning.attentionKernel == nil,
+                   "auto parity did not run the AVX-512 attention: \(AttentionKernel.avx512.unavailableReason ?? "SPHERECORR_ATTENTION_KERNEL is set")"))
+    func autoRunsTheAVX512Attention() { #expect(AttentionKernel.chosen(family: .auto) == .avx512) }
 
     /// bf16 against the reference's fp32 features: per-token cosine, mean ≥ 0.999 and min ≥ 0.99 (README quotes them).
     @Test(.enabled(if: Precision.bf16Unavailable == nil, "bf16 not run: \(Precision.bf16Unavailable ?? "")"), arguments: cases)

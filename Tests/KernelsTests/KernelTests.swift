@@ -18,6 +18,8 @@ private let attentionShapes = [(1, 8), (63, 8), (65, 8), (130, 8), (1, 16), (5, 
 /// The hand-written AVX2 cases skip, saying why, where the CPU cannot run them (they would silently fall back to the
 /// portable path and re-test it).
 private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Supported, "this CPU has no AVX2+FMA: the hand-written kernels are not run")
+private let avx512Only = Testing.ConditionTrait.enabled(if: AttentionKernel.avx512.unavailableReason == nil,
+                                                        "\(AttentionKernel.avx512.unavailableReason ?? ""): the AVX-512 kernels are not run")
 
 @Suite struct KernelTests {
     init() { Threading.configure(workers: 2) }
@@ -142,13 +144,60 @@ private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Suppo
     @Test(avx2Only, arguments: attentionShapes)
     func avx2AttentionMatchesNaive(tokens t: Int, headDim dh: Int) { attentionCase(tokens: t, headDim: dh, family: .avx2) }
 
-    private func attentionCase(tokens t: Int, headDim dh: Int, family: KernelFamily) {
+    /// The AVX-512 kernel, forced: also Dh = 16 and 48 (a lone 16-column panel) and T around the 32-key pairs.
+    @Test(avx512Only, arguments: attentionShapes.filter { $0.1 % 16 == 0 } + [(33, 48), (47, 16)])
+    func avx512AttentionMatchesNaive(tokens t: Int, headDim dh: Int) { attentionCase(tokens: t, headDim: dh, family: .auto, kernel: .avx512) }
+
+    /// The bf16 kernel against the naive formula on the bf16-rounded Q·scale, K and V (exactly what it multiplies). It
+    /// also rounds each probability to bf16 (relative error ≤ 2⁻⁹, summed in fp32 unrounded), so the bound is
+    /// 2⁻⁸·Σ_s p_s·|v_s[d]| (twice that) + 1e-5.
+    @Test(.enabled(if: AttentionKernel.avx512_bf16.unavailableReason == nil,
+                   "\(AttentionKernel.avx512_bf16.unavailableReason ?? ""): the AVX512_BF16 attention is not run"),
+          arguments: attentionShapes.filter { $0.1 % 16 == 0 } + [(33, 48), (47, 16)])
+    func bf16AttentionMatchesNaive(tokens t: Int, headDim dh: Int) {
+        let (b, h) = (2, 3)
+        let c = h * dh
+        let qkv = randomArray(b * t * 3 * c, seed: UInt64(t * 100 + dh), scale: 2)
+        var out = [Float](repeating: 0, count: b * t * c)
+        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3, family: .auto, kernel: .avx512_bf16)
+        let r = qkv.map(bf16Rounded)
+        for bi in 0..<b { for hi in 0..<h { for q in 0..<t {
+            let qv = { (d: Int) in Double(bf16Rounded(qkv[(bi * t + q) * 3 * c + hi * dh + d] * 0.3)) }
+            var p = (0..<t).map { s in (0..<dh).reduce(0.0) { $0 + qv($1) * Double(r[(bi * t + s) * 3 * c + c + hi * dh + $1]) } }
+            let m = p.max()!
+            p = p.map { Foundation.exp($0 - m) }
+            let z = p.reduce(0, +)
+            for d in 0..<dh {
+                let v = { (s: Int) in Double(r[(bi * t + s) * 3 * c + 2 * c + hi * dh + d]) }
+                let ref = (0..<t).reduce(0.0) { $0 + p[$1] / z * v($1) }
+                let bound = (0..<t).reduce(0.0) { $0 + p[$1] / z * abs(v($1)) } / 256 + 1e-5
+                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < bound, "bf16 t=\(t) dh=\(dh)")
+            }
+        } } }
+    }
+
+    /// What each family runs: avx2 keeps the AVX2 kernel on an AVX-512 CPU; auto takes the widest; portable the blocked one.
+    @Test func attentionDispatch() {
+        #expect(AttentionKernel.chosen(family: .portable) == .blocked)
+        #expect(AttentionKernel.chosen(family: .auto, headDim: 8) == .blocked)
+        if KernelFamily.avx2Supported {
+            #expect(AttentionKernel.chosen(family: .avx2) == .avx2)
+            if Tuning.attentionKernel == nil {
+                let fp32: AttentionKernel = CPUTier.avx512.present ? .avx512 : .avx2
+                #expect(AttentionKernel.chosen(family: .auto) == fp32)
+                #expect(AttentionKernel.chosen(family: .auto, precision: .bf16) == (CPUTier.avx512_bf16.present ? .avx512_bf16 : fp32))
+                #expect(AttentionKernel.chosen(family: .avx2, precision: .bf16) == .avx2)
+            }
+        }
+    }
+
+    private func attentionCase(tokens t: Int, headDim dh: Int, family: KernelFamily, kernel: AttentionKernel? = nil) {
         let (b, h) = (2, 3)
         let c = h * dh
         // Scaled so that softmax rows are peaked (the running max changes between key blocks).
         let qkv = randomArray(b * t * 3 * c, seed: UInt64(t * 100 + dh), scale: 2)
         var out = [Float](repeating: 0, count: b * t * c)
-        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3, family: family)
+        attentionForward(&out, qkv: qkv, batch: b, tokens: t, heads: h, headDim: dh, scale: 0.3, family: family, kernel: kernel)
         for bi in 0..<b { for hi in 0..<h { for q in 0..<t {
             let qv = { (d: Int) in Double(qkv[(bi * t + q) * 3 * c + hi * dh + d]) }
             var scores = (0..<t).map { s in (0..<dh).reduce(0.0) { $0 + qv($1) * Double(qkv[(bi * t + s) * 3 * c + c + hi * dh + $1]) } * 0.3 }
@@ -157,7 +206,7 @@ private let avx2Only = Testing.ConditionTrait.enabled(if: KernelFamily.avx2Suppo
             let z = scores.reduce(0, +)
             for d in 0..<dh {
                 let ref = (0..<t).reduce(0.0) { $0 + scores[$1] / z * Double(qkv[(bi * t + $1) * 3 * c + 2 * c + hi * dh + d]) }
-                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5 + 1e-5 * abs(ref), "\(family) t=\(t) dh=\(dh)")
+                #expect(abs(Double(out[(bi * t + q) * c + hi * dh + d]) - ref) < 1e-5 + 1e-5 * abs(ref), "\(kernel ?? AttentionKernel.chosen(family: family, headDim: dh)) t=\(t) dh=\(dh)")
             }
         } } }
     }

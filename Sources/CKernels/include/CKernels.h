@@ -1,9 +1,10 @@
 #ifndef SPHERECORR_CKERNELS_H
 #define SPHERECORR_CKERNELS_H
 
-// Hand-written AVX2/FMA kernels for the shapes where a library GEMM call is the wrong tool.
-// Every function is compiled for AVX2+FMA with a target attribute; call them only when
-// ck_cpu_has_avx2_fma() is true (the Swift side keeps a portable path for other CPUs).
+// Hand-written AVX2/FMA kernels (and AVX-512 twins where they measurably win) for the shapes where a library GEMM
+// call is the wrong tool. Every function is compiled for its ISA with a target attribute; call them only when
+// ck_cpu_has_avx2_fma() (ck_cpu_has_avx512() for the _avx512 ones) is true (the Swift side keeps a portable path
+// for other CPUs).
 // Letters: B = batch, T = tokens, H = heads, Dh = head dim, C = H·Dh.
 
 #include <stddef.h>
@@ -47,6 +48,22 @@ long ck_attention_query_block(void);
 /// out: [B, T, C]; qkv: [B, T, 3C]; kp, vp from ck_attention_pack. head_dim must be a multiple of 16.
 void ck_attention_tasks(float *out, const float *qkv, const float *kp, const float *vp,
                         long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
+
+/// ck_attention_tasks with AVX-512 (16-wide, 12×32 register tiles), same contract and packed inputs; call it only
+/// when ck_cpu_has_avx512() is true.
+void ck_attention_tasks_avx512(float *out, const float *qkv, const float *kp, const float *vp,
+                               long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
+
+/// Packs K and V of (b, h) pairs [begin, end) as ck_attention_pack, in bf16 pairs along the reduced dimension
+/// (B·H·Tpad·Dh elements each, from ck_attention_packed_count):
+///   kp[bh][p][d2][j][e] = bf16(K[b, 16p + j, h, 2·d2 + e]),   vp[bh][q][s2][j][e] = bf16(V[b, 2·s2 + e, h, 16q + j]).
+void ck_attention_pack_bf16(unsigned short *kp, unsigned short *vp, const float *qkv,
+                            long batch, long tokens, long heads, long head_dim, long begin, long end);
+
+/// ck_attention_tasks with both products in bf16 (vdpbf16ps, fp32 sums; softmax and output fp32) on kp, vp from
+/// ck_attention_pack_bf16; call it only when ck_cpu_has_avx512_bf16() is true.
+void ck_attention_tasks_avx512_bf16(float *out, const float *qkv, const unsigned short *kp, const unsigned short *vp,
+                                    long batch, long tokens, long heads, long head_dim, float scale, long begin, long end);
 
 /// Epilogues of ck_linear, applied to each output tile in registers.
 enum {
