@@ -153,7 +153,7 @@ package struct BlockWeights: Sendable {
         norm1.forward(xn, x, rows: rows, eps: c.eps)
         qkv.forward(qkvOut, xn, rows: rows, kernels: k)
         attentionForward(attn, qkv: qkvOut, batch: b, tokens: t, heads: c.heads, headDim: headDim, scale: 1 / Float(headDim).squareRoot(),
-                         family: k.family)
+                         family: k.family, precision: k.precision)
         proj.forward(x, attn, rows: rows, epilogue: residual(ls1), kernels: k)
     }
 
