@@ -46,14 +46,13 @@ package struct LinearWeights: Sendable {
     /// The same weights for oneDNN's matmul, reordered once per precision: for layers a model runs many times (the
     /// backbone). nil: the `auto` kernels use the weights in place (`linearForward`).
     package private(set) var matmul: MatmulWeights?
-    package let outFeatures: Int
-    package let inFeatures: Int
+    package var outFeatures: Int { reference?.shape[0] ?? matmul!.outFeatures }
+    package var inFeatures: Int { reference.map { $0.count / $0.shape[0] } ?? matmul!.inFeatures }
     /// false once `releaseReference` dropped the fp32 [O, I] copy.
     package var hasReference: Bool { reference != nil }
 
     package init(weight: Parameter, bias: Parameter?, reordered: Bool = false) {
         reference = weight; self.bias = bias
-        outFeatures = weight.shape[0]; inFeatures = weight.count / weight.shape[0]
         matmul = reordered ? Self.reordered(weight) : nil
     }
 
