@@ -32,34 +32,27 @@ package struct LayerNormWeights: Sendable {
 /// nn.Linear's parameters: weight [O, I] (or any shape whose first axis is O, e.g. a conv's [O, 3, p, p]), bias [O].
 package struct LinearWeights: Sendable {
     /// [O, I] as in the checkpoint: the hand-written and portable kernels' operand, and the source of the matmul
-    /// reorders. A backbone whose process runs only the `auto` kernels releases it once reordered
-    /// (`releaseReference`); reading it after that is a programming error.
-    package var weight: Parameter {
-        get {
-            guard let reference else { preconditionFailure("the fp32 weights of this layer were released after oneDNN's reorders") }
-            return reference
-        }
-        set { reference = newValue; if matmul != nil { matmul = Self.reordered(newValue) } }
-    }
-    private var reference: Parameter?
+    /// reorders. A backbone whose process runs only the `auto` kernels releases it once reordered (`releaseReference`).
+    package var weight: Parameter { didSet { if matmul != nil && hasReference { matmul = Self.reordered(weight) } } }
     package var bias: Parameter?
     /// The same weights for oneDNN's matmul, reordered once per precision: for layers a model runs many times (the
     /// backbone). nil: the `auto` kernels use the weights in place (`linearForward`).
     package private(set) var matmul: MatmulWeights?
-    package var outFeatures: Int { reference?.shape[0] ?? matmul!.outFeatures }
-    package var inFeatures: Int { reference.map { $0.count / $0.shape[0] } ?? matmul!.inFeatures }
-    /// false once `releaseReference` dropped the fp32 [O, I] copy.
-    package var hasReference: Bool { reference != nil }
+    /// false once `releaseReference` dropped the fp32 [O, I] copy (`weight` is then empty; the reorders remain).
+    package private(set) var hasReference = true
+    package var outFeatures: Int { hasReference ? weight.shape[0] : matmul!.outFeatures }
+    package var inFeatures: Int { hasReference ? weight.count / weight.shape[0] : matmul!.inFeatures }
 
     package init(weight: Parameter, bias: Parameter?, reordered: Bool = false) {
-        reference = weight; self.bias = bias
+        self.weight = weight; self.bias = bias
         matmul = reordered ? Self.reordered(weight) : nil
     }
 
     /// Drops the fp32 copy; only the matmul reorders already made remain (they own their memory).
     package mutating func releaseReference() {
         precondition(matmul != nil, "only a reordered layer can release its reference weights")
-        reference = nil
+        hasReference = false
+        weight = Parameter([], shape: [0])
     }
 
     private static func reordered(_ w: Parameter) -> MatmulWeights {
@@ -75,6 +68,7 @@ package struct LinearWeights: Sendable {
             Matmul.linear(out, output: fp32 ? .f32 : output, x, input: fp32 ? .f32 : input, weights: m, bias: bias?.pointer, rows: rows,
                           epilogue: epilogue, precision: k.precision)
         } else {
+            precondition(hasReference, "the fp32 weights of this layer were released after oneDNN's reorders")
             linearForward(out.assumingMemoryBound(to: Float.self), x.assumingMemoryBound(to: Float.self), weight: weight.pointer,
                           bias: bias?.pointer, rows: rows, inFeatures: inFeatures, outFeatures: outFeatures, epilogue: epilogue, family: k.family)
         }
