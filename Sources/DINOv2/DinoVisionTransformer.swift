@@ -114,9 +114,8 @@ package final class DinoVisionTransformer: @unchecked Sendable {
             var b = try BlockWeights(r, index: i, config: c)
             if !keeps {
                 for p in precisions { Self.prepare([b], nil, p) }
+                r.release(b.linears.map(\.weight))
                 b.releaseReferenceWeights()
-                r.release(Set(["attn.qkv", "attn.proj", c.ffn == .mlp ? "mlp.fc1" : "mlp.w12", c.ffn == .mlp ? "mlp.fc2" : "mlp.w3"]
-                    .map { "blocks.\(i).\($0).weight" }))
             }
             blocks.append(b)
         }
@@ -126,8 +125,8 @@ package final class DinoVisionTransformer: @unchecked Sendable {
             if KernelFamily.current == .auto { Self.prepare(blocks, patchEmbed, Precision.current) }
         } else {
             Self.prepare([], patchEmbed, .fp32)
+            r.release([patchEmbed.weight])
             patchEmbed.releaseReference()
-            r.release(["patch_embed.proj.weight"])
         }
         // What the reader still holds is what the model kept (released names were dropped from its list).
         named = r.handedOut

@@ -87,17 +87,19 @@ package final class WeightReader {
         return ownedParameter(values, shape: shape)
     }
 
-    /// Forgets the tensors `names` (the model released them): owned memory is freed when the last reference goes, and
-    /// the whole pages of mapped ones are dropped from this process (MADV_DONTNEED on a private read-only mapping:
-    /// a later read would fault them in from the file again, so nothing can go stale).
-    func release(_ names: Set<String>) {
+    /// Forgets the tensors the model released, identified by the parameters it was handed (so the checkpoint names
+    /// stay written once, where they are taken): owned memory is freed when the last reference goes, and the whole
+    /// pages of mapped ones are dropped from this process (MADV_DONTNEED on a private read-only mapping: a later read
+    /// would fault them in from the file again, so nothing can go stale).
+    func release(_ released: [Parameter]) {
+        let pointers = Set(released.map(\.pointer))
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        for (name, p) in handedOut where names.contains(name) && mapped.contains(name) {
+        for (name, p) in handedOut where pointers.contains(p.pointer) && mapped.contains(name) {
             let start = (Int(bitPattern: p.pointer) + page - 1) / page * page
             let end = (Int(bitPattern: p.pointer) + 4 * p.count) / page * page
             if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
         }
-        handedOut.removeAll { names.contains($0.0) }
+        handedOut.removeAll { pointers.contains($0.1.pointer) }
     }
 
     private func shapeOf(_ key: String, in file: any TensorArchive) throws -> [Int] {
